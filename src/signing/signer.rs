@@ -1,0 +1,175 @@
+//! The signer: policy → OpenSSL signature → URL, then the URL is read back and
+//! verified by AWS-LC before anyone sees it.
+
+use super::encoding;
+use super::keys::{HashAlgorithm, KeyError, KeyKind, PrivateKey};
+use super::policy::{LinkTerms, Policy, PolicyError};
+use super::url::SignableUrl;
+use super::verify::{LinkVerifier, VerifyFailure};
+use openssl::hash::MessageDigest;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Why a link could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("OpenSSL failed to sign the policy")]
+    Crypto,
+    /// The emitted URL did not verify: a bug, never a link.
+    #[error("the signed URL failed its own verification ({0}); no link was issued")]
+    SelfCheck(VerifyFailure),
+}
+
+/// A CloudFront key ID (key group public key ID, or a legacy key pair ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairId(String);
+
+impl KeyPairId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("{text:?} is not a CloudFront key ID (ASCII letters and digits, e.g. K2JCJMDEHXQW5F)"));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A signed URL: a bearer token. Its `Debug` shows only the unsigned part.
+#[derive(Clone)]
+pub struct SignedLink {
+    url: String,
+    unsigned_len: usize,
+    signature_sha256: [u8; 32],
+    expires: i64,
+    not_before: Option<i64>,
+    custom_policy: bool,
+}
+
+impl SignedLink {
+    /// The full signed URL, for the email body and nothing else.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    pub fn into_url(self) -> String {
+        self.url
+    }
+    /// The URL as signed, without signing parameters: safe to store and log.
+    pub fn unsigned_url(&self) -> &str {
+        &self.url[..self.unsigned_len]
+    }
+    /// SHA-256 of the raw signature bytes: lets the audit log recognise a link
+    /// without holding a usable credential.
+    pub fn signature_sha256(&self) -> &[u8; 32] {
+        &self.signature_sha256
+    }
+    pub fn expires(&self) -> i64 {
+        self.expires
+    }
+    pub fn not_before(&self) -> Option<i64> {
+        self.not_before
+    }
+    pub fn has_custom_policy(&self) -> bool {
+        self.custom_policy
+    }
+}
+
+impl fmt::Debug for SignedLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedLink")
+            .field("unsigned_url", &self.unsigned_url())
+            .field("expires", &self.expires)
+            .field("signature", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Signs CloudFront URLs with one key. Shareable across threads.
+pub struct UrlSigner {
+    key_pair_id: KeyPairId,
+    key: PrivateKey,
+    verifier: LinkVerifier,
+    hash: HashAlgorithm,
+}
+
+impl UrlSigner {
+    pub fn new(key_pair_id: KeyPairId, key: PrivateKey, hash: HashAlgorithm) -> Result<Self, KeyError> {
+        let verifier = LinkVerifier::new(&key.public_key()?)?;
+        Ok(Self { key_pair_id, key, verifier, hash })
+    }
+
+    pub fn key_pair_id(&self) -> &KeyPairId {
+        &self.key_pair_id
+    }
+    pub fn hash(&self) -> HashAlgorithm {
+        self.hash
+    }
+    pub fn key_kind(&self) -> KeyKind {
+        self.key.kind()
+    }
+
+    /// Signs `url` under `terms`, `now` being the current epoch second.
+    pub fn sign(&self, url: &SignableUrl, terms: &LinkTerms, now: i64) -> Result<SignedLink, SigningError> {
+        terms.check(url, now)?;
+        let policy = Policy::for_url(url, terms);
+        let signature = self.raw_signature(policy.json().as_bytes())?;
+        let encoded_signature = encoding::encode(&signature);
+
+        let mut signed = String::with_capacity(url.as_str().len() + policy.json().len() * 4 / 3 + 420);
+        signed.push_str(url.as_str());
+        signed.push(if url.has_query() { '&' } else { '?' });
+        match &policy {
+            Policy::Canned { expires, .. } => {
+                signed.push_str("Expires=");
+                signed.push_str(&expires.to_string());
+            }
+            Policy::Custom { json } => {
+                signed.push_str("Policy=");
+                signed.push_str(&encoding::encode(json.as_bytes()));
+            }
+        }
+        signed.push_str("&Signature=");
+        signed.push_str(&encoded_signature);
+        signed.push_str("&Key-Pair-Id=");
+        signed.push_str(self.key_pair_id.as_str());
+        if self.hash == HashAlgorithm::Sha256 {
+            signed.push_str("&Hash-Algorithm=SHA256");
+        }
+
+        // Read the emitted URL back as CloudFront would and verify it independently.
+        let verified = self
+            .verifier
+            .verify(&signed, Some(self.key_pair_id.as_str()))
+            .map_err(SigningError::SelfCheck)?;
+        if verified.resource_url != url.as_str() || verified.policy_json != policy.json() {
+            return Err(SigningError::SelfCheck(VerifyFailure::Malformed(
+                "the URL reads back as a different resource or policy".into(),
+            )));
+        }
+
+        Ok(SignedLink {
+            unsigned_len: url.as_str().len(),
+            url: signed,
+            signature_sha256: Sha256::digest(&signature).into(),
+            expires: terms.expires,
+            not_before: terms.not_before,
+            custom_policy: matches!(policy, Policy::Custom { .. }),
+        })
+    }
+
+    fn raw_signature(&self, message: &[u8]) -> Result<Vec<u8>, SigningError> {
+        let digest = match self.hash {
+            HashAlgorithm::Sha1 => MessageDigest::sha1(),
+            HashAlgorithm::Sha256 => MessageDigest::sha256(),
+        };
+        // RSA keys default to PKCS#1 v1.5 padding; ECDSA yields a DER signature.
+        let mut signer =
+            openssl::sign::Signer::new(digest, self.key.openssl_key()).map_err(|_| SigningError::Crypto)?;
+        signer.update(message).map_err(|_| SigningError::Crypto)?;
+        signer.sign_to_vec().map_err(|_| SigningError::Crypto)
+    }
+}
