@@ -1,6 +1,7 @@
 //! The `doclink` command line. Each subcommand lives in `commands/`; this file only
 //! parses arguments and turns results into exit codes:
-//! 0 success, 1 the work failed (a bad line, an invalid link), 2 usage or configuration.
+//! 0 success, 1 the work failed (a bad line, an invalid link), 2 usage or configuration,
+//! 3 start-up failed (database, KMS, key, queue), 4 the SES account cannot send.
 
 mod commands;
 
@@ -25,6 +26,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
+    /// Run the daemon: SQS → sign → SES → audit log, until SIGTERM/SIGINT.
+    Run(commands::daemon::RunArgs),
+    /// Apply the audit-log database migrations and exit.
+    Migrate(commands::daemon::MigrateArgs),
+    /// Render an event's email without sending it.
+    Preview(commands::daemon::PreviewArgs),
 }
 
 /// How a command ended, beyond plain success.
@@ -40,13 +47,19 @@ fn main() -> ExitCode {
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Keys { command } => commands::keys::run(command),
+        Command::Run(args) => commands::daemon::run(args),
+        Command::Migrate(args) => commands::daemon::migrate(args),
+        Command::Preview(args) => commands::daemon::preview(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(err) => {
             eprintln!("doclink: {err:#}");
-            ExitCode::from(2)
+            match err.downcast_ref::<commands::daemon::ExitWith>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+pub mod daemon;
 pub mod keys;
 pub mod sign;
 pub mod verify;

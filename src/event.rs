@@ -1,0 +1,474 @@
+//! The "document ready" event: parsed once, at the edge, into types that cannot hold
+//! an invalid value. A rejection names the field and what was wrong with it.
+//!
+//! Events may arrive raw, inside an SNS notification (`Message`, a JSON string) or
+//! inside an EventBridge event (`detail`).
+
+use crate::duration::parse_duration;
+use crate::mail::{LetterKind, Locale};
+use crate::signing::{DocumentKey, UrlError};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Why an event was rejected: the field (dotted path) and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct EventRejection {
+    pub field: String,
+    pub reason: String,
+}
+
+fn reject(field: impl Into<String>, reason: impl Into<String>) -> EventRejection {
+    EventRejection { field: field.into(), reason: reason.into() }
+}
+
+/// The producer's id for the event: the idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("is empty".into());
+        }
+        if text.len() > 256 {
+            return Err(format!("is {} bytes; at most 256", text.len()));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("holds a control character".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An ASCII addr-spec (`local@domain`) as SES accepts it without SMTPUTF8.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("is empty")]
+    Empty,
+    #[error("{0:?} is not an email address: {1}")]
+    Invalid(String, &'static str),
+}
+
+impl EmailAddress {
+    pub fn parse(text: &str) -> Result<Self, AddressError> {
+        let invalid = |why| AddressError::Invalid(text.to_string(), why);
+        if text.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        if text.len() > 254 {
+            return Err(invalid("longer than 254 characters"));
+        }
+        if !text.is_ascii() {
+            return Err(invalid("non-ASCII characters need an SMTPUTF8 mailer; use punycode for the domain"));
+        }
+        let (local, domain) = text.rsplit_once('@').ok_or_else(|| invalid("no '@'"))?;
+        if local.is_empty() || local.len() > 64 {
+            return Err(invalid("the part before '@' must be 1 to 64 characters"));
+        }
+        const LOCAL_SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~.";
+        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b)) {
+            return Err(invalid("the part before '@' holds a character that needs quoting"));
+        }
+        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return Err(invalid("misplaced '.' before '@'"));
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if domain.len() > 253 || labels.len() < 2 {
+            return Err(invalid("the domain needs at least two labels"));
+        }
+        for label in &labels {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !ok {
+                return Err(invalid("the domain has an invalid label"));
+            }
+        }
+        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(invalid("the domain's last label is numeric"));
+        }
+        Ok(Self(text.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A display name that is safe in a mail header: no control characters, bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        header_safe(text, 256)?;
+        Ok(Self(text.trim().to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Values that may reach a header (subject, names) must hold no CR, LF or other
+/// control character: that is how header injection starts.
+fn header_safe(text: &str, max_chars: usize) -> Result<(), String> {
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("holds a control character (U+{:04X}); CR, LF and tabs are not allowed", c as u32));
+    }
+    let count = text.chars().count();
+    if count > max_chars {
+        return Err(format!("is {count} characters; at most {max_chars}"));
+    }
+    Ok(())
+}
+
+/// `Name <address>` or a bare address, as used for From and Reply-To.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<DisplayName>,
+    pub address: EmailAddress,
+}
+
+impl Mailbox {
+    pub fn parse(text: &str) -> Result<Self, AddressError> {
+        let text = text.trim();
+        match (text.rfind('<'), text.ends_with('>')) {
+            (Some(open), true) => {
+                let name = text[..open].trim().trim_matches('"').trim();
+                let address = EmailAddress::parse(&text[open + 1..text.len() - 1])?;
+                let name = if name.is_empty() {
+                    None
+                } else {
+                    Some(DisplayName::parse(name).map_err(|_| AddressError::Invalid(text.to_string(), "the name holds a control character"))?)
+                };
+                Ok(Self { name, address })
+            }
+            _ => Ok(Self { name: None, address: EmailAddress::parse(text)? }),
+        }
+    }
+
+    /// The RFC 5322 form: a quoted ASCII name, or RFC 2047 encoded-words for others.
+    pub fn to_header(&self) -> String {
+        match &self.name {
+            None => self.address.to_string(),
+            Some(name) => format!("{} <{}>", encode_display_name(name.as_str()), self.address),
+        }
+    }
+}
+
+/// Quoted-string for plain ASCII names; base64 encoded-words (each under 75 chars)
+/// for anything else, split on character boundaries.
+pub fn encode_display_name(name: &str) -> String {
+    use base64::Engine;
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        return format!("\"{name}\"");
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for ch in name.chars() {
+        if chunk.len() + ch.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(ch);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|w| format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(w)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The recipient of a letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub email: EmailAddress,
+    pub name: Option<DisplayName>,
+}
+
+/// What the worker needs to know to parse events: which locales exist, the default
+/// locale and the link lifetimes allowed.
+#[derive(Debug, Clone)]
+pub struct EventRules {
+    pub default_locale: Locale,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+/// The wrapper an event arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    Raw,
+    Sns,
+    EventBridge,
+}
+
+/// A validated document-ready event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentReady {
+    pub event_id: EventId,
+    pub document_key: DocumentKey,
+    pub recipient: Recipient,
+    pub template: LetterKind,
+    pub locale: Locale,
+    pub link_ttl: Duration,
+    pub data: BTreeMap<String, String>,
+    pub envelope: Envelope,
+}
+
+const MAX_DATA_ENTRIES: usize = 64;
+const MAX_DATA_VALUE_CHARS: usize = 2000;
+
+impl DocumentReady {
+    /// Parses an SQS message body.
+    pub fn parse(body: &str, rules: &EventRules) -> Result<Self, EventRejection> {
+        let value: Value = serde_json::from_str(body).map_err(|e| reject("body", format!("is not JSON ({e})")))?;
+        let (object, envelope) = unwrap_envelope(value)?;
+        Self::from_object(&object, envelope, rules)
+    }
+
+    fn from_object(object: &Map<String, Value>, envelope: Envelope, rules: &EventRules) -> Result<Self, EventRejection> {
+        let event_id = required_str(object, "event_id")?;
+        let event_id = EventId::parse(event_id).map_err(|r| reject("event_id", r))?;
+        let document_key = required_str(object, "document_key")?;
+        let document_key = DocumentKey::parse(document_key).map_err(|e: UrlError| reject("document_key", e.to_string()))?;
+
+        let recipient = match object.get("recipient") {
+            None | Some(Value::Null) => return Err(reject("recipient", "is required")),
+            Some(Value::Object(r)) => r,
+            Some(other) => return Err(reject("recipient", format!("must be an object, found {}", type_name(other)))),
+        };
+        let email = match recipient.get("email") {
+            None | Some(Value::Null) => return Err(reject("recipient.email", "is required")),
+            Some(Value::String(s)) => EmailAddress::parse(s).map_err(|e| reject("recipient.email", e.to_string()))?,
+            Some(other) => return Err(reject("recipient.email", format!("must be a string, found {}", type_name(other)))),
+        };
+        let name = match recipient.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?),
+            Some(other) => return Err(reject("recipient.name", format!("must be a string, found {}", type_name(other)))),
+        };
+
+        let template = required_str(object, "template")?;
+        let template = LetterKind::parse(template).ok_or_else(|| {
+            reject("template", format!("{template:?} is not a known template ({})", LetterKind::ALL_NAMES))
+        })?;
+        let locale = match optional_str(object, "locale")? {
+            None => rules.default_locale,
+            Some(l) => Locale::parse(l)
+                .ok_or_else(|| reject("locale", format!("{l:?} has no templates ({})", Locale::ALL_NAMES)))?,
+        };
+        let link_ttl = match optional_str(object, "expires_in")? {
+            None => rules.default_ttl,
+            Some(text) => {
+                let ttl = parse_duration(text).map_err(|e| reject("expires_in", e.to_string()))?;
+                if ttl > rules.max_ttl {
+                    return Err(reject(
+                        "expires_in",
+                        format!("{text:?} is longer than the maximum {}", crate::duration::HumanDuration(rules.max_ttl)),
+                    ));
+                }
+                ttl
+            }
+        };
+
+        let mut data = BTreeMap::new();
+        match object.get("data") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(entries)) => {
+                if entries.len() > MAX_DATA_ENTRIES {
+                    return Err(reject("data", format!("has {} entries; at most {MAX_DATA_ENTRIES}", entries.len())));
+                }
+                for (key, value) in entries {
+                    let field = format!("data.{key}");
+                    let text = match value {
+                        Value::String(s) => s,
+                        other => return Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+                    };
+                    // Template data can reach the subject line, so it obeys header rules.
+                    header_safe(text, MAX_DATA_VALUE_CHARS).map_err(|r| reject(&field, r))?;
+                    data.insert(key.clone(), text.clone());
+                }
+            }
+            Some(other) => return Err(reject("data", format!("must be an object, found {}", type_name(other)))),
+        }
+
+        Ok(Self { event_id, document_key, recipient: Recipient { email, name }, template, locale, link_ttl, data, envelope })
+    }
+}
+
+/// Finds the event inside SNS or EventBridge wrappers.
+fn unwrap_envelope(value: Value) -> Result<(Map<String, Value>, Envelope), EventRejection> {
+    let Value::Object(object) = value else {
+        return Err(reject("body", format!("must be a JSON object, found {}", type_name(&value))));
+    };
+    if object.get("Type").and_then(Value::as_str) == Some("Notification") && object.contains_key("Message") {
+        let message = object["Message"]
+            .as_str()
+            .ok_or_else(|| reject("Message", "the SNS Message must be a string"))?;
+        let inner: Value =
+            serde_json::from_str(message).map_err(|e| reject("Message", format!("the SNS Message is not JSON ({e})")))?;
+        return match inner {
+            Value::Object(o) => Ok((o, Envelope::Sns)),
+            other => Err(reject("Message", format!("the SNS Message must be a JSON object, found {}", type_name(&other)))),
+        };
+    }
+    if object.contains_key("detail-type") && object.contains_key("detail") {
+        return match &object["detail"] {
+            Value::Object(o) => Ok((o.clone(), Envelope::EventBridge)),
+            other => Err(reject("detail", format!("the EventBridge detail must be an object, found {}", type_name(other)))),
+        };
+    }
+    Ok((object, Envelope::Raw))
+}
+
+fn required_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, EventRejection> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(reject(field, "is required")),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+    }
+}
+
+fn optional_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, EventRejection> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> EventRules {
+        EventRules {
+            default_locale: Locale::En,
+            default_ttl: Duration::from_secs(7 * 86_400),
+            max_ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
+
+    const GOOD: &str = r#"{"event_id": "c0a8-2026-000123",
+        "document_key": "decisions/2026/ABC-123/Décision finale.pdf",
+        "recipient": {"email": "jane@example.org", "name": "Jane O'Neil"},
+        "template": "decision_letter", "locale": "fr", "expires_in": "7d",
+        "data": {"case_number": "ABC-123"}, "producer": "ignored"}"#;
+
+    fn field_of(body: &str) -> String {
+        DocumentReady::parse(body, &rules()).unwrap_err().field
+    }
+
+    fn with(field: &str, value: Value) -> String {
+        let mut v: Value = serde_json::from_str(GOOD).unwrap();
+        let mut target = &mut v;
+        let parts: Vec<&str> = field.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            target = target.get_mut(*p).unwrap();
+        }
+        if value.is_null() {
+            target.as_object_mut().unwrap().remove(parts[parts.len() - 1]);
+        } else {
+            target[parts[parts.len() - 1]] = value;
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_event() {
+        let e = DocumentReady::parse(GOOD, &rules()).unwrap();
+        assert_eq!(e.event_id.as_str(), "c0a8-2026-000123");
+        assert_eq!(e.locale, Locale::Fr);
+        assert_eq!(e.template, LetterKind::DecisionLetter);
+        assert_eq!(e.recipient.name.as_ref().unwrap().as_str(), "Jane O'Neil");
+        assert_eq!(e.data["case_number"], "ABC-123");
+        assert_eq!(e.envelope, Envelope::Raw);
+    }
+
+    #[test]
+    fn unwraps_sns_and_eventbridge() {
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": GOOD}).to_string();
+        assert_eq!(DocumentReady::parse(&sns, &rules()).unwrap().envelope, Envelope::Sns);
+        let inner: Value = serde_json::from_str(GOOD).unwrap();
+        let eb = serde_json::json!({"detail-type": "DocumentReady", "source": "x", "detail": inner}).to_string();
+        assert_eq!(DocumentReady::parse(&eb, &rules()).unwrap().envelope, Envelope::EventBridge);
+        let bad_sns = serde_json::json!({"Type": "Notification", "Message": "nope"}).to_string();
+        assert_eq!(field_of(&bad_sns), "Message");
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        assert_eq!(field_of("not json"), "body");
+        assert_eq!(field_of("[1]"), "body");
+        assert_eq!(field_of(&with("event_id", Value::Null)), "event_id");
+        assert_eq!(field_of(&with("event_id", 7.into())), "event_id");
+        assert_eq!(field_of(&with("document_key", "/abs".into())), "document_key");
+        assert_eq!(field_of(&with("recipient.email", "jane@".into())), "recipient.email");
+        assert_eq!(field_of(&with("recipient.email", Value::Null)), "recipient.email");
+        assert_eq!(field_of(&with("recipient.name", "Jane\r\nBcc: x@y.org".into())), "recipient.name");
+        assert_eq!(field_of(&with("template", "ransom_note".into())), "template");
+        assert_eq!(field_of(&with("locale", "de".into())), "locale");
+        assert_eq!(field_of(&with("expires_in", "soon".into())), "expires_in");
+        assert_eq!(field_of(&with("expires_in", "90d".into())), "expires_in");
+        assert_eq!(field_of(&with("data.case_number", 5.into())), "data.case_number");
+        assert_eq!(field_of(&with("data.case_number", "A\nB".into())), "data.case_number");
+        let r = DocumentReady::parse(&with("expires_in", "90d".into()), &rules()).unwrap_err();
+        assert_eq!(r.to_string(), "expires_in: \"90d\" is longer than the maximum 30d");
+    }
+
+    #[test]
+    fn email_addresses() {
+        for good in ["a@b.co", "jane.o'neil+tag@mail.example.org", "x_y@a-b.example"] {
+            assert!(EmailAddress::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@b..co", "a..b@c.co", ".a@b.co", "a@-b.co", "a b@c.co", "a@b.123", "é@b.co", "a@b.co\n"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mailboxes_and_header_names() {
+        let m = Mailbox::parse("Letters <letters@example.com>").unwrap();
+        assert_eq!(m.to_header(), "\"Letters\" <letters@example.com>");
+        assert_eq!(Mailbox::parse("letters@example.com").unwrap().to_header(), "letters@example.com");
+        let name = encode_display_name("Zoë \"Z\" Ünïcødé-Ŵîthá-Vèrÿ-Lõñg-Nāmé-Thät-Gœs-Ön");
+        assert!(name.split(' ').all(|w| w.starts_with("=?UTF-8?B?") && w.len() <= 75), "{name}");
+    }
+}

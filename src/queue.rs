@@ -1,0 +1,170 @@
+//! SQS: receive, extend visibility, delete in batches, send to a dead-letter queue.
+//! The queue does not drive the pipeline; the worker calls it.
+
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS {operation} failed: {message}")]
+pub struct QueueError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+fn queue_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    err: aws_sdk_sqs::error::SdkError<E>,
+) -> QueueError {
+    QueueError { operation, message: DisplayErrorContext(&err).to_string() }
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// How many times SQS has handed this message out, this time included.
+    pub receive_count: u32,
+}
+
+/// A queue and the client to reach it.
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Fails when the queue does not exist or cannot be reached: checked at start-up.
+    pub async fn check(&self) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+        Ok(())
+    }
+
+    /// Long-polls for up to `max` (1..=10) messages, hidden for `visibility`.
+    pub async fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> Result<Vec<QueueMessage>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| queue_error("ReceiveMessage", e))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some(QueueMessage {
+                    message_id: m.message_id?,
+                    receipt_handle: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+
+    /// Sets how long until the message is visible again (0: at once).
+    pub async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(visibility.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| queue_error("ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    /// Deletes up to 10 messages at once; returns the receipt handles that failed,
+    /// each with the reason SQS gave.
+    pub async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<(String, String)>, QueueError> {
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .expect("id and handle are set")
+            })
+            .collect::<Vec<_>>();
+        let output = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| queue_error("DeleteMessageBatch", e))?;
+        Ok(output
+            .failed
+            .into_iter()
+            .filter_map(|f| {
+                let index: usize = f.id.parse().ok()?;
+                Some((receipt_handles.get(index)?.clone(), f.message.unwrap_or(f.code)))
+            })
+            .collect())
+    }
+
+    /// Copies a body to this queue (used for the dead-letter queue).
+    pub async fn send(&self, body: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| queue_error("SendMessage", e))?;
+        Ok(())
+    }
+
+    /// Messages waiting plus messages in flight (approximate in AWS, exact in moto).
+    pub async fn depth(&self) -> Result<u64, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+        Ok(output
+            .attributes
+            .unwrap_or_default()
+            .values()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum())
+    }
+}
