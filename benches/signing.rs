@@ -5,14 +5,17 @@
 //! which is why the README explains choosing OpenSSL to sign.
 
 use doclink::signing::{
-    BaseUrl, DocumentKey, HashAlgorithm, KeyPairId, LinkTerms, PrivateKey, PublicKey, LinkVerifier, UrlSigner,
+    BaseUrl, DocumentKey, HashAlgorithm, KeyPairId, LinkTerms, LinkVerifier, PrivateKey, PublicKey,
+    UrlSigner,
 };
 use std::time::{Duration, Instant};
 
 const SECONDS: u64 = 5;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Runs `op` repeatedly for about `SECONDS` on this thread; returns operations per second.
@@ -35,27 +38,44 @@ fn rate(mut op: impl FnMut(u64)) -> f64 {
 /// `openssl speed` sign/s for rsa2048 and ecdsap256 (single core).
 fn openssl_speed() -> (f64, f64) {
     let out = std::process::Command::new("openssl")
-        .args(["speed", "-seconds", &SECONDS.to_string(), "rsa2048", "ecdsap256"])
+        .args([
+            "speed",
+            "-seconds",
+            &SECONDS.to_string(),
+            "rsa2048",
+            "ecdsap256",
+        ])
         .output()
         .expect("openssl on PATH");
     let text = String::from_utf8_lossy(&out.stdout);
     let sign_per_s = |marker: &str, column_from_end: usize| -> f64 {
-        let line = text.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("no {marker} in openssl speed output:\n{text}"));
+        let line = text
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no {marker} in openssl speed output:\n{text}"));
         let fields: Vec<&str> = line.split_whitespace().collect();
-        fields[fields.len() - column_from_end].parse().expect("openssl speed number")
+        fields[fields.len() - column_from_end]
+            .parse()
+            .expect("openssl speed number")
     };
     (sign_per_s("rsa 2048 bits", 2), sign_per_s("(nistp256)", 2))
 }
 
 fn signer(file: &str, hash: HashAlgorithm) -> UrlSigner {
-    UrlSigner::new(KeyPairId::parse("K2JCJMDEHXQW5F").unwrap(), PrivateKey::from_pem_file(&fixture(file)).unwrap(), hash).unwrap()
+    UrlSigner::new(
+        KeyPairId::parse("K2JCJMDEHXQW5F").unwrap(),
+        PrivateKey::from_pem_file(&fixture(file)).unwrap(),
+        hash,
+    )
+    .unwrap()
 }
 
 fn doclink_rate(file: &str, hash: HashAlgorithm) -> f64 {
     let signer = signer(file, hash);
     let base = BaseUrl::parse("https://documents.example.org").unwrap();
-    let keys: Vec<DocumentKey> =
-        (0..1000).map(|i| DocumentKey::parse(&format!("decisions/2026/C-{i}/Décision finale.pdf")).unwrap()).collect();
+    let keys: Vec<DocumentKey> = (0..1000)
+        .map(|i| DocumentKey::parse(&format!("decisions/2026/C-{i}/Décision finale.pdf")).unwrap())
+        .collect();
     let now = chrono::Utc::now().timestamp();
     let terms = LinkTerms::expiring_at(now + 7 * 86_400);
     rate(|i| {
@@ -74,11 +94,16 @@ fn main() {
     let ec_sha256 = doclink_rate("ec_p256_pkcs8.pem", HashAlgorithm::Sha256);
 
     // The verify half alone, per link (AWS-LC, key parsed once).
-    let public = PublicKey::from_pem(&std::fs::read(fixture("rsa2048_public.pem")).unwrap()).unwrap();
+    let public =
+        PublicKey::from_pem(&std::fs::read(fixture("rsa2048_public.pem")).unwrap()).unwrap();
     let verifier = LinkVerifier::new(&public).unwrap();
     let now = chrono::Utc::now().timestamp();
     let sample = signer("rsa2048_pkcs8.pem", HashAlgorithm::Sha1)
-        .sign(&doclink::signing::SignableUrl::parse("https://documents.example.org/a.pdf").unwrap(), &LinkTerms::expiring_at(now + 3600), now)
+        .sign(
+            &doclink::signing::SignableUrl::parse("https://documents.example.org/a.pdf").unwrap(),
+            &LinkTerms::expiring_at(now + 3600),
+            now,
+        )
         .unwrap();
     let verify_rate = rate(|_| {
         std::hint::black_box(verifier.verify(sample.url(), None).unwrap());
@@ -128,8 +153,16 @@ fn main() {
         pct(ec_sha256, openssl_ec),
         1e6 / verify_rate,
         1e6 / rsa_crate_verify,
-        if rsa_sha1 >= 0.8 * openssl_rsa { "met" } else { "NOT met" },
-        if ec_sha1.min(ec_sha256) >= 10_000.0 { "met" } else { "NOT met" },
+        if rsa_sha1 >= 0.8 * openssl_rsa {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if ec_sha1.min(ec_sha256) >= 10_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
     );
     print!("{section}");
     write_section("signing", &section);
@@ -138,7 +171,11 @@ fn main() {
 fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let openssl = std::process::Command::new("openssl")
@@ -159,7 +196,12 @@ fn write_section(name: &str, body: &str) {
     });
     let block = format!("{begin}\n{body}{end}\n");
     let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{}{}", &current[..b], block, current[e + end.len()..].trim_start_matches('\n')),
+        (Some(b), Some(e)) if b < e => format!(
+            "{}{}{}",
+            &current[..b],
+            block,
+            current[e + end.len()..].trim_start_matches('\n')
+        ),
         _ => format!("{}\n{}", current.trim_end_matches('\n'), block),
     };
     std::fs::write(&path, updated).expect("write BENCHMARKS.md");

@@ -21,29 +21,144 @@ pub struct SettingSpec {
 
 /// `None` default means required. `Some("")` means optional with no value.
 pub const SETTINGS: &[SettingSpec] = &[
-    SettingSpec { key: "database_url", env: "DATABASE_URL", default: None, help: "PostgreSQL connection URL for the audit log" },
-    SettingSpec { key: "queue_url", env: "DOCLINK_QUEUE_URL", default: None, help: "SQS queue of document-ready events" },
-    SettingSpec { key: "key_pair_id", env: "DOCLINK_KEY_PAIR_ID", default: None, help: "CloudFront public key ID the links name" },
-    SettingSpec { key: "private_key_ciphertext", env: "DOCLINK_PRIVATE_KEY_CIPHERTEXT", default: None, help: "file holding the KMS CiphertextBlob of the private key PEM (raw or base64)" },
-    SettingSpec { key: "kms_encryption_context", env: "DOCLINK_KMS_ENCRYPTION_CONTEXT", default: Some(""), help: "KMS encryption context, k=v,k=v" },
-    SettingSpec { key: "link_base_url", env: "DOCLINK_LINK_BASE_URL", default: None, help: "custom-domain base URL of the documents (https)" },
-    SettingSpec { key: "link_ttl", env: "DOCLINK_LINK_TTL", default: Some("7d"), help: "link lifetime when the event gives none" },
-    SettingSpec { key: "link_max_ttl", env: "DOCLINK_LINK_MAX_TTL", default: Some("30d"), help: "longest lifetime an event may ask for" },
-    SettingSpec { key: "hash", env: "DOCLINK_HASH", default: Some("sha1"), help: "signature digest: sha1 or sha256" },
-    SettingSpec { key: "from", env: "DOCLINK_FROM", default: None, help: "From address (a verified SES identity), e.g. 'Letters <letters@example.com>'" },
-    SettingSpec { key: "reply_to", env: "DOCLINK_REPLY_TO", default: Some(""), help: "Reply-To address" },
-    SettingSpec { key: "ses_configuration_set", env: "DOCLINK_SES_CONFIGURATION_SET", default: Some(""), help: "SES configuration set (event destinations)" },
-    SettingSpec { key: "send_rate", env: "DOCLINK_SEND_RATE", default: Some("auto"), help: "emails per second for this process, or auto (SES MaxSendRate / workers)" },
-    SettingSpec { key: "send_rate_fallback", env: "DOCLINK_SEND_RATE_FALLBACK", default: Some("1"), help: "rate used when send_rate=auto and SES GetAccount is unavailable" },
-    SettingSpec { key: "workers", env: "DOCLINK_WORKERS", default: Some("1"), help: "number of doclink processes sharing the SES quota (for send_rate=auto)" },
-    SettingSpec { key: "concurrency", env: "DOCLINK_CONCURRENCY", default: Some("16"), help: "messages in flight at most" },
-    SettingSpec { key: "default_locale", env: "DOCLINK_DEFAULT_LOCALE", default: Some("en"), help: "locale for events that give none" },
-    SettingSpec { key: "visibility_timeout", env: "DOCLINK_VISIBILITY_TIMEOUT", default: Some("60s"), help: "SQS visibility doclink asks for on receive; extended while work runs" },
-    SettingSpec { key: "max_receives", env: "DOCLINK_MAX_RECEIVES", default: Some("10"), help: "receives after which a message is a poison message" },
-    SettingSpec { key: "dead_letter_queue_url", env: "DOCLINK_DEAD_LETTER_QUEUE_URL", default: Some(""), help: "SQS queue that rejected events are also copied to" },
-    SettingSpec { key: "shutdown_grace", env: "DOCLINK_SHUTDOWN_GRACE", default: Some("30s"), help: "time in-flight work gets to finish on SIGTERM/SIGINT" },
-    SettingSpec { key: "http_addr", env: "DOCLINK_HTTP_ADDR", default: Some(""), help: "address for /metrics, /healthz, /readyz (e.g. 127.0.0.1:9464); empty: off" },
-    SettingSpec { key: "log_format", env: "DOCLINK_LOG_FORMAT", default: Some("json"), help: "json or text" },
+    SettingSpec {
+        key: "database_url",
+        env: "DATABASE_URL",
+        default: None,
+        help: "PostgreSQL connection URL for the audit log",
+    },
+    SettingSpec {
+        key: "queue_url",
+        env: "DOCLINK_QUEUE_URL",
+        default: None,
+        help: "SQS queue of document-ready events",
+    },
+    SettingSpec {
+        key: "key_pair_id",
+        env: "DOCLINK_KEY_PAIR_ID",
+        default: None,
+        help: "CloudFront public key ID the links name",
+    },
+    SettingSpec {
+        key: "private_key_ciphertext",
+        env: "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+        default: None,
+        help: "file holding the KMS CiphertextBlob of the private key PEM (raw or base64)",
+    },
+    SettingSpec {
+        key: "kms_encryption_context",
+        env: "DOCLINK_KMS_ENCRYPTION_CONTEXT",
+        default: Some(""),
+        help: "KMS encryption context, k=v,k=v",
+    },
+    SettingSpec {
+        key: "link_base_url",
+        env: "DOCLINK_LINK_BASE_URL",
+        default: None,
+        help: "custom-domain base URL of the documents (https)",
+    },
+    SettingSpec {
+        key: "link_ttl",
+        env: "DOCLINK_LINK_TTL",
+        default: Some("7d"),
+        help: "link lifetime when the event gives none",
+    },
+    SettingSpec {
+        key: "link_max_ttl",
+        env: "DOCLINK_LINK_MAX_TTL",
+        default: Some("30d"),
+        help: "longest lifetime an event may ask for",
+    },
+    SettingSpec {
+        key: "hash",
+        env: "DOCLINK_HASH",
+        default: Some("sha1"),
+        help: "signature digest: sha1 or sha256",
+    },
+    SettingSpec {
+        key: "from",
+        env: "DOCLINK_FROM",
+        default: None,
+        help: "From address (a verified SES identity), e.g. 'Letters <letters@example.com>'",
+    },
+    SettingSpec {
+        key: "reply_to",
+        env: "DOCLINK_REPLY_TO",
+        default: Some(""),
+        help: "Reply-To address",
+    },
+    SettingSpec {
+        key: "ses_configuration_set",
+        env: "DOCLINK_SES_CONFIGURATION_SET",
+        default: Some(""),
+        help: "SES configuration set (event destinations)",
+    },
+    SettingSpec {
+        key: "send_rate",
+        env: "DOCLINK_SEND_RATE",
+        default: Some("auto"),
+        help: "emails per second for this process, or auto (SES MaxSendRate / workers)",
+    },
+    SettingSpec {
+        key: "send_rate_fallback",
+        env: "DOCLINK_SEND_RATE_FALLBACK",
+        default: Some("1"),
+        help: "rate used when send_rate=auto and SES GetAccount is unavailable",
+    },
+    SettingSpec {
+        key: "workers",
+        env: "DOCLINK_WORKERS",
+        default: Some("1"),
+        help: "number of doclink processes sharing the SES quota (for send_rate=auto)",
+    },
+    SettingSpec {
+        key: "concurrency",
+        env: "DOCLINK_CONCURRENCY",
+        default: Some("16"),
+        help: "messages in flight at most",
+    },
+    SettingSpec {
+        key: "default_locale",
+        env: "DOCLINK_DEFAULT_LOCALE",
+        default: Some("en"),
+        help: "locale for events that give none",
+    },
+    SettingSpec {
+        key: "visibility_timeout",
+        env: "DOCLINK_VISIBILITY_TIMEOUT",
+        default: Some("60s"),
+        help: "SQS visibility doclink asks for on receive; extended while work runs",
+    },
+    SettingSpec {
+        key: "max_receives",
+        env: "DOCLINK_MAX_RECEIVES",
+        default: Some("10"),
+        help: "receives after which a message is a poison message",
+    },
+    SettingSpec {
+        key: "dead_letter_queue_url",
+        env: "DOCLINK_DEAD_LETTER_QUEUE_URL",
+        default: Some(""),
+        help: "SQS queue that rejected events are also copied to",
+    },
+    SettingSpec {
+        key: "shutdown_grace",
+        env: "DOCLINK_SHUTDOWN_GRACE",
+        default: Some("30s"),
+        help: "time in-flight work gets to finish on SIGTERM/SIGINT",
+    },
+    SettingSpec {
+        key: "http_addr",
+        env: "DOCLINK_HTTP_ADDR",
+        default: Some(""),
+        help: "address for /metrics, /healthz, /readyz (e.g. 127.0.0.1:9464); empty: off",
+    },
+    SettingSpec {
+        key: "log_format",
+        env: "DOCLINK_LOG_FORMAT",
+        default: Some("json"),
+        help: "json or text",
+    },
 ];
 
 /// A setting that is missing or wrong.
@@ -101,17 +216,26 @@ pub enum LogFormat {
 struct RawSettings(BTreeMap<&'static str, String>);
 
 impl RawSettings {
-    fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut values = BTreeMap::new();
         if let Some(path) = file {
-            let file_error = |message: String| ConfigError { env: "--config", key: "file", message };
-            let text = std::fs::read_to_string(path).map_err(|e| file_error(format!("{}: {e}", path.display())))?;
-            let table: toml::Table = text.parse().map_err(|e| file_error(format!("{}: {e}", path.display())))?;
+            let file_error = |message: String| ConfigError {
+                env: "--config",
+                key: "file",
+                message,
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_error(format!("{}: {e}", path.display())))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| file_error(format!("{}: {e}", path.display())))?;
             for (key, value) in table {
-                let spec = SETTINGS
-                    .iter()
-                    .find(|s| s.key == key)
-                    .ok_or_else(|| file_error(format!("{}: unknown setting {key:?}", path.display())))?;
+                let spec = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
+                    file_error(format!("{}: unknown setting {key:?}", path.display()))
+                })?;
                 let text = match value {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
@@ -121,7 +245,10 @@ impl RawSettings {
                         return Err(ConfigError {
                             env: spec.env,
                             key: spec.key,
-                            message: format!("expected a string or number in the file, found {}", other.type_str()),
+                            message: format!(
+                                "expected a string or number in the file, found {}",
+                                other.type_str()
+                            ),
                         });
                     }
                 };
@@ -137,18 +264,28 @@ impl RawSettings {
     }
 
     fn spec(key: &str) -> &'static SettingSpec {
-        SETTINGS.iter().find(|s| s.key == key).expect("setting is declared in SETTINGS")
+        SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .expect("setting is declared in SETTINGS")
     }
 
     fn error(key: &str, message: impl Into<String>) -> ConfigError {
         let spec = Self::spec(key);
-        ConfigError { env: spec.env, key: spec.key, message: message.into() }
+        ConfigError {
+            env: spec.env,
+            key: spec.key,
+            message: message.into(),
+        }
     }
 
     /// The value, or the default; a required setting without value is an error.
     fn get(&self, key: &str) -> Result<String, ConfigError> {
         let spec = Self::spec(key);
-        match (self.0.get(spec.key).map(|v| v.trim().to_string()), spec.default) {
+        match (
+            self.0.get(spec.key).map(|v| v.trim().to_string()),
+            spec.default,
+        ) {
             (Some(v), _) if !v.is_empty() => Ok(v),
             (_, Some(default)) => Ok(default.to_string()),
             (_, None) => Err(Self::error(key, "is required but not set")),
@@ -159,7 +296,11 @@ impl RawSettings {
         self.get(key).map(|v| (!v.is_empty()).then_some(v))
     }
 
-    fn parse<T>(&self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    fn parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let value = self.get(key)?;
         parse(&value).map_err(|m| Self::error(key, m))
     }
@@ -177,7 +318,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn email_setting(text: &str) -> Result<String, String> {
-    crate::event::Mailbox::parse(text).map(|_| text.to_string()).map_err(|e| e.to_string())
+    crate::event::Mailbox::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 impl Settings {
@@ -187,7 +330,10 @@ impl Settings {
     }
 
     /// As [`Settings::load`], with the environment given (for tests).
-    pub fn load_with(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let raw = RawSettings::load(file, env)?;
         let settings = Settings {
             database_url: raw.parse("database_url", |v| {
@@ -207,13 +353,22 @@ impl Settings {
             key_pair_id: raw.parse("key_pair_id", KeyPairId::parse)?,
             private_key_ciphertext: raw.parse("private_key_ciphertext", |v| {
                 let path = PathBuf::from(v);
-                if path.is_file() { Ok(path) } else { Err(format!("{v:?} is not a readable file")) }
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(format!("{v:?} is not a readable file"))
+                }
             })?,
-            kms_encryption_context: raw.parse("kms_encryption_context", EncryptionContext::parse_list)?,
-            link_base_url: raw.parse("link_base_url", |v| BaseUrl::parse(v).map_err(|e| e.to_string()))?,
+            kms_encryption_context: raw
+                .parse("kms_encryption_context", EncryptionContext::parse_list)?,
+            link_base_url: raw.parse("link_base_url", |v| {
+                BaseUrl::parse(v).map_err(|e| e.to_string())
+            })?,
             link_ttl: raw.parse("link_ttl", duration)?,
             link_max_ttl: raw.parse("link_max_ttl", duration)?,
-            hash: raw.parse("hash", |v| HashAlgorithm::parse(v).ok_or_else(|| format!("{v:?} is not sha1 or sha256")))?,
+            hash: raw.parse("hash", |v| {
+                HashAlgorithm::parse(v).ok_or_else(|| format!("{v:?} is not sha1 or sha256"))
+            })?,
             from: raw.parse("from", email_setting)?,
             reply_to: match raw.optional("reply_to")? {
                 Some(v) => Some(email_setting(&v).map_err(|m| RawSettings::error("reply_to", m))?),
@@ -224,18 +379,31 @@ impl Settings {
                 if v.eq_ignore_ascii_case("auto") {
                     Ok(SendRate::Auto)
                 } else {
-                    positive_number::<f64>(v).map(SendRate::PerSecond).map_err(|m| format!("{m}; or auto"))
+                    positive_number::<f64>(v)
+                        .map(SendRate::PerSecond)
+                        .map_err(|m| format!("{m}; or auto"))
                 }
             })?,
             send_rate_fallback: raw.parse("send_rate_fallback", positive_number::<f64>)?,
             workers: raw.parse("workers", positive_number::<u32>)?,
             concurrency: raw.parse("concurrency", |v| {
-                positive_number::<usize>(v).and_then(|n| if n <= 1024 { Ok(n) } else { Err("at most 1024".into()) })
+                positive_number::<usize>(v).and_then(|n| {
+                    if n <= 1024 {
+                        Ok(n)
+                    } else {
+                        Err("at most 1024".into())
+                    }
+                })
             })?,
             default_locale: raw.parse("default_locale", |v| {
-                crate::mail::Locale::parse(v).map(|l| l.as_str().to_string()).ok_or_else(|| {
-                    format!("{v:?} is not a locale with templates ({})", crate::mail::Locale::ALL_NAMES)
-                })
+                crate::mail::Locale::parse(v)
+                    .map(|l| l.as_str().to_string())
+                    .ok_or_else(|| {
+                        format!(
+                            "{v:?} is not a locale with templates ({})",
+                            crate::mail::Locale::ALL_NAMES
+                        )
+                    })
             })?,
             visibility_timeout: raw.parse("visibility_timeout", |v| {
                 let d = duration(v)?;
@@ -249,7 +417,9 @@ impl Settings {
             dead_letter_queue_url: raw.optional("dead_letter_queue_url")?,
             shutdown_grace: raw.parse("shutdown_grace", duration)?,
             http_addr: match raw.optional("http_addr")? {
-                Some(v) => Some(v.parse().map_err(|_| RawSettings::error("http_addr", format!("{v:?} is not host:port")))?),
+                Some(v) => Some(v.parse().map_err(|_| {
+                    RawSettings::error("http_addr", format!("{v:?} is not host:port"))
+                })?),
                 None => None,
             },
             log_format: raw.parse("log_format", |v| match v {
@@ -259,7 +429,10 @@ impl Settings {
             })?,
         };
         if settings.link_ttl > settings.link_max_ttl {
-            return Err(RawSettings::error("link_ttl", "is longer than link_max_ttl (DOCLINK_LINK_MAX_TTL)"));
+            return Err(RawSettings::error(
+                "link_ttl",
+                "is longer than link_max_ttl (DOCLINK_LINK_MAX_TTL)",
+            ));
         }
         Ok(settings)
     }
@@ -273,15 +446,19 @@ pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigError> {
 
 /// The settings `doclink preview` needs; the base URL falls back to an example
 /// domain so templates can be reviewed without the daemon's configuration.
-pub fn load_preview(file: Option<&Path>) -> Result<(BaseUrl, crate::event::EventRules), ConfigError> {
+pub fn load_preview(
+    file: Option<&Path>,
+) -> Result<(BaseUrl, crate::event::EventRules), ConfigError> {
     let raw = RawSettings::load(file, &|name| std::env::var(name).ok())?;
     let base = match raw.0.get("link_base_url").filter(|v| !v.trim().is_empty()) {
-        Some(v) => BaseUrl::parse(v.trim()).map_err(|e| RawSettings::error("link_base_url", e.to_string()))?,
+        Some(v) => BaseUrl::parse(v.trim())
+            .map_err(|e| RawSettings::error("link_base_url", e.to_string()))?,
         None => BaseUrl::parse("https://documents.example.org").expect("valid example"),
     };
     let rules = crate::event::EventRules {
         default_locale: raw.parse("default_locale", |v| {
-            crate::mail::Locale::parse(v).ok_or_else(|| format!("{v:?} is not a locale with templates"))
+            crate::mail::Locale::parse(v)
+                .ok_or_else(|| format!("{v:?} is not a locale with templates"))
         })?,
         default_ttl: raw.parse("link_ttl", duration)?,
         max_ttl: raw.parse("link_max_ttl", duration)?,
@@ -299,15 +476,27 @@ mod tests {
         std::fs::write(&ciphertext, b"x").unwrap();
         HashMap::from([
             ("DATABASE_URL", "postgres://localhost/doclink".to_string()),
-            ("DOCLINK_QUEUE_URL", "http://localhost:5000/123/q".to_string()),
+            (
+                "DOCLINK_QUEUE_URL",
+                "http://localhost:5000/123/q".to_string(),
+            ),
             ("DOCLINK_KEY_PAIR_ID", "K2JCJMDEHXQW5F".to_string()),
-            ("DOCLINK_PRIVATE_KEY_CIPHERTEXT", ciphertext.display().to_string()),
-            ("DOCLINK_LINK_BASE_URL", "https://documents.example.org".to_string()),
+            (
+                "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+                ciphertext.display().to_string(),
+            ),
+            (
+                "DOCLINK_LINK_BASE_URL",
+                "https://documents.example.org".to_string(),
+            ),
             ("DOCLINK_FROM", "Letters <letters@example.com>".to_string()),
         ])
     }
 
-    fn load(env: &HashMap<&'static str, String>, file: Option<&Path>) -> Result<Settings, ConfigError> {
+    fn load(
+        env: &HashMap<&'static str, String>,
+        file: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
         Settings::load_with(file, &|name| env.get(name).cloned())
     }
 
@@ -320,7 +509,11 @@ mod tests {
         assert_eq!(s.send_rate, SendRate::Auto);
         assert_eq!(s.reply_to, None);
         let file = dir.path().join("doclink.toml");
-        std::fs::write(&file, "concurrency = 4\nsend_rate = 12.5\nlink_ttl = \"2d\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "concurrency = 4\nsend_rate = 12.5\nlink_ttl = \"2d\"\n",
+        )
+        .unwrap();
         env.insert("DOCLINK_CONCURRENCY", "8".into());
         let s = load(&env, Some(&file)).unwrap();
         assert_eq!(s.concurrency, 8, "the environment wins over the file");
@@ -333,21 +526,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut env = base_env(dir.path());
         env.remove("DOCLINK_QUEUE_URL");
-        assert_eq!(load(&env, None).unwrap_err().to_string(), "setting DOCLINK_QUEUE_URL (queue_url): is required but not set");
+        assert_eq!(
+            load(&env, None).unwrap_err().to_string(),
+            "setting DOCLINK_QUEUE_URL (queue_url): is required but not set"
+        );
         let env2 = {
             let mut e = base_env(dir.path());
             e.insert("DOCLINK_LINK_TTL", "40d".into());
             e
         };
-        assert!(load(&env2, None).unwrap_err().to_string().starts_with("setting DOCLINK_LINK_TTL (link_ttl)"));
+        assert!(
+            load(&env2, None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("setting DOCLINK_LINK_TTL (link_ttl)")
+        );
         env = base_env(dir.path());
         env.insert("DOCLINK_HASH", "md5".into());
-        assert!(load(&env, None).unwrap_err().to_string().contains("DOCLINK_HASH"));
+        assert!(
+            load(&env, None)
+                .unwrap_err()
+                .to_string()
+                .contains("DOCLINK_HASH")
+        );
         env = base_env(dir.path());
         env.insert("DOCLINK_FROM", "not an address".into());
-        assert!(load(&env, None).unwrap_err().to_string().contains("DOCLINK_FROM"));
+        assert!(
+            load(&env, None)
+                .unwrap_err()
+                .to_string()
+                .contains("DOCLINK_FROM")
+        );
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "no_such_thing = 1\n").unwrap();
-        assert!(load(&base_env(dir.path()), Some(&file)).unwrap_err().to_string().contains("unknown setting"));
+        assert!(
+            load(&base_env(dir.path()), Some(&file))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown setting")
+        );
     }
 }

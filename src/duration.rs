@@ -8,7 +8,9 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("is empty; expected a duration such as 7d, 36h, 90m or 3600s")]
     Empty,
-    #[error("{0:?} is not a duration; expected numbers with units s, m, h, d or w (e.g. 7d, 1d12h)")]
+    #[error(
+        "{0:?} is not a duration; expected numbers with units s, m, h, d or w (e.g. 7d, 1d12h)"
+    )]
     Malformed(String),
     #[error("{0:?} must be greater than zero")]
     Zero(String),
@@ -91,7 +93,10 @@ mod tests {
         assert_eq!(parse_duration("1d12h").unwrap().as_secs(), 36 * 3_600);
         assert_eq!(parse_duration("90m").unwrap().as_secs(), 5_400);
         assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86_400);
-        assert_eq!(HumanDuration(Duration::from_secs(36 * 3_600)).to_string(), "1d12h");
+        assert_eq!(
+            HumanDuration(Duration::from_secs(36 * 3_600)).to_string(),
+            "1d12h"
+        );
     }
 
     #[test]

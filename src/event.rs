@@ -21,7 +21,10 @@ pub struct EventRejection {
 }
 
 fn reject(field: impl Into<String>, reason: impl Into<String>) -> EventRejection {
-    EventRejection { field: field.into(), reason: reason.into() }
+    EventRejection {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The producer's id for the event: the idempotency key.
@@ -74,15 +77,22 @@ impl EmailAddress {
             return Err(invalid("longer than 254 characters"));
         }
         if !text.is_ascii() {
-            return Err(invalid("non-ASCII characters need an SMTPUTF8 mailer; use punycode for the domain"));
+            return Err(invalid(
+                "non-ASCII characters need an SMTPUTF8 mailer; use punycode for the domain",
+            ));
         }
         let (local, domain) = text.rsplit_once('@').ok_or_else(|| invalid("no '@'"))?;
         if local.is_empty() || local.len() > 64 {
             return Err(invalid("the part before '@' must be 1 to 64 characters"));
         }
         const LOCAL_SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~.";
-        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b)) {
-            return Err(invalid("the part before '@' holds a character that needs quoting"));
+        if !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b))
+        {
+            return Err(invalid(
+                "the part before '@' holds a character that needs quoting",
+            ));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(invalid("misplaced '.' before '@'"));
@@ -94,14 +104,19 @@ impl EmailAddress {
         for label in &labels {
             let ok = !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ok {
                 return Err(invalid("the domain has an invalid label"));
             }
         }
-        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(invalid("the domain's last label is numeric"));
         }
         Ok(Self(text.to_string()))
@@ -135,7 +150,10 @@ impl DisplayName {
 /// control character: that is how header injection starts.
 fn header_safe(text: &str, max_chars: usize) -> Result<(), String> {
     if let Some(c) = text.chars().find(|c| c.is_control()) {
-        return Err(format!("holds a control character (U+{:04X}); CR, LF and tabs are not allowed", c as u32));
+        return Err(format!(
+            "holds a control character (U+{:04X}); CR, LF and tabs are not allowed",
+            c as u32
+        ));
     }
     let count = text.chars().count();
     if count > max_chars {
@@ -161,11 +179,19 @@ impl Mailbox {
                 let name = if name.is_empty() {
                     None
                 } else {
-                    Some(DisplayName::parse(name).map_err(|_| AddressError::Invalid(text.to_string(), "the name holds a control character"))?)
+                    Some(DisplayName::parse(name).map_err(|_| {
+                        AddressError::Invalid(
+                            text.to_string(),
+                            "the name holds a control character",
+                        )
+                    })?)
                 };
                 Ok(Self { name, address })
             }
-            _ => Ok(Self { name: None, address: EmailAddress::parse(text)? }),
+            _ => Ok(Self {
+                name: None,
+                address: EmailAddress::parse(text)?,
+            }),
         }
     }
 
@@ -182,7 +208,10 @@ impl Mailbox {
 /// for anything else, split on character boundaries.
 pub fn encode_display_name(name: &str) -> String {
     use base64::Engine;
-    if name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if name
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
         return format!("\"{name}\"");
     }
     let mut words = Vec::new();
@@ -198,7 +227,12 @@ pub fn encode_display_name(name: &str) -> String {
     }
     words
         .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(w)))
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -246,42 +280,77 @@ const MAX_DATA_VALUE_CHARS: usize = 2000;
 impl DocumentReady {
     /// Parses an SQS message body.
     pub fn parse(body: &str, rules: &EventRules) -> Result<Self, EventRejection> {
-        let value: Value = serde_json::from_str(body).map_err(|e| reject("body", format!("is not JSON ({e})")))?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| reject("body", format!("is not JSON ({e})")))?;
         let (object, envelope) = unwrap_envelope(value)?;
         Self::from_object(&object, envelope, rules)
     }
 
-    fn from_object(object: &Map<String, Value>, envelope: Envelope, rules: &EventRules) -> Result<Self, EventRejection> {
+    fn from_object(
+        object: &Map<String, Value>,
+        envelope: Envelope,
+        rules: &EventRules,
+    ) -> Result<Self, EventRejection> {
         let event_id = required_str(object, "event_id")?;
         let event_id = EventId::parse(event_id).map_err(|r| reject("event_id", r))?;
         let document_key = required_str(object, "document_key")?;
-        let document_key = DocumentKey::parse(document_key).map_err(|e: UrlError| reject("document_key", e.to_string()))?;
+        let document_key = DocumentKey::parse(document_key)
+            .map_err(|e: UrlError| reject("document_key", e.to_string()))?;
 
         let recipient = match object.get("recipient") {
             None | Some(Value::Null) => return Err(reject("recipient", "is required")),
             Some(Value::Object(r)) => r,
-            Some(other) => return Err(reject("recipient", format!("must be an object, found {}", type_name(other)))),
+            Some(other) => {
+                return Err(reject(
+                    "recipient",
+                    format!("must be an object, found {}", type_name(other)),
+                ));
+            }
         };
         let email = match recipient.get("email") {
             None | Some(Value::Null) => return Err(reject("recipient.email", "is required")),
-            Some(Value::String(s)) => EmailAddress::parse(s).map_err(|e| reject("recipient.email", e.to_string()))?,
-            Some(other) => return Err(reject("recipient.email", format!("must be a string, found {}", type_name(other)))),
+            Some(Value::String(s)) => {
+                EmailAddress::parse(s).map_err(|e| reject("recipient.email", e.to_string()))?
+            }
+            Some(other) => {
+                return Err(reject(
+                    "recipient.email",
+                    format!("must be a string, found {}", type_name(other)),
+                ));
+            }
         };
         let name = match recipient.get("name") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?),
-            Some(other) => return Err(reject("recipient.name", format!("must be a string, found {}", type_name(other)))),
+            Some(Value::String(s)) => {
+                Some(DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?)
+            }
+            Some(other) => {
+                return Err(reject(
+                    "recipient.name",
+                    format!("must be a string, found {}", type_name(other)),
+                ));
+            }
         };
 
         let template = required_str(object, "template")?;
         let template = LetterKind::parse(template).ok_or_else(|| {
-            reject("template", format!("{template:?} is not a known template ({})", LetterKind::ALL_NAMES))
+            reject(
+                "template",
+                format!(
+                    "{template:?} is not a known template ({})",
+                    LetterKind::ALL_NAMES
+                ),
+            )
         })?;
         let locale = match optional_str(object, "locale")? {
             None => rules.default_locale,
-            Some(l) => Locale::parse(l)
-                .ok_or_else(|| reject("locale", format!("{l:?} has no templates ({})", Locale::ALL_NAMES)))?,
+            Some(l) => Locale::parse(l).ok_or_else(|| {
+                reject(
+                    "locale",
+                    format!("{l:?} has no templates ({})", Locale::ALL_NAMES),
+                )
+            })?,
         };
         let link_ttl = match optional_str(object, "expires_in")? {
             None => rules.default_ttl,
@@ -290,7 +359,10 @@ impl DocumentReady {
                 if ttl > rules.max_ttl {
                     return Err(reject(
                         "expires_in",
-                        format!("{text:?} is longer than the maximum {}", crate::duration::HumanDuration(rules.max_ttl)),
+                        format!(
+                            "{text:?} is longer than the maximum {}",
+                            crate::duration::HumanDuration(rules.max_ttl)
+                        ),
                     ));
                 }
                 ttl
@@ -302,64 +374,115 @@ impl DocumentReady {
             None | Some(Value::Null) => {}
             Some(Value::Object(entries)) => {
                 if entries.len() > MAX_DATA_ENTRIES {
-                    return Err(reject("data", format!("has {} entries; at most {MAX_DATA_ENTRIES}", entries.len())));
+                    return Err(reject(
+                        "data",
+                        format!("has {} entries; at most {MAX_DATA_ENTRIES}", entries.len()),
+                    ));
                 }
                 for (key, value) in entries {
                     let field = format!("data.{key}");
                     let text = match value {
                         Value::String(s) => s,
-                        other => return Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+                        other => {
+                            return Err(reject(
+                                field,
+                                format!("must be a string, found {}", type_name(other)),
+                            ));
+                        }
                     };
                     // Template data can reach the subject line, so it obeys header rules.
                     header_safe(text, MAX_DATA_VALUE_CHARS).map_err(|r| reject(&field, r))?;
                     data.insert(key.clone(), text.clone());
                 }
             }
-            Some(other) => return Err(reject("data", format!("must be an object, found {}", type_name(other)))),
+            Some(other) => {
+                return Err(reject(
+                    "data",
+                    format!("must be an object, found {}", type_name(other)),
+                ));
+            }
         }
 
-        Ok(Self { event_id, document_key, recipient: Recipient { email, name }, template, locale, link_ttl, data, envelope })
+        Ok(Self {
+            event_id,
+            document_key,
+            recipient: Recipient { email, name },
+            template,
+            locale,
+            link_ttl,
+            data,
+            envelope,
+        })
     }
 }
 
 /// Finds the event inside SNS or EventBridge wrappers.
 fn unwrap_envelope(value: Value) -> Result<(Map<String, Value>, Envelope), EventRejection> {
     let Value::Object(object) = value else {
-        return Err(reject("body", format!("must be a JSON object, found {}", type_name(&value))));
+        return Err(reject(
+            "body",
+            format!("must be a JSON object, found {}", type_name(&value)),
+        ));
     };
-    if object.get("Type").and_then(Value::as_str) == Some("Notification") && object.contains_key("Message") {
+    if object.get("Type").and_then(Value::as_str) == Some("Notification")
+        && object.contains_key("Message")
+    {
         let message = object["Message"]
             .as_str()
             .ok_or_else(|| reject("Message", "the SNS Message must be a string"))?;
-        let inner: Value =
-            serde_json::from_str(message).map_err(|e| reject("Message", format!("the SNS Message is not JSON ({e})")))?;
+        let inner: Value = serde_json::from_str(message)
+            .map_err(|e| reject("Message", format!("the SNS Message is not JSON ({e})")))?;
         return match inner {
             Value::Object(o) => Ok((o, Envelope::Sns)),
-            other => Err(reject("Message", format!("the SNS Message must be a JSON object, found {}", type_name(&other)))),
+            other => Err(reject(
+                "Message",
+                format!(
+                    "the SNS Message must be a JSON object, found {}",
+                    type_name(&other)
+                ),
+            )),
         };
     }
     if object.contains_key("detail-type") && object.contains_key("detail") {
         return match &object["detail"] {
             Value::Object(o) => Ok((o.clone(), Envelope::EventBridge)),
-            other => Err(reject("detail", format!("the EventBridge detail must be an object, found {}", type_name(other)))),
+            other => Err(reject(
+                "detail",
+                format!(
+                    "the EventBridge detail must be an object, found {}",
+                    type_name(other)
+                ),
+            )),
         };
     }
     Ok((object, Envelope::Raw))
 }
 
-fn required_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, EventRejection> {
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<&'a str, EventRejection> {
     match object.get(field) {
         None | Some(Value::Null) => Err(reject(field, "is required")),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+        Some(other) => Err(reject(
+            field,
+            format!("must be a string, found {}", type_name(other)),
+        )),
     }
 }
 
-fn optional_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, EventRejection> {
+fn optional_str<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, EventRejection> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(reject(field, format!("must be a string, found {}", type_name(other)))),
+        Some(other) => Err(reject(
+            field,
+            format!("must be a string, found {}", type_name(other)),
+        )),
     }
 }
 
@@ -404,7 +527,10 @@ mod tests {
             target = target.get_mut(*p).unwrap();
         }
         if value.is_null() {
-            target.as_object_mut().unwrap().remove(parts[parts.len() - 1]);
+            target
+                .as_object_mut()
+                .unwrap()
+                .remove(parts[parts.len() - 1]);
         } else {
             target[parts[parts.len() - 1]] = value;
         }
@@ -424,11 +550,20 @@ mod tests {
 
     #[test]
     fn unwraps_sns_and_eventbridge() {
-        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": GOOD}).to_string();
-        assert_eq!(DocumentReady::parse(&sns, &rules()).unwrap().envelope, Envelope::Sns);
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": GOOD})
+            .to_string();
+        assert_eq!(
+            DocumentReady::parse(&sns, &rules()).unwrap().envelope,
+            Envelope::Sns
+        );
         let inner: Value = serde_json::from_str(GOOD).unwrap();
-        let eb = serde_json::json!({"detail-type": "DocumentReady", "source": "x", "detail": inner}).to_string();
-        assert_eq!(DocumentReady::parse(&eb, &rules()).unwrap().envelope, Envelope::EventBridge);
+        let eb =
+            serde_json::json!({"detail-type": "DocumentReady", "source": "x", "detail": inner})
+                .to_string();
+        assert_eq!(
+            DocumentReady::parse(&eb, &rules()).unwrap().envelope,
+            Envelope::EventBridge
+        );
         let bad_sns = serde_json::json!({"Type": "Notification", "Message": "nope"}).to_string();
         assert_eq!(field_of(&bad_sns), "Message");
     }
@@ -439,26 +574,67 @@ mod tests {
         assert_eq!(field_of("[1]"), "body");
         assert_eq!(field_of(&with("event_id", Value::Null)), "event_id");
         assert_eq!(field_of(&with("event_id", 7.into())), "event_id");
-        assert_eq!(field_of(&with("document_key", "/abs".into())), "document_key");
-        assert_eq!(field_of(&with("recipient.email", "jane@".into())), "recipient.email");
-        assert_eq!(field_of(&with("recipient.email", Value::Null)), "recipient.email");
-        assert_eq!(field_of(&with("recipient.name", "Jane\r\nBcc: x@y.org".into())), "recipient.name");
-        assert_eq!(field_of(&with("template", "ransom_note".into())), "template");
+        assert_eq!(
+            field_of(&with("document_key", "/abs".into())),
+            "document_key"
+        );
+        assert_eq!(
+            field_of(&with("recipient.email", "jane@".into())),
+            "recipient.email"
+        );
+        assert_eq!(
+            field_of(&with("recipient.email", Value::Null)),
+            "recipient.email"
+        );
+        assert_eq!(
+            field_of(&with("recipient.name", "Jane\r\nBcc: x@y.org".into())),
+            "recipient.name"
+        );
+        assert_eq!(
+            field_of(&with("template", "ransom_note".into())),
+            "template"
+        );
         assert_eq!(field_of(&with("locale", "de".into())), "locale");
         assert_eq!(field_of(&with("expires_in", "soon".into())), "expires_in");
         assert_eq!(field_of(&with("expires_in", "90d".into())), "expires_in");
-        assert_eq!(field_of(&with("data.case_number", 5.into())), "data.case_number");
-        assert_eq!(field_of(&with("data.case_number", "A\nB".into())), "data.case_number");
+        assert_eq!(
+            field_of(&with("data.case_number", 5.into())),
+            "data.case_number"
+        );
+        assert_eq!(
+            field_of(&with("data.case_number", "A\nB".into())),
+            "data.case_number"
+        );
         let r = DocumentReady::parse(&with("expires_in", "90d".into()), &rules()).unwrap_err();
-        assert_eq!(r.to_string(), "expires_in: \"90d\" is longer than the maximum 30d");
+        assert_eq!(
+            r.to_string(),
+            "expires_in: \"90d\" is longer than the maximum 30d"
+        );
     }
 
     #[test]
     fn email_addresses() {
-        for good in ["a@b.co", "jane.o'neil+tag@mail.example.org", "x_y@a-b.example"] {
+        for good in [
+            "a@b.co",
+            "jane.o'neil+tag@mail.example.org",
+            "x_y@a-b.example",
+        ] {
             assert!(EmailAddress::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@b..co", "a..b@c.co", ".a@b.co", "a@-b.co", "a b@c.co", "a@b.123", "é@b.co", "a@b.co\n"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@b..co",
+            "a..b@c.co",
+            ".a@b.co",
+            "a@-b.co",
+            "a b@c.co",
+            "a@b.123",
+            "é@b.co",
+            "a@b.co\n",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -467,8 +643,15 @@ mod tests {
     fn mailboxes_and_header_names() {
         let m = Mailbox::parse("Letters <letters@example.com>").unwrap();
         assert_eq!(m.to_header(), "\"Letters\" <letters@example.com>");
-        assert_eq!(Mailbox::parse("letters@example.com").unwrap().to_header(), "letters@example.com");
+        assert_eq!(
+            Mailbox::parse("letters@example.com").unwrap().to_header(),
+            "letters@example.com"
+        );
         let name = encode_display_name("Zoë \"Z\" Ünïcødé-Ŵîthá-Vèrÿ-Lõñg-Nāmé-Thät-Gœs-Ön");
-        assert!(name.split(' ').all(|w| w.starts_with("=?UTF-8?B?") && w.len() <= 75), "{name}");
+        assert!(
+            name.split(' ')
+                .all(|w| w.starts_with("=?UTF-8?B?") && w.len() <= 75),
+            "{name}"
+        );
     }
 }

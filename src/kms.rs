@@ -23,7 +23,10 @@ impl EncryptionContext {
             if k.trim().is_empty() {
                 return Err(format!("{pair:?} has an empty key"));
             }
-            if map.insert(k.trim().to_string(), v.trim().to_string()).is_some() {
+            if map
+                .insert(k.trim().to_string(), v.trim().to_string())
+                .is_some()
+            {
                 return Err(format!("key {:?} is given twice", k.trim()));
             }
         }
@@ -43,7 +46,10 @@ impl EncryptionContext {
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
     #[error("KMS {operation} failed: {message}")]
-    Call { operation: &'static str, message: String },
+    Call {
+        operation: &'static str,
+        message: String,
+    },
     #[error("KMS returned no {0}")]
     Empty(&'static str),
 }
@@ -78,7 +84,10 @@ pub async fn encrypt(
         .send()
         .await
         .map_err(|e| call_error("Encrypt", e))?;
-    Ok(out.ciphertext_blob.ok_or(KmsError::Empty("CiphertextBlob"))?.into_inner())
+    Ok(out
+        .ciphertext_blob
+        .ok_or(KmsError::Empty("CiphertextBlob"))?
+        .into_inner())
 }
 
 /// Decrypts a CiphertextBlob; the plaintext comes back in a zeroising buffer.
@@ -103,10 +112,16 @@ pub fn read_ciphertext(bytes: &[u8]) -> Vec<u8> {
     use base64::Engine;
     let trimmed = bytes.trim_ascii();
     let looks_base64 = !trimmed.is_empty()
-        && trimmed.iter().all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n".contains(b));
+        && trimmed
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n".contains(b));
     if looks_base64
         && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(
-            trimmed.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<_>>(),
+            trimmed
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect::<Vec<_>>(),
         )
     {
         return decoded;

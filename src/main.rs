@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "doclink", version, about = "Mails customers CloudFront-signed links to their private documents")]
+#[command(
+    name = "doclink",
+    version,
+    about = "Mails customers CloudFront-signed links to their private documents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

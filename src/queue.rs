@@ -2,7 +2,9 @@
 //! The queue does not drive the pipeline; the worker calls it.
 
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +18,10 @@ fn queue_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
     err: aws_sdk_sqs::error::SdkError<E>,
 ) -> QueueError {
-    QueueError { operation, message: DisplayErrorContext(&err).to_string() }
+    QueueError {
+        operation,
+        message: DisplayErrorContext(&err).to_string(),
+    }
 }
 
 /// One received message.
@@ -38,7 +43,10 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -58,7 +66,12 @@ impl SqsQueue {
     }
 
     /// Long-polls for up to `max` (1..=10) messages, hidden for `visibility`.
-    pub async fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> Result<Vec<QueueMessage>, QueueError> {
+    pub async fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, QueueError> {
         let output = self
             .client
             .receive_message()
@@ -92,7 +105,11 @@ impl SqsQueue {
     }
 
     /// Sets how long until the message is visible again (0: at once).
-    pub async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(&self.url)
@@ -106,7 +123,10 @@ impl SqsQueue {
 
     /// Deletes up to 10 messages at once; returns the receipt handles that failed,
     /// each with the reason SQS gave.
-    pub async fn delete_batch(&self, receipt_handles: &[String]) -> Result<Vec<(String, String)>, QueueError> {
+    pub async fn delete_batch(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<(String, String)>, QueueError> {
         let entries = receipt_handles
             .iter()
             .enumerate()
@@ -131,7 +151,10 @@ impl SqsQueue {
             .into_iter()
             .filter_map(|f| {
                 let index: usize = f.id.parse().ok()?;
-                Some((receipt_handles.get(index)?.clone(), f.message.unwrap_or(f.code)))
+                Some((
+                    receipt_handles.get(index)?.clone(),
+                    f.message.unwrap_or(f.code),
+                ))
             })
             .collect())
     }

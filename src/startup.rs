@@ -17,8 +17,13 @@ pub enum StartupError {
     #[error("cannot open the audit database: {0}")]
     Database(crate::audit::AuditError),
     #[error("cannot read the private key ciphertext {path}: {source}")]
-    Ciphertext { path: String, source: std::io::Error },
-    #[error("cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT): {0}")]
+    Ciphertext {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT): {0}"
+    )]
     Kms(crate::kms::KmsError),
     #[error("the KMS-decrypted private key is not usable: {0}")]
     Key(crate::signing::KeyError),
@@ -31,23 +36,34 @@ pub enum StartupError {
 /// Connects, migrates, decrypts the key, checks the queues and builds the pipeline.
 pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, StartupError> {
     let max_connections = (settings.concurrency as u32).clamp(2, 64) + 2;
-    let pool = audit::connect(&settings.database_url, max_connections).await.map_err(StartupError::Database)?;
-    audit::migrate(&pool).await.map_err(StartupError::Database)?;
+    let pool = audit::connect(&settings.database_url, max_connections)
+        .await
+        .map_err(StartupError::Database)?;
+    audit::migrate(&pool)
+        .await
+        .map_err(StartupError::Database)?;
     info!("audit database ready");
 
     let aws = aws_config::load_from_env().await;
-    let ciphertext_bytes = std::fs::read(&settings.private_key_ciphertext).map_err(|source| StartupError::Ciphertext {
-        path: settings.private_key_ciphertext.display().to_string(),
-        source,
+    let ciphertext_bytes = std::fs::read(&settings.private_key_ciphertext).map_err(|source| {
+        StartupError::Ciphertext {
+            path: settings.private_key_ciphertext.display().to_string(),
+            source,
+        }
     })?;
     let ciphertext = crate::kms::read_ciphertext(&ciphertext_bytes);
-    let pem = crate::kms::decrypt(&aws_sdk_kms::Client::new(&aws), &ciphertext, &settings.kms_encryption_context)
-        .await
-        .map_err(StartupError::Kms)?;
+    let pem = crate::kms::decrypt(
+        &aws_sdk_kms::Client::new(&aws),
+        &ciphertext,
+        &settings.kms_encryption_context,
+    )
+    .await
+    .map_err(StartupError::Kms)?;
     let key = PrivateKey::from_pem(&pem).map_err(StartupError::Key)?;
     drop(pem);
     let key_kind = key.kind();
-    let signer = UrlSigner::new(settings.key_pair_id.clone(), key, settings.hash).map_err(StartupError::Key)?;
+    let signer = UrlSigner::new(settings.key_pair_id.clone(), key, settings.hash)
+        .map_err(StartupError::Key)?;
     info!(key = %key_kind, key_pair_id = settings.key_pair_id.as_str(), hash = settings.hash.as_str(), "signing key decrypted");
 
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &settings.queue_url);
@@ -67,7 +83,12 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
         SendRate::Auto => match mailer.max_send_rate().await {
             Ok(max) => {
                 let share = max / f64::from(settings.workers);
-                info!(account_max_send_rate = max, workers = settings.workers, rate = share, "send rate from SES GetAccount");
+                info!(
+                    account_max_send_rate = max,
+                    workers = settings.workers,
+                    rate = share,
+                    "send rate from SES GetAccount"
+                );
                 share
             }
             Err(why) => {
@@ -78,8 +99,13 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
         },
     };
 
-    let from = Mailbox::parse(&settings.from).expect("validated in config").to_header();
-    let reply_to = settings.reply_to.as_deref().map(|r| Mailbox::parse(r).expect("validated in config").to_header());
+    let from = Mailbox::parse(&settings.from)
+        .expect("validated in config")
+        .to_header();
+    let reply_to = settings
+        .reply_to
+        .as_deref()
+        .map(|r| Mailbox::parse(r).expect("validated in config").to_header());
     Ok(Arc::new(Pipeline {
         signer,
         base_url: settings.link_base_url.clone(),

@@ -115,7 +115,11 @@ fn rand_fraction() -> f64 {
 impl Pipeline {
     /// Runs one message through the pipeline. Never sends twice for one event id
     /// unless an earlier attempt's outcome was unknown, and then flags the link.
-    pub async fn process(&self, message: &QueueMessage, shutdown: &CancellationToken) -> Result<Outcome, PipelineError> {
+    pub async fn process(
+        &self,
+        message: &QueueMessage,
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, PipelineError> {
         let event = match DocumentReady::parse(&message.body, &self.rules) {
             Ok(event) => event,
             Err(rejection) => return self.reject(message, None, &rejection).await,
@@ -151,10 +155,19 @@ impl Pipeline {
             }
             Claim::Busy { link_id } => {
                 span.record("link_id", field::display(link_id));
-                info!("another worker holds this event; retrying later");
-                return Ok(Outcome::Retry { after: self.lease });
+                // Usually the holder finishes within seconds; if it died, its lease ends.
+                let after = backoff(message.receive_count, Duration::from_secs(2), self.lease);
+                info!(
+                    retry_in_s = after.as_secs(),
+                    "another worker holds this event; retrying later"
+                );
+                return Ok(Outcome::Retry { after });
             }
-            Claim::Owned { link_id, possible_duplicate, .. } => (link_id, possible_duplicate),
+            Claim::Owned {
+                link_id,
+                possible_duplicate,
+                ..
+            } => (link_id, possible_duplicate),
         };
         span.record("link_id", field::display(link_id));
 
@@ -164,8 +177,13 @@ impl Pipeline {
                 message.receive_count, self.max_receives
             );
             self.audit.mark_failed(link_id, &reason).await?;
-            let rejection = EventRejection { field: "message".into(), reason };
-            return self.reject(message, Some(event.event_id.as_str()), &rejection).await;
+            let rejection = EventRejection {
+                field: "message".into(),
+                reason,
+            };
+            return self
+                .reject(message, Some(event.event_id.as_str()), &rejection)
+                .await;
         }
 
         // Sign. The lid parameter is covered by the signature.
@@ -177,14 +195,22 @@ impl Pipeline {
             Err(err) => {
                 // Only a bug or a broken key gets here; never mail a link that failed.
                 error!(error = %err, "signing failed");
-                self.audit.mark_failed(link_id, &format!("signing failed: {err}")).await?;
+                self.audit
+                    .mark_failed(link_id, &format!("signing failed: {err}"))
+                    .await?;
                 return Ok(Outcome::Failed);
             }
         };
-        let expires_at = DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry in range");
+        let expires_at =
+            DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry in range");
 
         // Render.
-        let document_name = event.document_key.as_str().rsplit('/').next().unwrap_or_default();
+        let document_name = event
+            .document_key
+            .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         let letter = Letter {
             recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
             link: link.url(),
@@ -197,11 +223,17 @@ impl Pipeline {
             Ok(rendered) => rendered,
             Err(err) => {
                 error!(error = %err, "rendering failed");
-                self.audit.mark_failed(link_id, &format!("rendering failed: {err}")).await?;
+                self.audit
+                    .mark_failed(link_id, &format!("rendering failed: {err}"))
+                    .await?;
                 return Ok(Outcome::Failed);
             }
         };
-        let to = Mailbox { name: event.recipient.name.clone(), address: event.recipient.email.clone() }.to_header();
+        let to = Mailbox {
+            name: event.recipient.name.clone(),
+            address: event.recipient.email.clone(),
+        }
+        .to_header();
         let email = OutgoingEmail {
             from: self.from.clone(),
             to,
@@ -210,7 +242,10 @@ impl Pipeline {
             html: rendered.html,
             text: rendered.text,
             configuration_set: self.configuration_set.clone(),
-            tags: vec![("link_id", link_id.to_string()), ("template", template.to_string())],
+            tags: vec![
+                ("link_id", link_id.to_string()),
+                ("template", template.to_string()),
+            ],
         };
 
         // Wait for our turn under the send rate, unless we are shutting down.
@@ -246,21 +281,41 @@ impl Pipeline {
         }
     }
 
-    async fn after_send_error(&self, link_id: Uuid, message: &QueueMessage, err: SendError) -> Result<Outcome, PipelineError> {
+    async fn after_send_error(
+        &self,
+        link_id: Uuid,
+        message: &QueueMessage,
+        err: SendError,
+    ) -> Result<Outcome, PipelineError> {
         let reason = err.to_string();
-        self.audit.release(link_id, err.certainly_not_sent(), &reason).await.or_else(|e| {
-            // A permanent failure is recorded below instead.
-            if matches!(err, SendError::Permanent { .. }) { Ok(()) } else { Err(e) }
-        })?;
+        self.audit
+            .release(link_id, err.certainly_not_sent(), &reason)
+            .await
+            .or_else(|e| {
+                // A permanent failure is recorded below instead.
+                if matches!(err, SendError::Permanent { .. }) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
         match err {
             SendError::Throttled(_) => {
                 Stats::bump(&self.stats.throttled);
-                let after = backoff(message.receive_count, Duration::from_secs(2), Duration::from_secs(60));
+                let after = backoff(
+                    message.receive_count,
+                    Duration::from_secs(2),
+                    Duration::from_secs(60),
+                );
                 warn!(error = %reason, retry_in_s = after.as_secs(), "throttled by SES; the message stays on the queue");
                 Ok(Outcome::Retry { after })
             }
             SendError::Transient(_) => {
-                let after = backoff(message.receive_count, Duration::from_secs(5), Duration::from_secs(900));
+                let after = backoff(
+                    message.receive_count,
+                    Duration::from_secs(5),
+                    Duration::from_secs(900),
+                );
                 warn!(error = %reason, retry_in_s = after.as_secs(), "SES call failed; the message stays on the queue");
                 Ok(Outcome::Retry { after })
             }
@@ -278,13 +333,21 @@ impl Pipeline {
     }
 
     fn resource_for(&self, event: &DocumentReady, link_id: Uuid) -> crate::signing::SignableUrl {
-        self.base_url.document_url_with_param(&event.document_key, "lid", &link_id.to_string())
+        self.base_url
+            .document_url_with_param(&event.document_key, "lid", &link_id.to_string())
     }
 
     /// Records a rejected message with its raw body, copies it to the dead-letter
     /// queue when there is one, and lets the caller delete it.
-    async fn reject(&self, message: &QueueMessage, event_id: Option<&str>, rejection: &EventRejection) -> Result<Outcome, PipelineError> {
-        let event_id = event_id.map(str::to_string).or_else(|| readable_event_id(&message.body));
+    async fn reject(
+        &self,
+        message: &QueueMessage,
+        event_id: Option<&str>,
+        rejection: &EventRejection,
+    ) -> Result<Outcome, PipelineError> {
+        let event_id = event_id
+            .map(str::to_string)
+            .or_else(|| readable_event_id(&message.body));
         self.audit
             .record_rejection(&Rejection {
                 queue_url: self.queue.url(),
@@ -330,15 +393,24 @@ pub enum StopReason {
 }
 
 /// Runs the receive loop until shutdown (or until drained).
-pub async fn run(pipeline: Arc<Pipeline>, options: WorkerOptions, shutdown: CancellationToken) -> StopReason {
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    options: WorkerOptions,
+    shutdown: CancellationToken,
+) -> StopReason {
     let stats = pipeline.stats.clone();
     let (delete_tx, delete_rx) = mpsc::unbounded_channel::<String>();
     let deleter = tokio::spawn(batch_deleter(pipeline.queue.clone(), delete_rx));
     let permits = Arc::new(Semaphore::new(options.concurrency));
     // Only take what can start before the visibility timeout runs out under the send rate.
-    let startable = (pipeline.pacer.rate() * options.visibility_timeout.as_secs_f64() / 2.0).floor() as usize;
+    let startable =
+        (pipeline.pacer.rate() * options.visibility_timeout.as_secs_f64() / 2.0).floor() as usize;
     let batch_cap = startable.clamp(1, 10);
-    let wait = if options.drain { Duration::from_secs(1) } else { Duration::from_secs(20) };
+    let wait = if options.drain {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(20)
+    };
     let mut tasks = JoinSet::new();
     let mut receive_failures = 0u32;
 
@@ -369,7 +441,11 @@ pub async fn run(pipeline: Arc<Pipeline>, options: WorkerOptions, shutdown: Canc
             }
             Err(err) => {
                 receive_failures += 1;
-                let pause = backoff(receive_failures, Duration::from_secs(1), Duration::from_secs(30));
+                let pause = backoff(
+                    receive_failures,
+                    Duration::from_secs(1),
+                    Duration::from_secs(30),
+                );
                 warn!(error = %err, retry_in_s = pause.as_secs(), "receive failed");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => continue,
@@ -407,7 +483,11 @@ pub async fn run(pipeline: Arc<Pipeline>, options: WorkerOptions, shutdown: Canc
 
     // Finish what is in flight within the grace period; unsent letters release themselves.
     if !tasks.is_empty() {
-        info!(in_flight = tasks.len(), grace_s = options.shutdown_grace.as_secs(), "finishing in-flight messages");
+        info!(
+            in_flight = tasks.len(),
+            grace_s = options.shutdown_grace.as_secs(),
+            "finishing in-flight messages"
+        );
     }
     let deadline = tokio::time::sleep(options.shutdown_grace);
     tokio::pin!(deadline);
@@ -443,7 +523,11 @@ async fn handle_message(
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            if let Err(err) = pipeline.queue.change_visibility(&message.receipt_handle, visibility).await {
+            if let Err(err) = pipeline
+                .queue
+                .change_visibility(&message.receipt_handle, visibility)
+                .await
+            {
                 warn!(error = %err, "visibility heartbeat failed");
             }
         }
@@ -480,7 +564,11 @@ async fn handle_message(
         Ok(Outcome::Released) | Ok(Outcome::AccountBlocked) => Some(Duration::ZERO),
         Err(err) => {
             Stats::bump(&stats.retried);
-            let after = backoff(message.receive_count, Duration::from_secs(5), Duration::from_secs(300));
+            let after = backoff(
+                message.receive_count,
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+            );
             error!(error = %err, retry_in_s = after.as_secs(), "infrastructure error; the message stays on the queue");
             Some(after)
         }
@@ -490,7 +578,11 @@ async fn handle_message(
             let _ = delete_tx.send(message.receipt_handle);
         }
         Some(after) => {
-            if let Err(err) = pipeline.queue.change_visibility(&message.receipt_handle, after).await {
+            if let Err(err) = pipeline
+                .queue
+                .change_visibility(&message.receipt_handle, after)
+                .await
+            {
                 warn!(error = %err, "could not set the retry delay; the message returns after its visibility timeout");
             }
         }
@@ -555,8 +647,13 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         for count in 1..30 {
             let d = backoff(count, Duration::from_secs(2), Duration::from_secs(60));
-            assert!(d <= Duration::from_secs(60) && d >= Duration::from_secs(1), "{count}: {d:?}");
+            assert!(
+                d <= Duration::from_secs(60) && d >= Duration::from_secs(1),
+                "{count}: {d:?}"
+            );
         }
-        assert!(backoff(6, Duration::from_secs(2), Duration::from_secs(600)) >= Duration::from_secs(32));
+        assert!(
+            backoff(6, Duration::from_secs(2), Duration::from_secs(600)) >= Duration::from_secs(32)
+        );
     }
 }

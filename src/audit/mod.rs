@@ -5,8 +5,8 @@
 //! same event at once when SQS delivers it twice.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -52,7 +52,11 @@ pub struct NewLink<'a> {
 pub enum Claim {
     /// This worker owns the link now. `possible_duplicate` when an earlier attempt
     /// reached SES with an unknown outcome.
-    Owned { link_id: Uuid, possible_duplicate: bool, first_attempt: bool },
+    Owned {
+        link_id: Uuid,
+        possible_duplicate: bool,
+        first_attempt: bool,
+    },
     /// The event was finished before (sent or failed for good).
     Finished { link_id: Uuid, status: String },
     /// Another worker holds the lease right now.
@@ -117,7 +121,11 @@ impl AuditLog {
         .fetch_optional(&self.pool)
         .await?;
         if inserted.is_some() {
-            return Ok(Claim::Owned { link_id: link.link_id, possible_duplicate: false, first_attempt: true });
+            return Ok(Claim::Owned {
+                link_id: link.link_id,
+                possible_duplicate: false,
+                first_attempt: true,
+            });
         }
         // The event is known: take it over if it is unfinished and nobody holds it.
         let retaken = sqlx::query(
@@ -199,7 +207,12 @@ impl AuditLog {
 
     /// Gives the link up for a later attempt. `not_sent` is true when SES certainly
     /// did not accept it, so the retry will not be a possible duplicate.
-    pub async fn release(&self, link_id: Uuid, not_sent: bool, reason: &str) -> Result<(), AuditError> {
+    pub async fn release(
+        &self,
+        link_id: Uuid,
+        not_sent: bool,
+        reason: &str,
+    ) -> Result<(), AuditError> {
         sqlx::query(
             "UPDATE links SET lease_until = NULL, failure_reason = $3,
                               status = CASE WHEN $2 THEN 'pending' ELSE status END

@@ -56,9 +56,16 @@ pub struct ExitWith {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOCLINK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -66,7 +73,9 @@ fn init_logging(format: LogFormat) {
 pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let settings = Settings::load(args.config.as_deref())?;
     init_logging(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let pipeline = doclink::startup::build_pipeline(&settings)
             .await
@@ -122,7 +131,9 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
                 _ = int.recv() => {}
             }
             if count == 0 {
-                tracing::warn!("shutdown requested: finishing in-flight messages (signal again to exit at once)");
+                tracing::warn!(
+                    "shutdown requested: finishing in-flight messages (signal again to exit at once)"
+                );
                 shutdown.cancel();
             } else {
                 tracing::error!("second signal: exiting at once");
@@ -134,12 +145,20 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
 
 pub fn migrate(args: MigrateArgs) -> anyhow::Result<Outcome> {
     let database_url = config::load_database_url(args.config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let pool = doclink::audit::connect(&database_url, 1)
             .await
-            .map_err(|e| ExitWith { code: EXIT_STARTUP, message: e.to_string() })?;
-        doclink::audit::migrate(&pool).await.map_err(|e| ExitWith { code: EXIT_STARTUP, message: e.to_string() })?;
+            .map_err(|e| ExitWith {
+                code: EXIT_STARTUP,
+                message: e.to_string(),
+            })?;
+        doclink::audit::migrate(&pool).await.map_err(|e| ExitWith {
+            code: EXIT_STARTUP,
+            message: e.to_string(),
+        })?;
         eprintln!("migrations applied");
         Ok(Outcome::Success)
     })
@@ -147,7 +166,8 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<Outcome> {
 
 pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
     let (base, rules) = config::load_preview(args.config.as_deref())?;
-    let body = std::fs::read_to_string(&args.event).with_context(|| format!("--event {}", args.event.display()))?;
+    let body = std::fs::read_to_string(&args.event)
+        .with_context(|| format!("--event {}", args.event.display()))?;
     let event = match DocumentReady::parse(&body, &rules) {
         Ok(event) => event,
         Err(rejection) => {
@@ -155,11 +175,24 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Failed);
         }
     };
-    let resource = base.document_url_with_param(&event.document_key, "lid", "00000000-0000-0000-0000-000000000000");
-    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(event.link_ttl.as_secs() as i64);
+    let resource = base.document_url_with_param(
+        &event.document_key,
+        "lid",
+        "00000000-0000-0000-0000-000000000000",
+    );
+    let expires_at =
+        chrono::Utc::now() + chrono::Duration::seconds(event.link_ttl.as_secs() as i64);
     // A visibly fake signature: previews are never valid links.
-    let link = format!("{resource}&Expires={}&Signature=PREVIEW&Key-Pair-Id=PREVIEW", expires_at.timestamp());
-    let document_name = event.document_key.as_str().rsplit('/').next().unwrap_or_default();
+    let link = format!(
+        "{resource}&Expires={}&Signature=PREVIEW&Key-Pair-Id=PREVIEW",
+        expires_at.timestamp()
+    );
+    let document_name = event
+        .document_key
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     let letter = Letter {
         recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
         link: &link,
@@ -171,11 +204,16 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
     let email = templates::render(event.template, &letter)?;
     println!("To: {}", event.recipient.email);
     println!("Subject: {}", email.subject);
-    println!("Template: {} ({})", event.template.as_str(), event.locale.as_str());
+    println!(
+        "Template: {} ({})",
+        event.template.as_str(),
+        event.locale.as_str()
+    );
     println!();
     print!("{}", email.text);
     if let Some(path) = args.html_out {
-        std::fs::write(&path, &email.html).with_context(|| format!("--html-out {}", path.display()))?;
+        std::fs::write(&path, &email.html)
+            .with_context(|| format!("--html-out {}", path.display()))?;
         eprintln!("wrote the HTML part to {}", path.display());
     }
     Ok(Outcome::Success)

@@ -42,34 +42,66 @@ pub enum KeysCommand {
 
 pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
     match command {
-        KeysCommand::Generate { key_type, out_private, out_public } => {
-            let kind = if key_type == "rsa" { KeyKind::Rsa2048 } else { KeyKind::EcdsaP256 };
+        KeysCommand::Generate {
+            key_type,
+            out_private,
+            out_public,
+        } => {
+            let kind = if key_type == "rsa" {
+                KeyKind::Rsa2048
+            } else {
+                KeyKind::EcdsaP256
+            };
             let key = PrivateKey::generate(kind)?;
             write_new_file(&out_private, &key.to_pkcs8_pem()?, 0o600)
                 .with_context(|| format!("--out-private {}", out_private.display()))?;
             write_new_file(&out_public, key.public_key()?.to_pem().as_bytes(), 0o644)
                 .with_context(|| format!("--out-public {}", out_public.display()))?;
-            eprintln!("wrote {kind} private key to {} and public key to {}", out_private.display(), out_public.display());
+            eprintln!(
+                "wrote {kind} private key to {} and public key to {}",
+                out_private.display(),
+                out_public.display()
+            );
         }
         KeysCommand::Public { private_key } => {
             let key = PrivateKey::from_pem_file(&private_key)
                 .with_context(|| format!("--private-key {}", private_key.display()))?;
             print!("{}", key.public_key()?.to_pem());
         }
-        KeysCommand::Encrypt { kms_key_id, input, output, context } => {
+        KeysCommand::Encrypt {
+            kms_key_id,
+            input,
+            output,
+            context,
+        } => {
             let context = EncryptionContext::parse_pairs(context.iter().map(String::as_str))
                 .map_err(anyhow::Error::msg)
                 .context("--context")?;
-            let pem = Zeroizing::new(std::fs::read(&input).with_context(|| format!("--in {}", input.display()))?);
+            let pem = Zeroizing::new(
+                std::fs::read(&input).with_context(|| format!("--in {}", input.display()))?,
+            );
             // Refuse to encrypt something the daemon could not use later.
             PrivateKey::from_pem(&pem).with_context(|| format!("--in {}", input.display()))?;
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let ciphertext = runtime.block_on(async {
                 let config = aws_config::load_from_env().await;
-                kms::encrypt(&aws_sdk_kms::Client::new(&config), &kms_key_id, &pem, &context).await
+                kms::encrypt(
+                    &aws_sdk_kms::Client::new(&config),
+                    &kms_key_id,
+                    &pem,
+                    &context,
+                )
+                .await
             })?;
-            write_new_file(&output, &ciphertext, 0o600).with_context(|| format!("--out {}", output.display()))?;
-            eprintln!("wrote KMS ciphertext ({} bytes) to {}", ciphertext.len(), output.display());
+            write_new_file(&output, &ciphertext, 0o600)
+                .with_context(|| format!("--out {}", output.display()))?;
+            eprintln!(
+                "wrote KMS ciphertext ({} bytes) to {}",
+                ciphertext.len(),
+                output.display()
+            );
         }
     }
     Ok(Outcome::Success)
@@ -78,9 +110,16 @@ pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
 /// Creates `path` with `mode`, refusing to overwrite: an existing key file is never replaced.
 fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("already exists; not overwriting it"),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("already exists; not overwriting it")
+        }
         Err(e) => return Err(e.into()),
     };
     file.write_all(bytes)?;

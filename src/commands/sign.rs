@@ -4,8 +4,8 @@ use crate::Outcome;
 use anyhow::{Context, bail};
 use doclink::duration::parse_duration;
 use doclink::signing::{
-    BaseUrl, DocumentKey, HashAlgorithm, IpRange, KeyPairId, LinkTerms, PrivateKey, ResourcePattern, SignableUrl,
-    UrlSigner,
+    BaseUrl, DocumentKey, HashAlgorithm, IpRange, KeyPairId, LinkTerms, PrivateKey,
+    ResourcePattern, SignableUrl, UrlSigner,
 };
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -50,32 +50,58 @@ pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
     let now = super::now_epoch();
     let expires = match (&args.expires, &args.ttl) {
         (Some(epoch), _) => *epoch,
-        (None, Some(ttl)) => now + parse_duration(ttl).with_context(|| format!("--ttl {ttl:?}"))?.as_secs() as i64,
+        (None, Some(ttl)) => {
+            now + parse_duration(ttl)
+                .with_context(|| format!("--ttl {ttl:?}"))?
+                .as_secs() as i64
+        }
         (None, None) => bail!("one of --expires or --ttl is required"),
     };
     let terms = LinkTerms {
         expires,
         not_before: args.not_before,
-        source_ip: args.ip.as_deref().map(IpRange::parse).transpose().context("--ip")?,
-        resource: args.resource.as_deref().map(ResourcePattern::parse).transpose().context("--resource")?,
+        source_ip: args
+            .ip
+            .as_deref()
+            .map(IpRange::parse)
+            .transpose()
+            .context("--ip")?,
+        resource: args
+            .resource
+            .as_deref()
+            .map(ResourcePattern::parse)
+            .transpose()
+            .context("--resource")?,
     };
-    let key_pair_id = KeyPairId::parse(&args.key_pair_id).map_err(anyhow::Error::msg).context("--key-pair-id")?;
+    let key_pair_id = KeyPairId::parse(&args.key_pair_id)
+        .map_err(anyhow::Error::msg)
+        .context("--key-pair-id")?;
     let key = PrivateKey::from_pem_file(&args.private_key)
         .with_context(|| format!("--private-key {}", args.private_key.display()))?;
     let hash = HashAlgorithm::parse(&args.hash).expect("clap restricts --hash");
     let signer = UrlSigner::new(key_pair_id, key, hash).context("--private-key")?;
-    let base = args.base_url.as_deref().map(BaseUrl::parse).transpose().context("--base-url")?;
+    let base = args
+        .base_url
+        .as_deref()
+        .map(BaseUrl::parse)
+        .transpose()
+        .context("--base-url")?;
 
     // Each input becomes a URL the same way, whether from an argument or a line.
     let to_url = |input: &str| -> Result<SignableUrl, String> {
         match &base {
-            Some(base) => DocumentKey::parse(input).map(|k| base.document_url(&k)).map_err(|e| e.to_string()),
+            Some(base) => DocumentKey::parse(input)
+                .map(|k| base.document_url(&k))
+                .map_err(|e| e.to_string()),
             None => SignableUrl::parse(input).map_err(|e| e.to_string()),
         }
     };
     let sign_one = |input: &str| -> Result<String, String> {
         let url = to_url(input)?;
-        signer.sign(&url, &terms, now).map(|l| l.into_url()).map_err(|e| e.to_string())
+        signer
+            .sign(&url, &terms, now)
+            .map(|l| l.into_url())
+            .map_err(|e| e.to_string())
     };
 
     if let Some(single) = args.document_key.as_deref().or(args.url.as_deref()) {
@@ -96,7 +122,9 @@ pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
 /// Bulk mode: lines are read in blocks, signed across all cores, and written in
 /// input order. A failed line prints its error (with its line number) to stderr and
 /// an empty line to stdout, so output line N always belongs to input line N.
-fn sign_stdin(sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync)) -> anyhow::Result<Outcome> {
+fn sign_stdin(
+    sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync),
+) -> anyhow::Result<Outcome> {
     const BLOCK: usize = 4096;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stdin = std::io::stdin().lock();
@@ -143,5 +171,9 @@ fn sign_stdin(sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync)) -> any
         }
     }
     stdout.flush()?;
-    Ok(if failed { Outcome::Failed } else { Outcome::Success })
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
 }

@@ -21,8 +21,10 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let pem = std::fs::read(&args.public_key).with_context(|| format!("--public-key {}", args.public_key.display()))?;
-    let key = PublicKey::from_pem(&pem).with_context(|| format!("--public-key {}", args.public_key.display()))?;
+    let pem = std::fs::read(&args.public_key)
+        .with_context(|| format!("--public-key {}", args.public_key.display()))?;
+    let key = PublicKey::from_pem(&pem)
+        .with_context(|| format!("--public-key {}", args.public_key.display()))?;
     let verifier = LinkVerifier::new(&key).context("--public-key")?;
     let at = args.at.unwrap_or_else(super::now_epoch);
     let result = verifier

@@ -16,7 +16,10 @@ impl SendPacer {
         assert!(rate > 0.0, "send rate must be positive");
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period).expect("non-zero period");
-        Self { limiter: RateLimiter::direct(quota), rate }
+        Self {
+            limiter: RateLimiter::direct(quota),
+            rate,
+        }
     }
 
     pub fn rate(&self) -> f64 {

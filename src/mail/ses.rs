@@ -44,7 +44,9 @@ impl SendError {
 }
 
 /// Sorts an SDK error into a [`SendError`].
-pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E>) -> SendError {
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E>,
+) -> SendError {
     let detail = |e: &SdkError<E>| aws_sdk_sesv2::error::DisplayErrorContext(e).to_string();
     match &err {
         SdkError::ServiceError(service) => {
@@ -52,17 +54,20 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkE
             let code = service.err().code().unwrap_or("Unknown").to_string();
             let message = service.err().message().unwrap_or("no message").to_string();
             match code.as_str() {
-                "TooManyRequestsException" | "LimitExceededException" | "Throttling" | "ThrottlingException" => {
-                    SendError::Throttled(format!("{code}: {message}"))
-                }
-                "AccountSuspendedException" | "SendingPausedException" | "MailFromDomainNotVerifiedException" => {
-                    SendError::Account { code, message }
-                }
+                "TooManyRequestsException"
+                | "LimitExceededException"
+                | "Throttling"
+                | "ThrottlingException" => SendError::Throttled(format!("{code}: {message}")),
+                "AccountSuspendedException"
+                | "SendingPausedException"
+                | "MailFromDomainNotVerifiedException" => SendError::Account { code, message },
                 "MessageRejected" | "BadRequestException" => SendError::Permanent { code, message },
                 // A configuration set that does not exist stops every send alike.
                 "NotFoundException" => SendError::Account { code, message },
                 _ if status == 429 => SendError::Throttled(format!("{code}: {message}")),
-                _ if status >= 500 => SendError::Transient(format!("HTTP {status} {code}: {message}")),
+                _ if status >= 500 => {
+                    SendError::Transient(format!("HTTP {status} {code}: {message}"))
+                }
                 _ => SendError::Permanent { code, message },
             }
         }
@@ -83,15 +88,32 @@ impl SesMailer {
 
     /// Sends one email; returns the SES MessageId.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
-        let content = |text: &str| Content::builder().data(text).charset("UTF-8").build().expect("data is set");
+        let content = |text: &str| {
+            Content::builder()
+                .data(text)
+                .charset("UTF-8")
+                .build()
+                .expect("data is set")
+        };
         let message = Message::builder()
             .subject(content(&email.subject))
-            .body(Body::builder().html(content(&email.html)).text(content(&email.text)).build())
+            .body(
+                Body::builder()
+                    .html(content(&email.html))
+                    .text(content(&email.text))
+                    .build(),
+            )
             .build();
         let tags = email
             .tags
             .iter()
-            .map(|(name, value)| MessageTag::builder().name(*name).value(value).build().expect("name and value are set"))
+            .map(|(name, value)| {
+                MessageTag::builder()
+                    .name(*name)
+                    .value(value)
+                    .build()
+                    .expect("name and value are set")
+            })
             .collect::<Vec<_>>();
         let output = self
             .client

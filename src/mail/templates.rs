@@ -32,10 +32,26 @@ impl Letter<'_> {
             Locale::En => t.format("%-d %B %Y at %H:%M UTC").to_string(),
             Locale::Fr => {
                 const MONTHS: [&str; 12] = [
-                    "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-                    "novembre", "décembre",
+                    "janvier",
+                    "février",
+                    "mars",
+                    "avril",
+                    "mai",
+                    "juin",
+                    "juillet",
+                    "août",
+                    "septembre",
+                    "octobre",
+                    "novembre",
+                    "décembre",
                 ];
-                format!("{} {} {} à {} UTC", t.day(), MONTHS[t.month0() as usize], t.year(), t.format("%H:%M"))
+                format!(
+                    "{} {} {} à {} UTC",
+                    t.day(),
+                    MONTHS[t.month0() as usize],
+                    t.year(),
+                    t.format("%H:%M")
+                )
             }
         }
     }
@@ -118,15 +134,23 @@ mod tests {
             for locale in Locale::ALL {
                 let email = render(kind, &letter(&data, locale)).unwrap();
                 assert!(!email.subject.is_empty() && !email.subject.contains('\n'));
-                assert!(!email.html.contains("<script>"), "{kind:?}/{locale:?} html: {}", email.html);
-                assert!(email.html.contains("&lt;script&gt;"));
+                assert!(
+                    !email.html.contains("<script>"),
+                    "{kind:?}/{locale:?} html: {}",
+                    email.html
+                );
+                assert!(email.html.contains("&#60;script&#62;"), "{}", email.html);
                 assert!(!email.html.contains("<b>"), "{kind:?}/{locale:?}");
                 // The link is intact in the text part, and entity-encoded in the href.
                 assert!(email.text.contains("https://documents.example.org/a%20b.pdf?lid=1&Expires=2&Signature=x~y_&Key-Pair-Id=K"));
-                assert!(email.html.contains("https://documents.example.org/a%20b.pdf?lid=1&amp;Expires=2&amp;Signature=x~y_&amp;Key-Pair-Id=K"));
+                assert!(email.html.contains("https://documents.example.org/a%20b.pdf?lid=1&#38;Expires=2&#38;Signature=x~y_&#38;Key-Pair-Id=K"), "{}", email.html);
             }
         }
         let fr = render(LetterKind::DecisionLetter, &letter(&data, Locale::Fr)).unwrap();
-        assert!(fr.text.contains("28 novembre 2026 à 10:05 UTC"), "{}", fr.text);
+        assert!(
+            fr.text.contains("28 novembre 2026 à 11:25 UTC"),
+            "{}",
+            fr.text
+        );
     }
 }

@@ -17,7 +17,9 @@ use zeroize::Zeroizing;
 pub enum KeyError {
     #[error("this is a public key or certificate; a private key PEM is needed here")]
     PublicKeyGiven,
-    #[error("encrypted PEM private keys are not supported; decrypt it or use `doclink keys encrypt` (KMS)")]
+    #[error(
+        "encrypted PEM private keys are not supported; decrypt it or use `doclink keys encrypt` (KMS)"
+    )]
     EncryptedPem,
     #[error(
         "not a PEM private key (expected 'BEGIN PRIVATE KEY', 'BEGIN RSA PRIVATE KEY' or 'BEGIN EC PRIVATE KEY')"
@@ -105,7 +107,8 @@ impl PrivateKey {
             return Err(KeyError::NotPrivatePem);
         }
         // The callback refuses passphrases so OpenSSL never prompts on a terminal.
-        let key = PKey::private_key_from_pem_callback(pem, |_| Ok(0)).map_err(|_| KeyError::NotPrivatePem)?;
+        let key = PKey::private_key_from_pem_callback(pem, |_| Ok(0))
+            .map_err(|_| KeyError::NotPrivatePem)?;
         let kind = supported_kind(&key)?;
         Ok(Self { key, kind })
     }
@@ -139,7 +142,10 @@ impl PrivateKey {
     }
 
     pub fn public_key(&self) -> Result<PublicKey, KeyError> {
-        Ok(PublicKey { spki_der: self.key.public_key_to_der()?, kind: self.kind })
+        Ok(PublicKey {
+            spki_der: self.key.public_key_to_der()?,
+            kind: self.kind,
+        })
     }
 
     pub(crate) fn openssl_key(&self) -> &PKey<Private> {
@@ -159,14 +165,20 @@ impl PublicKey {
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let text = String::from_utf8_lossy(pem);
         let key = if text.contains("BEGIN RSA PUBLIC KEY") {
-            PKey::from_rsa(openssl::rsa::Rsa::public_key_from_pem_pkcs1(pem).map_err(|_| KeyError::NotPublicPem)?)?
+            PKey::from_rsa(
+                openssl::rsa::Rsa::public_key_from_pem_pkcs1(pem)
+                    .map_err(|_| KeyError::NotPublicPem)?,
+            )?
         } else if text.contains("BEGIN PUBLIC KEY") {
             PKey::public_key_from_pem(pem).map_err(|_| KeyError::NotPublicPem)?
         } else {
             return Err(KeyError::NotPublicPem);
         };
         let kind = supported_kind(&key)?;
-        Ok(Self { spki_der: key.public_key_to_der()?, kind })
+        Ok(Self {
+            spki_der: key.public_key_to_der()?,
+            kind,
+        })
     }
 
     pub fn kind(&self) -> KeyKind {

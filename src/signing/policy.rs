@@ -58,7 +58,11 @@ pub struct ResourcePattern(String);
 
 impl ResourcePattern {
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             return Err(PolicyError::BadResource(text.to_string()));
         }
         Ok(Self(text.to_string()))
@@ -84,18 +88,29 @@ pub struct LinkTerms {
 
 impl LinkTerms {
     pub fn expiring_at(expires: i64) -> Self {
-        Self { expires, not_before: None, source_ip: None, resource: None }
+        Self {
+            expires,
+            not_before: None,
+            source_ip: None,
+            resource: None,
+        }
     }
 
     /// Checks the terms against `now` and the URL they will sign.
     pub fn check(&self, url: &SignableUrl, now: i64) -> Result<(), PolicyError> {
         if self.expires <= now {
-            return Err(PolicyError::ExpiryInPast { expires: self.expires, now });
+            return Err(PolicyError::ExpiryInPast {
+                expires: self.expires,
+                now,
+            });
         }
         if let Some(not_before) = self.not_before
             && not_before >= self.expires
         {
-            return Err(PolicyError::NotBeforeAfterExpiry { not_before, expires: self.expires });
+            return Err(PolicyError::NotBeforeAfterExpiry {
+                not_before,
+                expires: self.expires,
+            });
         }
         if let Some(pattern) = &self.resource
             && !pattern.matches(url.as_str())
@@ -125,7 +140,10 @@ impl Policy {
             && resource == url.as_str()
             && !resource.contains('*');
         if canned {
-            return Policy::Canned { json: canned_policy_json(resource, terms.expires), expires: terms.expires };
+            return Policy::Canned {
+                json: canned_policy_json(resource, terms.expires),
+                expires: terms.expires,
+            };
         }
         // Field order follows botocore's CloudFrontSigner so outputs can be compared.
         let mut json = String::with_capacity(resource.len() + 160);
@@ -218,7 +236,10 @@ mod tests {
 
     #[test]
     fn canned_policy_is_byte_exact() {
-        let policy = Policy::for_url(&url("https://d.example.org/a.pdf?x=1&y=2"), &LinkTerms::expiring_at(1_900_000_000));
+        let policy = Policy::for_url(
+            &url("https://d.example.org/a.pdf?x=1&y=2"),
+            &LinkTerms::expiring_at(1_900_000_000),
+        );
         assert_eq!(
             policy.json(),
             r#"{"Statement":[{"Resource":"https://d.example.org/a.pdf?x=1&y=2","Condition":{"DateLessThan":{"AWS:EpochTime":1900000000}}}]}"#
@@ -241,16 +262,35 @@ mod tests {
         );
         // A resource equal to the URL but holding '*' still needs a custom policy.
         let star = url("https://d.example.org/a*b");
-        let terms = LinkTerms { resource: Some(ResourcePattern::parse("https://d.example.org/a*b").unwrap()), ..LinkTerms::expiring_at(5) };
-        assert!(matches!(Policy::for_url(&star, &terms), Policy::Custom { .. }));
+        let terms = LinkTerms {
+            resource: Some(ResourcePattern::parse("https://d.example.org/a*b").unwrap()),
+            ..LinkTerms::expiring_at(5)
+        };
+        assert!(matches!(
+            Policy::for_url(&star, &terms),
+            Policy::Custom { .. }
+        ));
     }
 
     #[test]
     fn ip_ranges() {
         assert_eq!(IpRange::parse("10.0.0.0/8").unwrap().as_str(), "10.0.0.0/8");
-        assert_eq!(IpRange::parse("2001:db8::1").unwrap().as_str(), "2001:db8::1/128");
-        assert_eq!(IpRange::parse("2001:db8::/32").unwrap().as_str(), "2001:db8::/32");
-        for bad in ["10.0.0.0/33", "10.0.0/8", "x", "10.0.0.1/", "10.0.0.1/+8", "::1/129"] {
+        assert_eq!(
+            IpRange::parse("2001:db8::1").unwrap().as_str(),
+            "2001:db8::1/128"
+        );
+        assert_eq!(
+            IpRange::parse("2001:db8::/32").unwrap().as_str(),
+            "2001:db8::/32"
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x",
+            "10.0.0.1/",
+            "10.0.0.1/+8",
+            "::1/129",
+        ] {
             assert!(IpRange::parse(bad).is_err(), "{bad}");
         }
     }
@@ -267,11 +307,26 @@ mod tests {
     #[test]
     fn terms_are_checked() {
         let u = url("https://d.example.org/a");
-        assert!(matches!(LinkTerms::expiring_at(10).check(&u, 10), Err(PolicyError::ExpiryInPast { .. })));
-        let terms = LinkTerms { not_before: Some(20), ..LinkTerms::expiring_at(20) };
-        assert!(matches!(terms.check(&u, 0), Err(PolicyError::NotBeforeAfterExpiry { .. })));
-        let terms = LinkTerms { resource: Some(ResourcePattern::parse("https://other/*").unwrap()), ..LinkTerms::expiring_at(20) };
-        assert!(matches!(terms.check(&u, 0), Err(PolicyError::ResourceDoesNotCoverUrl(_))));
+        assert!(matches!(
+            LinkTerms::expiring_at(10).check(&u, 10),
+            Err(PolicyError::ExpiryInPast { .. })
+        ));
+        let terms = LinkTerms {
+            not_before: Some(20),
+            ..LinkTerms::expiring_at(20)
+        };
+        assert!(matches!(
+            terms.check(&u, 0),
+            Err(PolicyError::NotBeforeAfterExpiry { .. })
+        ));
+        let terms = LinkTerms {
+            resource: Some(ResourcePattern::parse("https://other/*").unwrap()),
+            ..LinkTerms::expiring_at(20)
+        };
+        assert!(matches!(
+            terms.check(&u, 0),
+            Err(PolicyError::ResourceDoesNotCoverUrl(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub struct KeyPairId(String);
 impl KeyPairId {
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!("{text:?} is not a CloudFront key ID (ASCII letters and digits, e.g. K2JCJMDEHXQW5F)"));
+            return Err(format!(
+                "{text:?} is not a CloudFront key ID (ASCII letters and digits, e.g. K2JCJMDEHXQW5F)"
+            ));
         }
         Ok(Self(text.to_string()))
     }
@@ -97,9 +99,18 @@ pub struct UrlSigner {
 }
 
 impl UrlSigner {
-    pub fn new(key_pair_id: KeyPairId, key: PrivateKey, hash: HashAlgorithm) -> Result<Self, KeyError> {
+    pub fn new(
+        key_pair_id: KeyPairId,
+        key: PrivateKey,
+        hash: HashAlgorithm,
+    ) -> Result<Self, KeyError> {
         let verifier = LinkVerifier::new(&key.public_key()?)?;
-        Ok(Self { key_pair_id, key, verifier, hash })
+        Ok(Self {
+            key_pair_id,
+            key,
+            verifier,
+            hash,
+        })
     }
 
     pub fn key_pair_id(&self) -> &KeyPairId {
@@ -113,13 +124,19 @@ impl UrlSigner {
     }
 
     /// Signs `url` under `terms`, `now` being the current epoch second.
-    pub fn sign(&self, url: &SignableUrl, terms: &LinkTerms, now: i64) -> Result<SignedLink, SigningError> {
+    pub fn sign(
+        &self,
+        url: &SignableUrl,
+        terms: &LinkTerms,
+        now: i64,
+    ) -> Result<SignedLink, SigningError> {
         terms.check(url, now)?;
         let policy = Policy::for_url(url, terms);
         let signature = self.raw_signature(policy.json().as_bytes())?;
         let encoded_signature = encoding::encode(&signature);
 
-        let mut signed = String::with_capacity(url.as_str().len() + policy.json().len() * 4 / 3 + 420);
+        let mut signed =
+            String::with_capacity(url.as_str().len() + policy.json().len() * 4 / 3 + 420);
         signed.push_str(url.as_str());
         signed.push(if url.has_query() { '&' } else { '?' });
         match &policy {
@@ -167,8 +184,8 @@ impl UrlSigner {
             HashAlgorithm::Sha256 => MessageDigest::sha256(),
         };
         // RSA keys default to PKCS#1 v1.5 padding; ECDSA yields a DER signature.
-        let mut signer =
-            openssl::sign::Signer::new(digest, self.key.openssl_key()).map_err(|_| SigningError::Crypto)?;
+        let mut signer = openssl::sign::Signer::new(digest, self.key.openssl_key())
+            .map_err(|_| SigningError::Crypto)?;
         signer.update(message).map_err(|_| SigningError::Crypto)?;
         signer.sign_to_vec().map_err(|_| SigningError::Crypto)
     }

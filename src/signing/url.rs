@@ -7,8 +7,13 @@ use std::fmt;
 
 /// The query parameters CloudFront reads for signing; a URL carrying one already
 /// would be ambiguous once signed.
-pub const SIGNING_PARAMETERS: [&str; 5] =
-    ["Expires", "Policy", "Signature", "Key-Pair-Id", "Hash-Algorithm"];
+pub const SIGNING_PARAMETERS: [&str; 5] = [
+    "Expires",
+    "Policy",
+    "Signature",
+    "Key-Pair-Id",
+    "Hash-Algorithm",
+];
 
 /// S3 allows object keys up to 1,024 bytes of UTF-8.
 pub const MAX_DOCUMENT_KEY_BYTES: usize = 1024;
@@ -129,13 +134,22 @@ impl BaseUrl {
 
     /// The document URL with one extra query parameter (its value must be URL-safe,
     /// which the caller guarantees: doclink only passes link ids here).
-    pub fn document_url_with_param(&self, key: &DocumentKey, name: &str, value: &str) -> SignableUrl {
+    pub fn document_url_with_param(
+        &self,
+        key: &DocumentKey,
+        name: &str,
+        value: &str,
+    ) -> SignableUrl {
         debug_assert!(
             value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         );
-        SignableUrl(format!("{}/{}?{name}={value}", self.0, key.percent_encoded()))
+        SignableUrl(format!(
+            "{}/{}?{name}={value}",
+            self.0,
+            key.percent_encoded()
+        ))
     }
 }
 
@@ -220,7 +234,8 @@ mod tests {
 
     #[test]
     fn encodes_keys_like_a_browser() {
-        let key = DocumentKey::parse("decisions/2026/ABC-123/Décision finale+v2 (1)&#?%.pdf").unwrap();
+        let key =
+            DocumentKey::parse("decisions/2026/ABC-123/Décision finale+v2 (1)&#?%.pdf").unwrap();
         assert_eq!(
             base().document_url(&key).as_str(),
             "https://docs.example.org/decisions/2026/ABC-123/D%C3%A9cision%20finale%2Bv2%20%281%29%26%23%3F%25.pdf"
@@ -237,13 +252,25 @@ mod tests {
         assert_eq!(DocumentKey::parse("a/"), Err(UrlError::KeyEmptySegment));
         assert_eq!(DocumentKey::parse("a/../b"), Err(UrlError::KeyDotSegment));
         assert_eq!(DocumentKey::parse("./b"), Err(UrlError::KeyDotSegment));
-        assert_eq!(DocumentKey::parse("a\nb"), Err(UrlError::KeyControlCharacter(10)));
-        assert_eq!(DocumentKey::parse("a\u{85}b"), Err(UrlError::KeyControlCharacter(0x85)));
+        assert_eq!(
+            DocumentKey::parse("a\nb"),
+            Err(UrlError::KeyControlCharacter(10))
+        );
+        assert_eq!(
+            DocumentKey::parse("a\u{85}b"),
+            Err(UrlError::KeyControlCharacter(0x85))
+        );
         assert!(DocumentKey::parse(&"k".repeat(1024)).is_ok());
-        assert_eq!(DocumentKey::parse(&"k".repeat(1025)), Err(UrlError::KeyTooLong(1025)));
+        assert_eq!(
+            DocumentKey::parse(&"k".repeat(1025)),
+            Err(UrlError::KeyTooLong(1025))
+        );
         // 512 two-byte characters are 1,024 bytes: allowed; one more is not.
         assert!(DocumentKey::parse(&"é".repeat(512)).is_ok());
-        assert_eq!(DocumentKey::parse(&"é".repeat(513)), Err(UrlError::KeyTooLong(1026)));
+        assert_eq!(
+            DocumentKey::parse(&"é".repeat(513)),
+            Err(UrlError::KeyTooLong(1026))
+        );
     }
 
     #[test]
@@ -252,8 +279,14 @@ mod tests {
         assert_eq!(SignableUrl::parse("https:///b"), Err(UrlError::NoHost));
         assert_eq!(SignableUrl::parse("https://u@a/b"), Err(UrlError::UserInfo));
         assert_eq!(SignableUrl::parse("https://a/b#c"), Err(UrlError::Fragment));
-        assert_eq!(SignableUrl::parse("https://a/b c"), Err(UrlError::BadCharacter(' ', 11)));
-        assert_eq!(SignableUrl::parse("https://a/é"), Err(UrlError::BadCharacter('é', 10)));
+        assert_eq!(
+            SignableUrl::parse("https://a/b c"),
+            Err(UrlError::BadCharacter(' ', 11))
+        );
+        assert_eq!(
+            SignableUrl::parse("https://a/é"),
+            Err(UrlError::BadCharacter('é', 10))
+        );
         assert_eq!(
             SignableUrl::parse("https://a/b?x=1&key-pair-id=K"),
             Err(UrlError::SigningParameter("Key-Pair-Id".into()))

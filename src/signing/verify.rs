@@ -50,7 +50,9 @@ impl VerifiedLink {
     /// (inclusive) until `expires` (exclusive), as CloudFront's conditions read.
     pub fn check_window(&self, at: i64) -> Result<(), VerifyFailure> {
         if at >= self.expires {
-            return Err(VerifyFailure::Expired { expires: self.expires });
+            return Err(VerifyFailure::Expired {
+                expires: self.expires,
+            });
         }
         if let Some(not_before) = self.not_before
             && at < not_before
@@ -76,24 +78,34 @@ impl fmt::Debug for LinkVerifier {
 
 impl LinkVerifier {
     pub fn new(public_key: &PublicKey) -> Result<Self, super::keys::KeyError> {
-        let (sha1, sha256): (&'static dyn lc::VerificationAlgorithm, &'static dyn lc::VerificationAlgorithm) =
-            match public_key.kind() {
-                KeyKind::Rsa2048 => (
-                    &lc::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-                    &lc::RSA_PKCS1_2048_8192_SHA256,
-                ),
-                KeyKind::EcdsaP256 => (&lc::ECDSA_P256_SHA1_ASN1, &lc::ECDSA_P256_SHA256_ASN1),
-            };
+        let (sha1, sha256): (
+            &'static dyn lc::VerificationAlgorithm,
+            &'static dyn lc::VerificationAlgorithm,
+        ) = match public_key.kind() {
+            KeyKind::Rsa2048 => (
+                &lc::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                &lc::RSA_PKCS1_2048_8192_SHA256,
+            ),
+            KeyKind::EcdsaP256 => (&lc::ECDSA_P256_SHA1_ASN1, &lc::ECDSA_P256_SHA256_ASN1),
+        };
         let parse = |alg| {
             ParsedPublicKey::new(alg, public_key.spki_der())
                 .map_err(|_| super::keys::KeyError::NotPublicPem)
         };
-        Ok(Self { kind: public_key.kind(), sha1: parse(sha1)?, sha256: parse(sha256)? })
+        Ok(Self {
+            kind: public_key.kind(),
+            sha1: parse(sha1)?,
+            sha256: parse(sha256)?,
+        })
     }
 
     /// Parses `url` and checks its signature, key-pair id (when expected) and that the
     /// policy covers the URL. The time window is left to [`VerifiedLink::check_window`].
-    pub fn verify(&self, url: &str, expected_key_pair_id: Option<&str>) -> Result<VerifiedLink, VerifyFailure> {
+    pub fn verify(
+        &self,
+        url: &str,
+        expected_key_pair_id: Option<&str>,
+    ) -> Result<VerifiedLink, VerifyFailure> {
         let parts = SignedUrlParts::parse(url)?;
         if let Some(expected) = expected_key_pair_id
             && expected != parts.key_pair_id
@@ -104,10 +116,15 @@ impl LinkVerifier {
             });
         }
         let (policy_json, expires_param) = match parts.policy {
-            PolicyParam::Expires(expires) => (canned_policy_json(parts.resource_url, expires), Some(expires)),
+            PolicyParam::Expires(expires) => (
+                canned_policy_json(parts.resource_url, expires),
+                Some(expires),
+            ),
             PolicyParam::Policy(encoded) => {
-                let bytes = encoding::decode(encoded).map_err(|_| malformed("Policy is not CloudFront base64"))?;
-                let json = String::from_utf8(bytes).map_err(|_| malformed("Policy is not UTF-8"))?;
+                let bytes = encoding::decode(encoded)
+                    .map_err(|_| malformed("Policy is not CloudFront base64"))?;
+                let json =
+                    String::from_utf8(bytes).map_err(|_| malformed("Policy is not UTF-8"))?;
                 (json, None)
             }
         };
@@ -119,11 +136,17 @@ impl LinkVerifier {
             .map_err(|_| VerifyFailure::BadSignature)?;
 
         let terms = match expires_param {
-            Some(expires) => PolicyTerms { resource: None, expires, not_before: None, source_ip: None },
+            Some(expires) => PolicyTerms {
+                resource: None,
+                expires,
+                not_before: None,
+                source_ip: None,
+            },
             None => PolicyTerms::from_json(&policy_json)?,
         };
         if let Some(resource) = &terms.resource {
-            let pattern = ResourcePattern::parse(resource).map_err(|_| malformed("policy resource is not printable ASCII"))?;
+            let pattern = ResourcePattern::parse(resource)
+                .map_err(|_| malformed("policy resource is not printable ASCII"))?;
             if !pattern.matches(parts.resource_url) {
                 return Err(VerifyFailure::Tampered(resource.clone()));
             }
@@ -161,9 +184,13 @@ impl<'a> SignedUrlParts<'a> {
     /// and everything after it must be signing parameters, each exactly once.
     fn parse(url: &'a str) -> Result<Self, VerifyFailure> {
         if !url.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(malformed("the URL holds spaces, control or non-ASCII characters"));
+            return Err(malformed(
+                "the URL holds spaces, control or non-ASCII characters",
+            ));
         }
-        let query_start = url.find('?').ok_or_else(|| malformed("the URL has no query, so no signature"))?;
+        let query_start = url
+            .find('?')
+            .ok_or_else(|| malformed("the URL has no query, so no signature"))?;
         let mut cut = None;
         let mut offset = query_start;
         for pair in url[query_start + 1..].split('&') {
@@ -176,7 +203,8 @@ impl<'a> SignedUrlParts<'a> {
         }
         let cut = cut.ok_or_else(|| malformed("the URL carries no signing parameters"))?;
         let resource_url = &url[..cut];
-        let (mut expires, mut policy, mut signature, mut key_pair_id, mut hash) = (None, None, None, None, None);
+        let (mut expires, mut policy, mut signature, mut key_pair_id, mut hash) =
+            (None, None, None, None, None);
         for pair in url[cut + 1..].split('&') {
             let (name, value) = pair
                 .split_once('=')
@@ -187,20 +215,28 @@ impl<'a> SignedUrlParts<'a> {
                 "Signature" => &mut signature,
                 "Key-Pair-Id" => &mut key_pair_id,
                 "Hash-Algorithm" => &mut hash,
-                other => return Err(malformed(format!("parameter {other:?} follows the signing parameters"))),
+                other => {
+                    return Err(malformed(format!(
+                        "parameter {other:?} follows the signing parameters"
+                    )));
+                }
             };
             if slot.replace(value).is_some() {
                 return Err(malformed(format!("{name} appears twice")));
             }
         }
         let policy = match (expires, policy) {
-            (Some(e), None) => PolicyParam::Expires(parse_epoch(e).ok_or_else(|| malformed(format!("Expires {e:?} is not an epoch time")))?),
+            (Some(e), None) => PolicyParam::Expires(
+                parse_epoch(e)
+                    .ok_or_else(|| malformed(format!("Expires {e:?} is not an epoch time")))?,
+            ),
             (None, Some(p)) => PolicyParam::Policy(p),
             (Some(_), Some(_)) => return Err(malformed("both Expires and Policy are present")),
             (None, None) => return Err(malformed("neither Expires nor Policy is present")),
         };
         let signature = signature.ok_or_else(|| malformed("Signature is missing"))?;
-        let signature = encoding::decode(signature).map_err(|_| malformed("Signature is not CloudFront base64"))?;
+        let signature = encoding::decode(signature)
+            .map_err(|_| malformed("Signature is not CloudFront base64"))?;
         let key_pair_id = key_pair_id.ok_or_else(|| malformed("Key-Pair-Id is missing"))?;
         if key_pair_id.is_empty() {
             return Err(malformed("Key-Pair-Id is empty"));
@@ -208,9 +244,17 @@ impl<'a> SignedUrlParts<'a> {
         let hash = match hash {
             None => HashAlgorithm::Sha1,
             Some("SHA256") => HashAlgorithm::Sha256,
-            Some(other) => return Err(malformed(format!("Hash-Algorithm {other:?} is not SHA256"))),
+            Some(other) => {
+                return Err(malformed(format!("Hash-Algorithm {other:?} is not SHA256")));
+            }
         };
-        Ok(Self { resource_url, policy, signature, key_pair_id, hash })
+        Ok(Self {
+            resource_url,
+            policy,
+            signature,
+            key_pair_id,
+            hash,
+        })
     }
 }
 
@@ -233,8 +277,8 @@ struct PolicyTerms {
 
 impl PolicyTerms {
     fn from_json(json: &str) -> Result<Self, VerifyFailure> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| malformed(format!("Policy is not JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| malformed(format!("Policy is not JSON: {e}")))?;
         let statements = value["Statement"]
             .as_array()
             .ok_or_else(|| malformed("Policy has no Statement list"))?;
@@ -246,10 +290,14 @@ impl PolicyTerms {
             .ok_or_else(|| malformed("Policy Statement has no Resource"))?;
         let condition = &statement["Condition"];
         let epoch = |name: &str| condition[name]["AWS:EpochTime"].as_i64();
-        let expires = epoch("DateLessThan").ok_or_else(|| malformed("Policy has no DateLessThan epoch time"))?;
+        let expires = epoch("DateLessThan")
+            .ok_or_else(|| malformed("Policy has no DateLessThan epoch time"))?;
         let not_before = match &condition["DateGreaterThan"] {
             serde_json::Value::Null => None,
-            _ => Some(epoch("DateGreaterThan").ok_or_else(|| malformed("Policy DateGreaterThan is not an epoch time"))?),
+            _ => Some(
+                epoch("DateGreaterThan")
+                    .ok_or_else(|| malformed("Policy DateGreaterThan is not an epoch time"))?,
+            ),
         };
         let source_ip = match &condition["IpAddress"] {
             serde_json::Value::Null => None,
@@ -260,7 +308,12 @@ impl PolicyTerms {
                     .to_string(),
             ),
         };
-        Ok(Self { resource: Some(resource.to_string()), expires, not_before, source_ip })
+        Ok(Self {
+            resource: Some(resource.to_string()),
+            expires,
+            not_before,
+            source_ip,
+        })
     }
 }
 
@@ -278,7 +331,9 @@ mod tests {
 
     #[test]
     fn parts_split_after_the_original_query() {
-        let parts = SignedUrlParts::parse("https://a/b?x=1&Expires=5&Signature=AAAA&Key-Pair-Id=K").ok().unwrap();
+        let parts = SignedUrlParts::parse("https://a/b?x=1&Expires=5&Signature=AAAA&Key-Pair-Id=K")
+            .ok()
+            .unwrap();
         assert_eq!(parts.resource_url, "https://a/b?x=1");
         assert!(matches!(parts.policy, PolicyParam::Expires(5)));
         for bad in [

@@ -1,0 +1,300 @@
+//! A per-test slice of the local stack (scripts/stack.sh): its own database, queue,
+//! dead-letter queue, KMS key and encrypted signing key, on the shared PostgreSQL
+//! server and moto. Emails are told apart by a recipient domain unique to the test.
+#![allow(dead_code)]
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use doclink::signing::{KeyKind, PrivateKey};
+use sqlx::postgres::PgPool;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Output;
+
+pub const KEY_PAIR_ID: &str = "K2JCJMDEHXQW5F";
+pub const BASE_URL: &str = "https://letters.example.net";
+pub const CONTEXT: &str = "purpose=doclink-test,env=ci";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests through `make test` (scripts/stack.sh starts PostgreSQL and moto)")
+    })
+}
+
+pub struct TestStack {
+    pub name: String,
+    pub domain: String,
+    pub database_url: String,
+    pub pool: PgPool,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub kms_key_id: String,
+    pub dir: tempfile::TempDir,
+    pub ciphertext: PathBuf,
+    pub public_key_pem: Vec<u8>,
+    pub endpoint: String,
+}
+
+impl TestStack {
+    pub async fn new(name: &str, key_kind: KeyKind) -> Self {
+        let admin_url = required_env("DATABASE_URL");
+        let endpoint = required_env("AWS_ENDPOINT_URL");
+        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let name = format!("{name}-{unique}");
+
+        let admin = PgPool::connect(&admin_url)
+            .await
+            .expect("connect to the admin database");
+        let db_name = format!("doclink_{}", unique);
+        // The name is ours (hex only), so building the statement is safe.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (prefix, _) = admin_url.rsplit_once('/').unwrap();
+        let database_url = format!("{prefix}/{db_name}");
+        let pool = PgPool::connect(&database_url).await.unwrap();
+
+        let aws = aws_config::load_from_env().await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let create = |queue: String| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.create_queue()
+                    .queue_name(queue)
+                    .attributes(QueueAttributeName::VisibilityTimeout, "30")
+                    .send()
+                    .await
+                    .unwrap()
+                    .queue_url
+                    .unwrap()
+            }
+        };
+        let queue_url = create(format!("q-{unique}")).await;
+        let dlq_url = create(format!("dlq-{unique}")).await;
+
+        let ses = aws_sdk_sesv2::Client::new(&aws);
+        ses.create_email_identity()
+            .email_identity("example.com")
+            .send()
+            .await
+            .unwrap();
+
+        let kms = aws_sdk_kms::Client::new(&aws);
+        let kms_key_id = kms
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let key = PrivateKey::generate(key_kind).unwrap();
+        let public_key_pem = key.public_key().unwrap().to_pem().into_bytes();
+        let context = doclink::kms::EncryptionContext::parse_list(CONTEXT).unwrap();
+        let ciphertext_bytes =
+            doclink::kms::encrypt(&kms, &kms_key_id, &key.to_pkcs8_pem().unwrap(), &context)
+                .await
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ciphertext = dir.path().join("signing-key.ct");
+        std::fs::write(&ciphertext, &ciphertext_bytes).unwrap();
+
+        Self {
+            domain: format!("{}.example.org", unique),
+            name,
+            database_url,
+            pool,
+            sqs,
+            queue_url,
+            dlq_url,
+            kms_key_id,
+            dir,
+            ciphertext,
+            public_key_pem,
+            endpoint,
+        }
+    }
+
+    /// The daemon's environment for this stack.
+    pub fn env(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("DOCLINK_QUEUE_URL".into(), self.queue_url.clone()),
+            ("DOCLINK_KEY_PAIR_ID".into(), KEY_PAIR_ID.into()),
+            (
+                "DOCLINK_PRIVATE_KEY_CIPHERTEXT".into(),
+                self.ciphertext.display().to_string(),
+            ),
+            ("DOCLINK_KMS_ENCRYPTION_CONTEXT".into(), CONTEXT.into()),
+            ("DOCLINK_LINK_BASE_URL".into(), BASE_URL.into()),
+            (
+                "DOCLINK_FROM".into(),
+                "Letters <letters@example.com>".into(),
+            ),
+            ("DOCLINK_REPLY_TO".into(), "support@example.com".into()),
+            ("DOCLINK_SEND_RATE".into(), "500".into()),
+            ("DOCLINK_CONCURRENCY".into(), "8".into()),
+            ("DOCLINK_LOG_FORMAT".into(), "json".into()),
+        ])
+    }
+
+    pub fn recipient(&self, local: &str) -> String {
+        format!("{local}@{}", self.domain)
+    }
+
+    /// A valid event body for recipient `n`.
+    pub fn event(&self, n: usize, key: &str) -> serde_json::Value {
+        serde_json::json!({
+            "event_id": format!("{}-{n}", self.name),
+            "document_key": key,
+            "recipient": {"email": self.recipient(&format!("u{n}")), "name": format!("Customer {n}")},
+            "template": if n.is_multiple_of(2) { "decision_letter" } else { "correspondence" },
+            "locale": if n.is_multiple_of(3) { "fr" } else { "en" },
+            "data": {"case_number": format!("C-{n}")}
+        })
+    }
+
+    pub async fn enqueue(&self, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed.is_empty(), "enqueue failed: {:?}", out.failed);
+        }
+    }
+
+    /// Runs `doclink ARGS` with this stack's environment plus `extra`.
+    pub async fn doclink(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut env = self.env();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_doclink"))
+            .args(args)
+            .env_clear()
+            .envs(
+                std::env::vars().filter(|(k, _)| !k.starts_with("DOCLINK_") && k != "DATABASE_URL"),
+            )
+            .envs(env)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    pub async fn drain(&self, extra: &[(&str, &str)]) -> Output {
+        self.doclink(&["run", "--drain"], extra).await
+    }
+
+    /// Emails moto has accepted for this test's domain.
+    pub async fn emails(&self) -> Vec<Email> {
+        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let data: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        data["ses"]["Message"]
+            .as_array()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .filter_map(|m| {
+                        let to = m["destinations"]["ToAddresses"][0].as_str()?.to_string();
+                        to.contains(&self.domain).then(|| Email {
+                            id: m["id"].as_str().unwrap_or_default().to_string(),
+                            to,
+                            source: m["source"].as_str().unwrap_or_default().to_string(),
+                            subject: m["subject"].as_str().unwrap_or_default().to_string(),
+                            html: m["body"].as_str().unwrap_or_default().to_string(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn queue_depth(&self, url: &str) -> u64 {
+        doclink::queue::SqsQueue::new(self.sqs.clone(), url)
+            .depth()
+            .await
+            .unwrap()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub id: String,
+    pub to: String,
+    pub source: String,
+    pub subject: String,
+    pub html: String,
+}
+
+impl Email {
+    /// The signed link from the HTML part's button (entity-decoded).
+    pub fn link(&self) -> String {
+        let start = self.html.find("href=\"").expect("a link in the email") + "href=\"".len();
+        let end = start + self.html[start..].find('"').unwrap();
+        html_unescape(&self.html[start..end])
+    }
+}
+
+/// Decodes the entities askama writes (`&#38;`, `&#x2f;`) and the named basics.
+pub fn html_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';') else { break };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ if entity.starts_with("#x") || entity.starts_with("#X") => {
+                u32::from_str_radix(&entity[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32)
+            }
+            _ if entity.starts_with('#') => entity[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
