@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The demo, run inside scripts/stack.sh: real pipeline, local stack, sample batch.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+doclink="${CARGO_TARGET_DIR:-$root/target}/release/doclink"
+py="$DOCLINK_STACK_PYTHON"
+demo=$(mktemp -d /tmp/doclink-demo.XXXXXX)
+trap 'rm -rf "$demo"' EXIT
+count=${DEMO_EVENTS:-1000}
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "AWS resources in moto: queue with dead-letter queue, KMS key, verified SES identity"
+"$py" "$root/scripts/demo_feed.py" setup "$demo"
+# shellcheck disable=SC1091
+source "$demo/aws.env"
+echo "queue $QUEUE_URL"
+
+step "A CloudFront key pair, the private half encrypted with KMS"
+"$doclink" keys generate --type rsa --out-private "$demo/private.pem" --out-public "$demo/public.pem"
+"$doclink" keys encrypt --kms-key-id "$KMS_KEY_ID" --in "$demo/private.pem" --out "$demo/private.ct" --context purpose=doclink-demo
+rm "$demo/private.pem"   # from here on only KMS can open it
+
+export DOCLINK_QUEUE_URL="$QUEUE_URL"
+export DOCLINK_DEAD_LETTER_QUEUE_URL="$DLQ_URL"
+export DOCLINK_KEY_PAIR_ID=K2JCJMDEHXQW5F
+export DOCLINK_PRIVATE_KEY_CIPHERTEXT="$demo/private.ct"
+export DOCLINK_KMS_ENCRYPTION_CONTEXT=purpose=doclink-demo
+export DOCLINK_LINK_BASE_URL=https://letters.example.net
+export DOCLINK_FROM="Decisions Office <decisions@example.com>"
+export DOCLINK_REPLY_TO="help@example.com"
+export DOCLINK_SEND_RATE=${DOCLINK_SEND_RATE:-500}
+export DOCLINK_CONCURRENCY=16
+export DOCLINK_LOG_FORMAT=json
+export DOCLINK_LOG=warn
+
+step "Enqueueing $count events (unicode and spaces in keys, SNS-wrapped ones, producer retries, 10 invalid)"
+"$py" "$root/scripts/demo_feed.py" feed "$QUEUE_URL" "$count" &
+feeder=$!
+while [ "$("$py" -c 'import boto3,sys; print(boto3.client("sqs").get_queue_attributes(QueueUrl=sys.argv[1], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])' "$QUEUE_URL")" = 0 ]; do sleep 0.2; done
+
+step "doclink run --drain"
+start=$(date +%s%N)
+"$doclink" run --drain 2>"$demo/doclink.log"
+# The feeder tops the queue up as it drains; if it was still going, drain the rest.
+wait "$feeder"
+"$doclink" run --drain 2>>"$demo/doclink.log" | sed 's/^/after the feeder finished: /'
+end=$(date +%s%N)
+echo "took $(( (end - start) / 1000000 )) ms; log lines: $(wc -l <"$demo/doclink.log") (warnings and errors only)"
+
+step "The audit log"
+if command -v psql >/dev/null; then
+    psql -X -q "$DATABASE_URL" <<'SQL'
+\pset footer off
+SELECT status, possible_duplicate, count(*) AS links FROM links GROUP BY 1, 2 ORDER BY 1;
+SELECT field, left(reason, 70) AS reason, left(body, 40) AS raw_body FROM rejections ORDER BY id;
+SELECT recipient_email AS who, document_key AS which, to_char(sent_at, 'YYYY-MM-DD HH24:MI:SS') AS sent,
+       to_char(expires_at, 'YYYY-MM-DD HH24:MI') AS valid_until, status, left(ses_message_id, 12) AS ses_id
+FROM links WHERE recipient_email = 'customer1@example.org';
+SQL
+else
+    echo "(psql is not installed: skipping the audit queries)"
+fi
+
+step "One email as SES received it"
+"$py" - "$AWS_ENDPOINT_URL" "$demo/link.txt" <<'PY'
+import html, json, re, sys, urllib.request
+data = json.loads(urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json").read())
+messages = data["ses"]["Message"]
+print(f"emails accepted by SES: {len(messages)}")
+m = next(m for m in messages if "customer4@" in m["destinations"]["ToAddresses"][0])
+print("From:   ", m["source"]); print("To:     ", m["destinations"]["ToAddresses"][0]); print("Subject:", m["subject"])
+text = re.sub(r"<[^>]+>", "", m["body"]); text = re.sub(r"\n\s*\n+", "\n", text).strip()
+print(html.unescape(text))
+link = html.unescape(re.search(r'href="([^"]+)"', m["body"]).group(1))
+open(sys.argv[2], "w").write(link)
+PY
+
+step "That emailed link, checked by doclink verify"
+"$doclink" verify --public-key "$demo/public.pem" --key-pair-id K2JCJMDEHXQW5F "$(cat "$demo/link.txt")"
+echo
+echo "demo finished: everything it started is stopped on exit"
