@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod duration;
 pub mod event;
+pub mod http;
 pub mod kms;
 pub mod mail;
 pub mod queue;

@@ -77,7 +77,13 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
         None => None,
     };
 
-    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&aws));
+    // No SDK retries for SendEmail: SES has no idempotency token, so a retry after a
+    // 5xx or timeout may send twice. The worker retries instead, through the queue,
+    // and flags such retries as possible duplicates in the audit log.
+    let ses_config = aws_sdk_sesv2::config::Builder::from(&aws)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let mailer = SesMailer::new(aws_sdk_sesv2::Client::from_conf(ses_config));
     let rate = match settings.send_rate {
         SendRate::PerSecond(rate) => rate,
         SendRate::Auto => match mailer.max_send_rate().await {

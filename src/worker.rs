@@ -35,8 +35,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn bump(counter: &AtomicU64) {
+    /// Counts in the summary and in the Prometheus counter `metric`.
+    fn bump(counter: &AtomicU64, metric: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric).increment(1);
     }
     pub fn summary(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -301,7 +303,7 @@ impl Pipeline {
             })?;
         match err {
             SendError::Throttled(_) => {
-                Stats::bump(&self.stats.throttled);
+                Stats::bump(&self.stats.throttled, "doclink_throttled_total");
                 let after = backoff(
                     message.receive_count,
                     Duration::from_secs(2),
@@ -327,6 +329,7 @@ impl Pipeline {
             SendError::Account { .. } => {
                 error!(error = %reason, "SES account cannot send: receiving stops; every message stays on the queue");
                 self.stats.account_blocked.store(true, Ordering::SeqCst);
+                metrics::gauge!("doclink_account_blocked").set(1.0);
                 Ok(Outcome::AccountBlocked)
             }
         }
@@ -465,7 +468,7 @@ pub async fn run(
             continue;
         }
         for (message, permit) in messages.into_iter().zip(batch) {
-            Stats::bump(&stats.received);
+            Stats::bump(&stats.received, "doclink_messages_received_total");
             let pipeline = pipeline.clone();
             let shutdown = shutdown.clone();
             let delete_tx = delete_tx.clone();
@@ -517,7 +520,8 @@ async fn handle_message(
     delete_tx: &mpsc::UnboundedSender<String>,
 ) {
     let stats = &pipeline.stats;
-    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let in_flight = stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    metrics::gauge!("doclink_in_flight").set(in_flight as f64);
     let heartbeat = async {
         let mut ticker = tokio::time::interval(visibility / 2);
         ticker.tick().await;
@@ -536,34 +540,41 @@ async fn handle_message(
         outcome = pipeline.process(&message, shutdown) => outcome,
         _ = heartbeat => unreachable!("the heartbeat never ends"),
     };
-    stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let in_flight = stats.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+    metrics::gauge!("doclink_in_flight").set(in_flight as f64);
     let settle_visibility = match outcome {
         Ok(Outcome::Sent { possible_duplicate }) => {
-            Stats::bump(&stats.sent);
+            Stats::bump(&stats.sent, "doclink_emails_sent_total");
             if possible_duplicate {
-                Stats::bump(&stats.possible_duplicates);
+                Stats::bump(
+                    &stats.possible_duplicates,
+                    "doclink_possible_duplicates_total",
+                );
             }
             None
         }
         Ok(Outcome::DuplicateSkipped) => {
-            Stats::bump(&stats.duplicates_skipped);
+            Stats::bump(
+                &stats.duplicates_skipped,
+                "doclink_duplicates_skipped_total",
+            );
             None
         }
         Ok(Outcome::Rejected) => {
-            Stats::bump(&stats.rejected);
+            Stats::bump(&stats.rejected, "doclink_events_rejected_total");
             None
         }
         Ok(Outcome::Failed) => {
-            Stats::bump(&stats.failed);
+            Stats::bump(&stats.failed, "doclink_links_failed_total");
             None
         }
         Ok(Outcome::Retry { after }) => {
-            Stats::bump(&stats.retried);
+            Stats::bump(&stats.retried, "doclink_retries_total");
             Some(after)
         }
         Ok(Outcome::Released) | Ok(Outcome::AccountBlocked) => Some(Duration::ZERO),
         Err(err) => {
-            Stats::bump(&stats.retried);
+            Stats::bump(&stats.retried, "doclink_retries_total");
             let after = backoff(
                 message.receive_count,
                 Duration::from_secs(5),

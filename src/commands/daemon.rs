@@ -77,12 +77,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let metrics = doclink::http::install_metrics();
         let pipeline = doclink::startup::build_pipeline(&settings)
             .await
             .map_err(|e| ExitWith { code: EXIT_STARTUP, message: e.to_string() })?;
         let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
         let stats = pipeline.stats.clone();
+        let http = match settings.http_addr {
+            Some(addr) => Some(doclink::http::serve(addr, metrics, stats.clone(), shutdown.clone()).await.map_err(|e| {
+                ExitWith { code: EXIT_STARTUP, message: format!("setting DOCLINK_HTTP_ADDR (http_addr): cannot listen on {addr}: {e}") }
+            })?),
+            None => None,
+        };
+        metrics::gauge!("doclink_send_rate").set(pipeline.pacer.rate());
+        spawn_signal_handler(shutdown.clone());
         let progress = (args.drain && std::io::stderr().is_terminal()).then(|| {
             let stats = stats.clone();
             tokio::spawn(async move {
@@ -107,6 +115,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         tracing::info!(summary = %stats.summary(), ?reason, "stopped");
         if args.drain {
             println!("{}", stats.summary());
+        }
+        if let Some(http) = http {
+            http.abort();
         }
         match reason {
             StopReason::Drained | StopReason::Shutdown => Ok(Outcome::Success),

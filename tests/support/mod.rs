@@ -3,6 +3,8 @@
 //! server and moto. Emails are told apart by a recipient domain unique to the test.
 #![allow(dead_code)]
 
+pub mod ses_standin;
+
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use doclink::signing::{KeyKind, PrivateKey};
 use sqlx::postgres::PgPool;
@@ -199,6 +201,70 @@ impl TestStack {
             .unwrap()
     }
 
+    /// Starts `doclink ARGS` in the background (stdout and stderr piped).
+    pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> tokio::process::Child {
+        let mut env = self.env();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_doclink"))
+            .args(args)
+            .env_clear()
+            .envs(
+                std::env::vars().filter(|(k, _)| !k.starts_with("DOCLINK_") && k != "DATABASE_URL"),
+            )
+            .envs(env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (bounded) until a query returning one number reaches `expected`.
+    pub async fn wait_for_count(&self, sql: &'static str, expected: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(-1);
+            if n == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {sql} is {n}, waiting for {expected}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Visible, in-flight and delayed message counts.
+    pub async fn queue_counts(&self, url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attributes = out.attributes.unwrap();
+        let get = |name: A| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
     pub async fn drain(&self, extra: &[(&str, &str)]) -> Output {
         self.doclink(&["run", "--drain"], extra).await
     }
@@ -289,6 +355,16 @@ pub fn html_unescape(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Sends SIGTERM to a child process.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child is running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 pub fn stdout(output: &Output) -> String {

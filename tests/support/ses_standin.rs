@@ -1,0 +1,192 @@
+//! An SES v2 stand-in on a local port for the faults moto cannot make: throttling,
+//! 5xx, slow answers, account-level refusals, an enforced send rate. It answers
+//! `SendEmail` with the real SES v2 error shapes and records every request.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// How the stand-in behaves.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    Accept,
+    /// The first `n` requests are throttled (HTTP 429), then accepted.
+    ThrottleFirst(usize),
+    /// Every `k`-th request fails with HTTP 500.
+    FailEvery(usize),
+    /// Every request fails with HTTP 500.
+    AlwaysFail,
+    /// Recipients containing the text are rejected (MessageRejected); others accepted.
+    RejectRecipients(&'static str),
+    /// Every request is refused: the account's sending is paused.
+    SendingPaused,
+    /// A token bucket of `rate` per second (burst `rate`): requests beyond it are throttled.
+    EnforceRate(f64),
+}
+
+/// What one request got.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub at: Instant,
+    pub status: u16,
+    pub link_id: String,
+    pub to: String,
+}
+
+struct State {
+    behaviour: Behaviour,
+    delay: Duration,
+    requests: Vec<Recorded>,
+    bucket: (f64, Instant),
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Clone)]
+pub struct SesStandIn {
+    pub server: Arc<MockServer>,
+    state: Arc<Mutex<State>>,
+}
+
+struct Responder(Arc<Mutex<State>>);
+
+fn error(status: u16, code: &str, message: &str) -> (u16, ResponseTemplate) {
+    let template = ResponseTemplate::new(status)
+        .insert_header("x-amzn-ErrorType", code)
+        .insert_header("content-type", "application/json")
+        .set_body_string(format!("{{\"message\":\"{message}\"}}"));
+    (status, template)
+}
+
+impl Respond for Responder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let link_id = body["EmailTags"]
+            .as_array()
+            .and_then(|tags| tags.iter().find(|t| t["Name"] == "link_id"))
+            .and_then(|t| t["Value"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let to = body["Destination"]["ToAddresses"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut state = self.0.lock().unwrap();
+        let n = state.requests.len() + 1;
+        let now = Instant::now();
+        let template = match state.behaviour.clone() {
+            Behaviour::Accept => None,
+            Behaviour::ThrottleFirst(limit) if n <= limit => Some(error(
+                429,
+                "TooManyRequestsException",
+                "Maximum sending rate exceeded.",
+            )),
+            Behaviour::ThrottleFirst(_) => None,
+            Behaviour::FailEvery(k) if n % k == 0 => {
+                Some(error(500, "InternalFailure", "internal error"))
+            }
+            Behaviour::FailEvery(_) => None,
+            Behaviour::AlwaysFail => Some(error(500, "InternalFailure", "internal error")),
+            Behaviour::RejectRecipients(text) if to.contains(text) => Some(error(
+                400,
+                "MessageRejected",
+                "Email address is on the suppression list.",
+            )),
+            Behaviour::RejectRecipients(_) => None,
+            Behaviour::SendingPaused => Some(error(
+                400,
+                "SendingPausedException",
+                "Sending is paused for this account.",
+            )),
+            Behaviour::EnforceRate(rate) => {
+                let (tokens, last) = state.bucket;
+                let tokens = (tokens + last.elapsed().as_secs_f64() * rate).min(rate);
+                if tokens >= 1.0 {
+                    state.bucket = (tokens - 1.0, now);
+                    None
+                } else {
+                    state.bucket = (tokens, now);
+                    Some(error(
+                        429,
+                        "TooManyRequestsException",
+                        "Maximum sending rate exceeded.",
+                    ))
+                }
+            }
+        };
+        let (status, template) = template.unwrap_or_else(|| {
+            let accepted = ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json")
+                .set_body_string(format!("{{\"MessageId\":\"standin-{n:06}\"}}"));
+            (200, accepted)
+        });
+        state.recent.push_back(now);
+        state.requests.push(Recorded {
+            at: now,
+            status,
+            link_id,
+            to,
+        });
+        template.set_delay(state.delay)
+    }
+}
+
+impl SesStandIn {
+    pub async fn start(behaviour: Behaviour, delay: Duration) -> Self {
+        let server = MockServer::start().await;
+        let rate = match behaviour {
+            Behaviour::EnforceRate(rate) => rate,
+            _ => 0.0,
+        };
+        let state = Arc::new(Mutex::new(State {
+            behaviour,
+            delay,
+            requests: Vec::new(),
+            bucket: (rate, Instant::now()),
+            recent: VecDeque::new(),
+        }));
+        Mock::given(method("POST"))
+            .and(path("/v2/email/outbound-emails"))
+            .respond_with(Responder(state.clone()))
+            .mount(&server)
+            .await;
+        Self {
+            server: Arc::new(server),
+            state,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour, delay: Duration) {
+        let mut state = self.state.lock().unwrap();
+        state.behaviour = behaviour;
+        state.delay = delay;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn accepted(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .collect()
+    }
+
+    /// Waits (bounded) until `condition` holds over the recorded requests.
+    pub async fn wait_for(&self, what: &str, condition: impl Fn(&[Recorded]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if condition(&self.requests()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
