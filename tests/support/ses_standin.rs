@@ -83,7 +83,7 @@ impl Respond for Responder {
                 "Maximum sending rate exceeded.",
             )),
             Behaviour::ThrottleFirst(_) => None,
-            Behaviour::FailEvery(k) if n % k == 0 => {
+            Behaviour::FailEvery(k) if n.is_multiple_of(k) => {
                 Some(error(500, "InternalFailure", "internal error"))
             }
             Behaviour::FailEvery(_) => None,
