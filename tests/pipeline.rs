@@ -118,6 +118,80 @@ async fn every_event_becomes_one_email_with_a_verifying_link_and_one_audit_row()
             .iter()
             .any(|e| e.subject.starts_with("Votre décision est disponible"))
     );
+
+    // Logs are JSON; every line about a message names its event and link; no secrets.
+    let logs = stderr(&out);
+    let mut sent_lines = 0;
+    for line in logs.lines() {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            !line.contains("Signature=") && !line.contains("PRIVATE KEY"),
+            "secret in log: {line}"
+        );
+        if entry["message"] == "sent" {
+            sent_lines += 1;
+            assert!(entry["span"]["event_id"].is_string(), "{line}");
+            assert!(entry["span"]["link_id"].is_string(), "{line}");
+            assert!(entry["ses_message_id"].is_string(), "{line}");
+        }
+    }
+    assert_eq!(sent_lines, n);
+}
+
+#[tokio::test]
+async fn three_workers_share_one_queue_and_send_each_event_exactly_once() {
+    let stack = TestStack::new("workers", KeyKind::EcdsaP256).await;
+    let events = 3000;
+    let env = [
+        ("DOCLINK_CONCURRENCY", "16"),
+        ("DOCLINK_SEND_RATE", "1000"),
+        ("DOCLINK_LOG", "warn"),
+    ];
+    let workers: Vec<_> = (0..3).map(|_| stack.spawn(&["run"], &env)).collect();
+    // moto's SQS scans the whole queue on every call, so keep it shallow and top it up.
+    let mut next = 0;
+    while next < events {
+        let (visible, _) = stack.queue_counts(&stack.queue_url).await;
+        if visible > 100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        let bodies: Vec<String> = (next..(next + 50).min(events))
+            .map(|i| {
+                stack
+                    .event(i, &format!("bulk/{i}/décision.pdf"))
+                    .to_string()
+            })
+            .collect();
+        stack.enqueue(&bodies).await;
+        next += bodies.len();
+    }
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM links WHERE status = 'sent'",
+            events as i64,
+        )
+        .await;
+    for worker in &workers {
+        support::terminate(worker);
+    }
+    for worker in workers {
+        let out = worker.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let emails = stack.emails().await;
+    assert_eq!(emails.len(), events);
+    let recipients: std::collections::HashSet<&str> =
+        emails.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(recipients.len(), events, "some recipient got two letters");
+    let flagged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM links WHERE possible_duplicate OR attempts > 1")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(flagged, 0);
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
 }
 
 #[tokio::test]
