@@ -274,6 +274,24 @@ pub struct DocumentReady {
     pub envelope: Envelope,
 }
 
+impl DocumentReady {
+    /// What the letter for this event says, given its signed link and expiry.
+    pub fn letter<'a>(
+        &'a self,
+        link: &'a str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> crate::mail::Letter<'a> {
+        crate::mail::Letter {
+            recipient_name: self.recipient.name.as_ref().map(|n| n.as_str()),
+            link,
+            document_name: self.document_key.file_name(),
+            expires_at,
+            data: &self.data,
+            locale: self.locale,
+        }
+    }
+}
+
 const MAX_DATA_ENTRIES: usize = 64;
 const MAX_DATA_VALUE_CHARS: usize = 2000;
 

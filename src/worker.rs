@@ -5,7 +5,7 @@
 use crate::audit::{AuditError, AuditLog, Claim, NewLink, Rejection, SigningRecord};
 use crate::event::{DocumentReady, EventRejection, EventRules, Mailbox};
 use crate::mail::ses::OutgoingEmail;
-use crate::mail::{Letter, SendError, SendPacer, SesMailer, templates};
+use crate::mail::{SendError, SendPacer, SesMailer, templates};
 use crate::queue::{QueueMessage, SqsQueue};
 use crate::signing::{BaseUrl, LinkTerms, UrlSigner};
 use chrono::{DateTime, Utc};
@@ -207,20 +207,7 @@ impl Pipeline {
             DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry in range");
 
         // Render.
-        let document_name = event
-            .document_key
-            .as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        let letter = Letter {
-            recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
-            link: link.url(),
-            document_name,
-            expires_at,
-            data: &event.data,
-            locale: event.locale,
-        };
+        let letter = event.letter(link.url(), expires_at);
         let rendered = match templates::render(event.template, &letter) {
             Ok(rendered) => rendered,
             Err(err) => {

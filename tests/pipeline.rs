@@ -448,3 +448,71 @@ async fn preview_renders_without_sending() {
     );
     assert!(stack.emails().await.is_empty());
 }
+
+#[tokio::test]
+async fn keys_encrypt_writes_a_ciphertext_kms_opens_with_the_same_context() {
+    let stack = TestStack::new("encrypt", KeyKind::EcdsaP256).await;
+    let private = stack.dir.path().join("k.pem");
+    let public = stack.dir.path().join("k.pub");
+    let generated = stack
+        .doclink(
+            &[
+                "keys",
+                "generate",
+                "--type",
+                "ecdsa",
+                "--out-private",
+                private.to_str().unwrap(),
+                "--out-public",
+                public.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let out_file = stack.dir.path().join("k.ct");
+    let out = stack
+        .doclink(
+            &[
+                "keys",
+                "encrypt",
+                "--kms-key-id",
+                &stack.kms_key_id,
+                "--in",
+                private.to_str().unwrap(),
+                "--out",
+                out_file.to_str().unwrap(),
+                "--context",
+                "purpose=doclink-test",
+                "--context",
+                "env=ci",
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let aws = aws_config::load_from_env().await;
+    let kms = aws_sdk_kms::Client::new(&aws);
+    let ciphertext = std::fs::read(&out_file).unwrap();
+    let context = doclink::kms::EncryptionContext::parse_list(support::CONTEXT).unwrap();
+    let plaintext = doclink::kms::decrypt(&kms, &ciphertext, &context)
+        .await
+        .unwrap();
+    assert_eq!(
+        plaintext.as_slice(),
+        std::fs::read(&private).unwrap().as_slice()
+    );
+    let wrong = doclink::kms::EncryptionContext::parse_list("purpose=other").unwrap();
+    assert!(
+        doclink::kms::decrypt(&kms, &ciphertext, &wrong)
+            .await
+            .is_err()
+    );
+    // The daemon starts with it and sends.
+    stack.enqueue(&[stack.event(1, "a.pdf").to_string()]).await;
+    let out = stack
+        .drain(&[("DOCLINK_PRIVATE_KEY_CIPHERTEXT", out_file.to_str().unwrap())])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stack.emails().await.len(), 1);
+}

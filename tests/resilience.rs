@@ -365,3 +365,25 @@ async fn metrics_health_and_readiness_are_served() {
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let (stack, ses) = setup("twosignals", 4, Behaviour::Accept, Duration::from_secs(20)).await;
+    let child = stack.spawn(&["run"], &[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]);
+    ses.wait_for("a letter in flight", |r| !r.is_empty()).await;
+    // The first signal would wait for the 20 s answer; the second does not.
+    terminate(&child);
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exited promptly after the second signal")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+}

@@ -538,3 +538,34 @@ fn cli_keys_generate_public_and_refusals() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn cli_bulk_sign_reads_document_keys_with_a_base_url() {
+    let key = fixture("ec_p256_sec1.pem");
+    let out = doclink(
+        &[
+            "sign",
+            "--key-pair-id",
+            KEY_PAIR_ID,
+            "--private-key",
+            key.to_str().unwrap(),
+            "--ttl",
+            "1h",
+            "--base-url",
+            "https://documents.example.org",
+        ],
+        Some("a b/é.pdf\n/absolute.pdf\nok.pdf\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0].starts_with("https://documents.example.org/a%20b/%C3%A9.pdf?Expires="),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1], "");
+    assert!(lines[2].starts_with("https://documents.example.org/ok.pdf?Expires="));
+    assert!(text(&out.stderr).contains("line 2: document key must not start with '/'"));
+}

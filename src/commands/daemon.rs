@@ -4,7 +4,7 @@ use crate::Outcome;
 use anyhow::Context;
 use doclink::config::{self, LogFormat, Settings};
 use doclink::event::DocumentReady;
-use doclink::mail::{Letter, templates};
+use doclink::mail::templates;
 use doclink::worker::{self, StopReason, WorkerOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -198,20 +198,7 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
         "{resource}&Expires={}&Signature=PREVIEW&Key-Pair-Id=PREVIEW",
         expires_at.timestamp()
     );
-    let document_name = event
-        .document_key
-        .as_str()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
-    let letter = Letter {
-        recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
-        link: &link,
-        document_name,
-        expires_at,
-        data: &event.data,
-        locale: event.locale,
-    };
+    let letter = event.letter(&link, expires_at);
     let email = templates::render(event.template, &letter)?;
     println!("To: {}", event.recipient.email);
     println!("Subject: {}", email.subject);

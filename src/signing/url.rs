@@ -93,6 +93,11 @@ impl DocumentKey {
         &self.0
     }
 
+    /// The last path segment, e.g. `Décision finale.pdf`: what a letter calls the document.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
     /// The key as it appears in a URL path: UTF-8 bytes outside the unreserved set
     /// and `/` become `%XX` (upper-case hex, as browsers and S3 write them).
     pub fn percent_encoded(&self) -> String {

@@ -183,40 +183,35 @@ impl TestStack {
         }
     }
 
-    /// Runs `doclink ARGS` with this stack's environment plus `extra`.
-    pub async fn doclink(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    /// `doclink ARGS` with this stack's environment plus `extra`, and nothing else of
+    /// ours from the test's environment.
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> tokio::process::Command {
         let mut env = self.env();
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_doclink"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_doclink"));
+        command
             .args(args)
             .env_clear()
             .envs(
                 std::env::vars().filter(|(k, _)| !k.starts_with("DOCLINK_") && k != "DATABASE_URL"),
             )
             .envs(env)
-            .output()
-            .await
-            .unwrap()
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `doclink ARGS` to completion.
+    pub async fn doclink(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        self.command(args, extra).output().await.unwrap()
     }
 
     /// Starts `doclink ARGS` in the background (stdout and stderr piped).
     pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> tokio::process::Child {
-        let mut env = self.env();
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_doclink"))
-            .args(args)
-            .env_clear()
-            .envs(
-                std::env::vars().filter(|(k, _)| !k.starts_with("DOCLINK_") && k != "DATABASE_URL"),
-            )
-            .envs(env)
+        self.command(args, extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .unwrap()
     }
