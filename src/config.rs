@@ -178,8 +178,8 @@ pub enum SendRate {
     Auto,
 }
 
-/// Validated settings.
-#[derive(Debug, Clone)]
+/// Validated settings. Its `Debug` leaves out the database URL, which may hold a password.
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub queue_url: String,
@@ -204,6 +204,18 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("queue_url", &self.queue_url)
+            .field("key_pair_id", &self.key_pair_id)
+            .field("link_base_url", &self.link_base_url)
+            .field("send_rate", &self.send_rate)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
