@@ -277,18 +277,13 @@ impl Pipeline {
         err: SendError,
     ) -> Result<Outcome, PipelineError> {
         let reason = err.to_string();
-        self.audit
-            .release(link_id, err.certainly_not_sent(), &reason)
-            .await
-            .or_else(|e| {
-                // A permanent failure is recorded below instead.
-                if matches!(err, SendError::Permanent { .. }) {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
-        match err {
+        let not_sent = err.certainly_not_sent();
+        let outcome = match err {
+            SendError::Permanent { .. } => {
+                self.audit.mark_failed(link_id, &reason).await?;
+                warn!(error = %reason, "SES refused this letter; recorded as failed");
+                return Ok(Outcome::Failed);
+            }
             SendError::Throttled(_) => {
                 Stats::bump(&self.stats.throttled, "doclink_throttled_total");
                 let after = backoff(
@@ -297,7 +292,7 @@ impl Pipeline {
                     Duration::from_secs(60),
                 );
                 warn!(error = %reason, retry_in_s = after.as_secs(), "throttled by SES; the message stays on the queue");
-                Ok(Outcome::Retry { after })
+                Outcome::Retry { after }
             }
             SendError::Transient(_) => {
                 let after = backoff(
@@ -306,20 +301,18 @@ impl Pipeline {
                     Duration::from_secs(900),
                 );
                 warn!(error = %reason, retry_in_s = after.as_secs(), "SES call failed; the message stays on the queue");
-                Ok(Outcome::Retry { after })
-            }
-            SendError::Permanent { .. } => {
-                self.audit.mark_failed(link_id, &reason).await?;
-                warn!(error = %reason, "SES refused this letter; recorded as failed");
-                Ok(Outcome::Failed)
+                Outcome::Retry { after }
             }
             SendError::Account { .. } => {
                 error!(error = %reason, "SES account cannot send: receiving stops; every message stays on the queue");
                 self.stats.account_blocked.store(true, Ordering::SeqCst);
                 metrics::gauge!("doclink_account_blocked").set(1.0);
-                Ok(Outcome::AccountBlocked)
+                Outcome::AccountBlocked
             }
-        }
+        };
+        // Tried again later: give the claim up, saying whether SES may have accepted it.
+        self.audit.release(link_id, not_sent, &reason).await?;
+        Ok(outcome)
     }
 
     fn resource_for(&self, event: &DocumentReady, link_id: Uuid) -> crate::signing::SignableUrl {
