@@ -114,6 +114,17 @@ def memory_run(events, rate="100000"):
     finally:
         moto.terminate(); moto.wait()
 
+def write_section(path, title, name, body):
+    """Replaces the `name` section of the file at `path`, keeping the others."""
+    text = open(path).read() if os.path.exists(path) else f"{title}\n\nWritten by the runs that measure; do not edit by hand.\n\n"
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body}{end}\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    open(path, "w").write(text)
+
 peer = yardstick("peer", f"{py} peer_worker.py")
 ours = yardstick("doclink", f"{doclink} run --drain")
 rss_small = memory_run(N)
@@ -152,14 +163,7 @@ peak RSS flat and under 64 MiB — {"met" if max(rss_small[0], rss_big[0]) < 64 
 Wall time and events/s are bounded by moto, not by doclink.
 """
 print(section)
-text = open(benchmarks).read() if os.path.exists(benchmarks) else "# Benchmarks\n\nWritten by the runs that measure (`make bench`); do not edit by hand.\n\n"
-begin, end = "<!-- pipeline:begin -->", "<!-- pipeline:end -->"
-block = f"{begin}\n{section}{end}\n"
-if begin in text and end in text:
-    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):].lstrip("\n")
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(benchmarks, "w").write(text)
+write_section(benchmarks, "# Benchmarks", "pipeline", section)
 
 # The pacing run belongs to RELIABILITY.md: it is a property, not a speed.
 reliability = os.path.join(os.path.dirname(benchmarks), "RELIABILITY.md")
@@ -178,11 +182,4 @@ Target (issue #4): within 5% of the target rate — {"met" if deviation <= 5 els
 the rate sees zero throttling errors is asserted by `tests/resilience.rs`
 (`the_send_rate_holds_under_an_enforcing_ses`).
 """
-rtext = open(reliability).read() if os.path.exists(reliability) else "# Reliability\n\nWritten by the runs that measure; do not edit by hand.\n\n"
-begin, end = "<!-- pacing:begin -->", "<!-- pacing:end -->"
-block = f"{begin}\n{rel_section}{end}\n"
-if begin in rtext and end in rtext:
-    rtext = rtext[:rtext.index(begin)] + block + rtext[rtext.index(end) + len(end):].lstrip("\n")
-else:
-    rtext = rtext.rstrip("\n") + "\n\n" + block
-open(reliability, "w").write(rtext)
+write_section(reliability, "# Reliability", "pacing", rel_section)
