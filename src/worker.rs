@@ -96,7 +96,8 @@ pub struct Pipeline {
     pub queue: SqsQueue,
     pub dead_letter: Option<SqsQueue>,
     pub max_receives: u32,
-    /// How long a claim keeps other workers off an event.
+    /// How long a claim keeps other workers off an event. It must outlast one attempt
+    /// (the pacer wait plus an SES call of at most 30 s); the visibility timeout does.
     pub lease: Duration,
     pub stats: Arc<Stats>,
 }

@@ -226,16 +226,6 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Keeps the lease while slow work goes on.
-    pub async fn extend_lease(&self, link_id: Uuid, lease: Duration) -> Result<(), AuditError> {
-        sqlx::query("UPDATE links SET lease_until = now() + make_interval(secs => $2) WHERE link_id = $1 AND status IN ('pending', 'sending')")
-            .bind(link_id)
-            .bind(lease.as_secs_f64())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Stores a rejected event. A redelivered rejected message is stored once.
     pub async fn record_rejection(&self, r: &Rejection<'_>) -> Result<(), AuditError> {
         sqlx::query(
