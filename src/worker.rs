@@ -414,9 +414,24 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        let receive = pipeline
+            .queue
+            .receive(batch.len() as i32, wait, options.visibility_timeout);
+        tokio::pin!(receive);
         let received = tokio::select! {
-            received = pipeline.queue.receive(batch.len() as i32, wait, options.visibility_timeout) => received,
-            _ = shutdown.cancelled() => break StopReason::Shutdown,
+            received = &mut receive => received,
+            _ = shutdown.cancelled() => {
+                // Dropping a long poll could strand messages SQS already handed out,
+                // invisible until their timeout: let it finish and release them at once.
+                if let Ok(messages) = receive.await {
+                    for message in messages {
+                        if let Err(err) = pipeline.queue.change_visibility(&message.receipt_handle, Duration::ZERO).await {
+                            warn!(error = %err, "could not release a message received during shutdown");
+                        }
+                    }
+                }
+                break StopReason::Shutdown;
+            }
         };
         let messages = match received {
             Ok(messages) => {
