@@ -4,6 +4,7 @@
 
 use crate::duration::parse_duration;
 use crate::kms::EncryptionContext;
+use crate::mail::{Locale, Mailbox, SendRate};
 use crate::signing::{BaseUrl, HashAlgorithm, KeyPairId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -130,10 +131,16 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "SQS visibility doclink asks for on receive; extended while work runs",
     },
     SettingSpec {
-        key: "max_receives",
-        env: "DOCLINK_MAX_RECEIVES",
-        default: Some("10"),
-        help: "receives after which a message is a poison message",
+        key: "poison_after",
+        env: "DOCLINK_POISON_AFTER",
+        default: Some("5"),
+        help: "abandoned attempts (the worker died mid-letter) after which an event is set aside as poison",
+    },
+    SettingSpec {
+        key: "failure_breaker",
+        env: "DOCLINK_FAILURE_BREAKER",
+        default: Some("5"),
+        help: "identical SES refusals in a row that are treated as a configuration fault (stop, keep the rest queued)",
     },
     SettingSpec {
         key: "dead_letter_queue_url",
@@ -170,10 +177,37 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Every setting that is missing or wrong, so one run names them all.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            all => {
+                write!(f, "{} settings are missing or invalid:", all.len())?;
+                for error in all {
+                    write!(f, "\n  {error}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        Self(vec![error])
+    }
+}
+
 /// The per-process send rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum SendRate {
-    PerSecond(f64),
+pub enum RateSetting {
+    PerSecond(SendRate),
     /// SES GetAccount MaxSendRate divided by `workers`.
     Auto,
 }
@@ -190,16 +224,17 @@ pub struct Settings {
     pub link_ttl: Duration,
     pub link_max_ttl: Duration,
     pub hash: HashAlgorithm,
-    pub from: String,
-    pub reply_to: Option<String>,
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
     pub ses_configuration_set: Option<String>,
-    pub send_rate: SendRate,
-    pub send_rate_fallback: f64,
+    pub send_rate: RateSetting,
+    pub send_rate_fallback: SendRate,
     pub workers: u32,
     pub concurrency: usize,
-    pub default_locale: String,
+    pub default_locale: Locale,
     pub visibility_timeout: Duration,
-    pub max_receives: u32,
+    pub poison_after: u32,
+    pub failure_breaker: u32,
     pub dead_letter_queue_url: Option<String>,
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
@@ -316,11 +351,45 @@ impl RawSettings {
         let value = self.get(key)?;
         parse(&value).map_err(|m| Self::error(key, m))
     }
+
+    /// An optional setting: `None` when unset or empty, else parsed.
+    fn parse_optional<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.optional(key)? {
+            Some(value) => parse(&value).map(Some).map_err(|m| Self::error(key, m)),
+            None => Ok(None),
+        }
+    }
 }
 
-fn positive_number<T: std::str::FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
-    match text.parse::<T>() {
-        Ok(n) if n > T::default() => Ok(n),
+/// A whole number within `range`.
+fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "{text:?} is out of range; expected {} to {}",
+            range.start(),
+            range.end()
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a whole number; expected {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+fn rate(text: &str) -> Result<SendRate, String> {
+    match text.parse::<f64>() {
+        Ok(number) if number.is_finite() && number > 0.0 => {
+            SendRate::new(number).map_err(|why| format!("{text} {why}"))
+        }
         _ => Err(format!("{text:?} is not a positive number")),
     }
 }
@@ -329,131 +398,231 @@ fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
 
-fn email_setting(text: &str) -> Result<String, String> {
-    crate::event::Mailbox::parse(text)
-        .map(|_| text.to_string())
-        .map_err(|e| e.to_string())
+fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Result<Duration, String> {
+    move |text| {
+        let d = duration(text)?;
+        if d < min || d > max {
+            Err(format!(
+                "{text:?} is out of range; expected {} to {}",
+                crate::duration::HumanDuration(min),
+                crate::duration::HumanDuration(max)
+            ))
+        } else {
+            Ok(d)
+        }
+    }
+}
+
+fn mailbox(text: &str) -> Result<Mailbox, String> {
+    Mailbox::parse(text).map_err(|e| e.to_string())
+}
+
+fn locale(text: &str) -> Result<Locale, String> {
+    Locale::parse(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a locale with templates ({})",
+            Locale::ALL_NAMES
+        )
+    })
+}
+
+/// Collects every setting's error instead of stopping at the first.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
 }
 
 impl Settings {
     /// Reads the file (if any) and the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
         Self::load_with(file, &|name| std::env::var(name).ok())
     }
 
-    /// As [`Settings::load`], with the environment given (for tests).
+    /// As [`Settings::load`], with the environment given (for tests). Every missing
+    /// or invalid setting is reported, not only the first.
     pub fn load_with(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ConfigErrors> {
         let raw = RawSettings::load(file, env)?;
-        let settings = Settings {
-            database_url: raw.parse("database_url", |v| {
-                if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-                    Ok(v.to_string())
-                } else {
-                    Err("must be a postgres:// or postgresql:// URL".into())
-                }
-            })?,
-            queue_url: raw.parse("queue_url", |v| {
-                if v.starts_with("https://") || v.starts_with("http://") {
-                    Ok(v.to_string())
-                } else {
-                    Err(format!("{v:?} is not an SQS queue URL"))
-                }
-            })?,
-            key_pair_id: raw.parse("key_pair_id", KeyPairId::parse)?,
-            private_key_ciphertext: raw.parse("private_key_ciphertext", |v| {
-                let path = PathBuf::from(v);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(format!("{v:?} is not a readable file"))
-                }
-            })?,
-            kms_encryption_context: raw
-                .parse("kms_encryption_context", EncryptionContext::parse_list)?,
-            link_base_url: raw.parse("link_base_url", |v| {
-                BaseUrl::parse(v).map_err(|e| e.to_string())
-            })?,
-            link_ttl: raw.parse("link_ttl", duration)?,
-            link_max_ttl: raw.parse("link_max_ttl", duration)?,
-            hash: raw.parse("hash", |v| {
-                HashAlgorithm::parse(v).ok_or_else(|| format!("{v:?} is not sha1 or sha256"))
-            })?,
-            from: raw.parse("from", email_setting)?,
-            reply_to: match raw.optional("reply_to")? {
-                Some(v) => Some(email_setting(&v).map_err(|m| RawSettings::error("reply_to", m))?),
-                None => None,
-            },
-            ses_configuration_set: raw.optional("ses_configuration_set")?,
-            send_rate: raw.parse("send_rate", |v| {
-                if v.eq_ignore_ascii_case("auto") {
-                    Ok(SendRate::Auto)
-                } else {
-                    positive_number::<f64>(v)
-                        .map(SendRate::PerSecond)
-                        .map_err(|m| format!("{m}; or auto"))
-                }
-            })?,
-            send_rate_fallback: raw.parse("send_rate_fallback", positive_number::<f64>)?,
-            workers: raw.parse("workers", positive_number::<u32>)?,
-            concurrency: raw.parse("concurrency", |v| {
-                positive_number::<usize>(v).and_then(|n| {
-                    if n <= 1024 {
-                        Ok(n)
-                    } else {
-                        Err("at most 1024".into())
-                    }
-                })
-            })?,
-            default_locale: raw.parse("default_locale", |v| {
-                crate::mail::Locale::parse(v)
-                    .map(|l| l.as_str().to_string())
-                    .ok_or_else(|| {
-                        format!(
-                            "{v:?} is not a locale with templates ({})",
-                            crate::mail::Locale::ALL_NAMES
-                        )
-                    })
-            })?,
-            visibility_timeout: raw.parse("visibility_timeout", |v| {
-                let d = duration(v)?;
-                if (10..=43_200).contains(&d.as_secs()) {
-                    Ok(d)
-                } else {
-                    Err("must be between 10s and 12h (SQS allows at most 12h)".into())
-                }
-            })?,
-            max_receives: raw.parse("max_receives", positive_number::<u32>)?,
-            dead_letter_queue_url: raw.optional("dead_letter_queue_url")?,
-            shutdown_grace: raw.parse("shutdown_grace", duration)?,
-            http_addr: match raw.optional("http_addr")? {
-                Some(v) => Some(v.parse().map_err(|_| {
-                    RawSettings::error("http_addr", format!("{v:?} is not host:port"))
-                })?),
-                None => None,
-            },
-            log_format: raw.parse("log_format", |v| match v {
-                "json" => Ok(LogFormat::Json),
-                "text" => Ok(LogFormat::Text),
-                other => Err(format!("{other:?} is not json or text")),
-            })?,
-        };
-        if settings.link_ttl > settings.link_max_ttl {
-            return Err(RawSettings::error(
+        let mut p = Problems::default();
+        let database_url = p.check(raw.parse("database_url", database_url));
+        let queue_url = p.check(raw.parse("queue_url", sqs_url));
+        let key_pair_id = p.check(raw.parse("key_pair_id", KeyPairId::parse));
+        let private_key_ciphertext = p.check(raw.parse("private_key_ciphertext", readable_file));
+        let kms_encryption_context =
+            p.check(raw.parse("kms_encryption_context", EncryptionContext::parse_list));
+        let link_base_url = p.check(raw.parse("link_base_url", |v| {
+            BaseUrl::parse(v).map_err(|e| e.to_string())
+        }));
+        let link_ttl = p.check(raw.parse("link_ttl", duration));
+        let link_max_ttl = p.check(raw.parse("link_max_ttl", duration));
+        let hash = p.check(raw.parse("hash", |v| {
+            HashAlgorithm::parse(v).ok_or_else(|| format!("{v:?} is not sha1 or sha256"))
+        }));
+        let from = p.check(raw.parse("from", mailbox));
+        let reply_to = p.check(raw.parse_optional("reply_to", mailbox));
+        let ses_configuration_set = p.check(raw.optional("ses_configuration_set"));
+        let send_rate = p.check(raw.parse("send_rate", |v| {
+            if v.eq_ignore_ascii_case("auto") {
+                Ok(RateSetting::Auto)
+            } else {
+                rate(v)
+                    .map(RateSetting::PerSecond)
+                    .map_err(|m| format!("{m}; or auto"))
+            }
+        }));
+        let send_rate_fallback = p.check(raw.parse("send_rate_fallback", rate));
+        let workers = p.check(raw.parse("workers", number_in(1u32..=10_000)));
+        let concurrency = p.check(raw.parse("concurrency", number_in(1usize..=1024)));
+        let default_locale = p.check(raw.parse("default_locale", locale));
+        let visibility_timeout = p.check(raw.parse(
+            "visibility_timeout",
+            duration_in(Duration::from_secs(10), Duration::from_secs(43_200)),
+        ));
+        let poison_after = p.check(raw.parse("poison_after", number_in(1u32..=100)));
+        let failure_breaker = p.check(raw.parse("failure_breaker", number_in(1u32..=10_000)));
+        let dead_letter_queue_url = p.check(raw.parse_optional("dead_letter_queue_url", sqs_url));
+        let shutdown_grace = p.check(raw.parse(
+            "shutdown_grace",
+            duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
+        ));
+        let http_addr = p.check(raw.parse_optional("http_addr", |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| format!("{v:?} is not host:port"))
+        }));
+        let log_format = p.check(raw.parse("log_format", |v| match v {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => Err(format!("{other:?} is not json or text")),
+        }));
+        if let (Some(ttl), Some(max)) = (link_ttl, link_max_ttl)
+            && ttl > max
+        {
+            p.0.push(RawSettings::error(
                 "link_ttl",
                 "is longer than link_max_ttl (DOCLINK_LINK_MAX_TTL)",
             ));
         }
-        Ok(settings)
+        let (
+            Some(database_url),
+            Some(queue_url),
+            Some(key_pair_id),
+            Some(private_key_ciphertext),
+            Some(kms_encryption_context),
+            Some(link_base_url),
+            Some(link_ttl),
+            Some(link_max_ttl),
+            Some(hash),
+            Some(from),
+            Some(reply_to),
+            Some(ses_configuration_set),
+            Some(send_rate),
+            Some(send_rate_fallback),
+            Some(workers),
+            Some(concurrency),
+            Some(default_locale),
+            Some(visibility_timeout),
+            Some(poison_after),
+            Some(failure_breaker),
+            Some(dead_letter_queue_url),
+            Some(shutdown_grace),
+            Some(http_addr),
+            Some(log_format),
+        ) = (
+            database_url,
+            queue_url,
+            key_pair_id,
+            private_key_ciphertext,
+            kms_encryption_context,
+            link_base_url,
+            link_ttl,
+            link_max_ttl,
+            hash,
+            from,
+            reply_to,
+            ses_configuration_set,
+            send_rate,
+            send_rate_fallback,
+            workers,
+            concurrency,
+            default_locale,
+            visibility_timeout,
+            poison_after,
+            failure_breaker,
+            dead_letter_queue_url,
+            shutdown_grace,
+            http_addr,
+            log_format,
+        )
+        else {
+            return Err(ConfigErrors(p.0));
+        };
+        if !p.0.is_empty() {
+            return Err(ConfigErrors(p.0));
+        }
+        Ok(Settings {
+            database_url,
+            queue_url,
+            key_pair_id,
+            private_key_ciphertext,
+            kms_encryption_context,
+            link_base_url,
+            link_ttl,
+            link_max_ttl,
+            hash,
+            from,
+            reply_to,
+            ses_configuration_set,
+            send_rate,
+            send_rate_fallback,
+            workers,
+            concurrency,
+            default_locale,
+            visibility_timeout,
+            poison_after,
+            failure_breaker,
+            dead_letter_queue_url,
+            shutdown_grace,
+            http_addr,
+            log_format,
+        })
+    }
+}
+
+fn database_url(v: &str) -> Result<String, String> {
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        Ok(v.to_string())
+    } else {
+        Err("must be a postgres:// or postgresql:// URL".into())
+    }
+}
+
+fn sqs_url(v: &str) -> Result<String, String> {
+    if v.starts_with("https://") || v.starts_with("http://") {
+        Ok(v.to_string())
+    } else {
+        Err(format!("{v:?} is not an SQS queue URL"))
+    }
+}
+
+fn readable_file(v: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(v);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{v:?} is not a readable file"))
     }
 }
 
 /// The settings `doclink migrate` needs: only the database.
 pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigError> {
     let raw = RawSettings::load(file, &|name| std::env::var(name).ok())?;
-    raw.get("database_url")
+    raw.parse("database_url", database_url)
 }
 
 /// The settings `doclink preview` needs; the base URL falls back to an example
@@ -468,10 +637,7 @@ pub fn load_preview(
         None => BaseUrl::parse("https://documents.example.org").expect("valid example"),
     };
     let rules = crate::event::EventRules {
-        default_locale: raw.parse("default_locale", |v| {
-            crate::mail::Locale::parse(v)
-                .ok_or_else(|| format!("{v:?} is not a locale with templates"))
-        })?,
+        default_locale: raw.parse("default_locale", locale)?,
         default_ttl: raw.parse("link_ttl", duration)?,
         max_ttl: raw.parse("link_max_ttl", duration)?,
     };
@@ -508,7 +674,7 @@ mod tests {
     fn load(
         env: &HashMap<&'static str, String>,
         file: Option<&Path>,
-    ) -> Result<Settings, ConfigError> {
+    ) -> Result<Settings, ConfigErrors> {
         Settings::load_with(file, &|name| env.get(name).cloned())
     }
 
@@ -518,8 +684,10 @@ mod tests {
         let mut env = base_env(dir.path());
         let s = load(&env, None).unwrap();
         assert_eq!(s.link_ttl.as_secs(), 7 * 86_400);
-        assert_eq!(s.send_rate, SendRate::Auto);
+        assert_eq!(s.send_rate, RateSetting::Auto);
         assert_eq!(s.reply_to, None);
+        assert_eq!(s.default_locale, Locale::En);
+        assert_eq!(s.from.to_header(), "\"Letters\" <letters@example.com>");
         let file = dir.path().join("doclink.toml");
         std::fs::write(
             &file,
@@ -529,7 +697,10 @@ mod tests {
         env.insert("DOCLINK_CONCURRENCY", "8".into());
         let s = load(&env, Some(&file)).unwrap();
         assert_eq!(s.concurrency, 8, "the environment wins over the file");
-        assert_eq!(s.send_rate, SendRate::PerSecond(12.5));
+        assert_eq!(
+            s.send_rate,
+            RateSetting::PerSecond(SendRate::new(12.5).unwrap())
+        );
         assert_eq!(s.link_ttl.as_secs(), 2 * 86_400);
     }
 
@@ -577,5 +748,92 @@ mod tests {
                 .to_string()
                 .contains("unknown setting")
         );
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let empty: HashMap<&'static str, String> = HashMap::new();
+        let message = load(&empty, None).unwrap_err().to_string();
+        for setting in [
+            "DATABASE_URL",
+            "DOCLINK_QUEUE_URL",
+            "DOCLINK_KEY_PAIR_ID",
+            "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+            "DOCLINK_LINK_BASE_URL",
+            "DOCLINK_FROM",
+        ] {
+            assert!(
+                message.contains(&format!("setting {setting} (")),
+                "{setting} missing from: {message}"
+            );
+        }
+        assert!(
+            message.starts_with("6 settings are missing or invalid:\n  setting "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        for (variable, value, expected) in [
+            (
+                "DOCLINK_SEND_RATE",
+                "1e-300",
+                "1e-300 is below the smallest rate, 0.01 per second",
+            ),
+            ("DOCLINK_SEND_RATE", "1e9", "1e9 is above the largest rate"),
+            (
+                "DOCLINK_SEND_RATE",
+                "inf",
+                "\"inf\" is not a positive number",
+            ),
+            (
+                "DOCLINK_SEND_RATE",
+                "NaN",
+                "\"NaN\" is not a positive number",
+            ),
+            ("DOCLINK_SEND_RATE", "-3", "\"-3\" is not a positive number"),
+            (
+                "DOCLINK_SEND_RATE_FALLBACK",
+                "0",
+                "\"0\" is not a positive number",
+            ),
+            (
+                "DOCLINK_WORKERS",
+                "0",
+                "\"0\" is out of range; expected 1 to 10000",
+            ),
+            ("DOCLINK_WORKERS", "-1", "\"-1\" is not a whole number"),
+            (
+                "DOCLINK_CONCURRENCY",
+                "5000",
+                "out of range; expected 1 to 1024",
+            ),
+            (
+                "DOCLINK_POISON_AFTER",
+                "0",
+                "out of range; expected 1 to 100",
+            ),
+            ("DOCLINK_FAILURE_BREAKER", "1.5", "is not a whole number"),
+            (
+                "DOCLINK_VISIBILITY_TIMEOUT",
+                "5s",
+                "out of range; expected 10s to 12h",
+            ),
+            (
+                "DOCLINK_SHUTDOWN_GRACE",
+                "2h",
+                "out of range; expected 1s to 1h",
+            ),
+        ] {
+            let mut env = base_env(dir.path());
+            env.insert(variable, value.into());
+            let message = load(&env, None).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("setting {variable} (")) && message.contains(expected),
+                "{variable}={value}: {message}"
+            );
+        }
     }
 }

@@ -1,15 +1,18 @@
 //! `/metrics` (Prometheus), `/healthz` and `/readyz` on `DOCLINK_HTTP_ADDR`.
 //!
 //! A deliberately tiny HTTP/1.1 responder: three GET endpoints for a scraper and a
-//! load balancer do not justify a web framework in the binary.
+//! load balancer do not justify a web framework in the binary. It serves until the
+//! process is about to exit, through the shutdown grace period, so a load balancer
+//! sees `/readyz` turn 503 instead of a refused connection.
 
-use crate::worker::Stats;
+use crate::stats::Stats;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Installs the process-wide metrics recorder; returns the handle that renders it.
@@ -23,74 +26,155 @@ pub fn install_metrics() -> PrometheusHandle {
         .expect("the metrics recorder is installed once")
 }
 
-/// Binds `addr` (so a bad address fails start-up) and serves until `shutdown`.
+/// The running server; [`HttpServer::stop`] ends it.
+pub struct HttpServer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `addr` (so a bad address fails start-up) and serves until stopped.
 pub async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<HttpServer> {
     let listener = TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = tokio::select! {
-                accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                _ = shutdown.cancelled() => return,
-            };
-            let metrics = metrics.clone();
-            let stats = stats.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let mut buffer = [0u8; 2048];
-                let read = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    socket.read(&mut buffer),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let request = String::from_utf8_lossy(&buffer[..read]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, content_type, body) = respond(path, &metrics, &stats, &shutdown);
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(listener, stop.clone(), move |socket| {
+        answer(socket, metrics.clone(), stats.clone())
+    }));
+    Ok(HttpServer { stop, task })
+}
+
+/// Something that accepts connections (a TCP listener; a fake in tests).
+pub trait Acceptor: Send + 'static {
+    type Connection: Send + 'static;
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<Self::Connection>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Connection = TcpStream;
+    async fn accept(&mut self) -> std::io::Result<TcpStream> {
+        TcpListener::accept(self).await.map(|(socket, _)| socket)
+    }
+}
+
+/// Accepts until `stop`. An accept error (out of file descriptors, say) backs off,
+/// from 10 ms up to 1 s, instead of spinning on a listener that keeps failing.
+async fn accept_loop<A, F, Fut>(mut acceptor: A, stop: CancellationToken, handler: F)
+where
+    A: Acceptor,
+    F: Fn(A::Connection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            accepted = acceptor.accept() => accepted,
+        };
+        match accepted {
+            Ok(connection) => {
+                pause = Duration::from_millis(10);
+                tokio::spawn(handler(connection));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "the HTTP endpoint cannot accept connections");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
         }
-    }))
+    }
+}
+
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    metrics: PrometheusHandle,
+    stats: Arc<Stats>,
+) {
+    let mut buffer = [0u8; 2048];
+    let read = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let request = String::from_utf8_lossy(&buffer[..read]);
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, content_type, body) = respond(path, &metrics, &stats);
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 fn respond(
     path: &str,
     metrics: &PrometheusHandle,
     stats: &Stats,
-    shutdown: &CancellationToken,
 ) -> (&'static str, &'static str, String) {
     match path {
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         "/healthz" => ("200 OK", "text/plain", "ok\n".into()),
-        "/readyz" => {
-            if stats.account_blocked.load(Ordering::SeqCst) {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "not ready: SES account cannot send\n".into(),
-                )
-            } else if shutdown.is_cancelled() {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "not ready: shutting down\n".into(),
-                )
-            } else {
-                ("200 OK", "text/plain", "ready\n".into())
-            }
-        }
+        "/readyz" => match stats.health.not_ready_reason() {
+            Some(reason) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready: {reason}\n"),
+            ),
+            None => ("200 OK", "text/plain", "ready\n".into()),
+        },
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An acceptor whose every accept fails at once, as with EMFILE. After 1,000
+    /// calls it stops the loop, so a spinning loop ends instead of hanging the test.
+    struct Failing {
+        calls: Arc<AtomicUsize>,
+        stop: CancellationToken,
+    }
+
+    impl Acceptor for Failing {
+        type Connection = ();
+        async fn accept(&mut self) -> std::io::Result<()> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) >= 1_000 {
+                self.stop.cancel();
+            }
+            Err(std::io::Error::from_raw_os_error(24))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_back_off_instead_of_spinning() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let acceptor = Failing {
+            calls: calls.clone(),
+            stop: stop.clone(),
+        };
+        let task = tokio::spawn(accept_loop(acceptor, stop.clone(), |_| async {}));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        stop.cancel();
+        task.await.unwrap();
+        let calls = calls.load(Ordering::SeqCst);
+        // 10 ms doubling to 1 s: about 16 tries in 10 s, never hundreds.
+        assert!((5..40).contains(&calls), "{calls} accept calls in 10 s");
     }
 }

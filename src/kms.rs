@@ -43,30 +43,43 @@ impl EncryptionContext {
     }
 }
 
+/// A KMS call that failed. A service error names its code and message; other
+/// failures (network, credentials) keep the SDK's error as the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
-    #[error("KMS {operation} failed: {message}")]
+    #[error("KMS {operation} failed: {code}: {message}")]
+    Refused {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("KMS {operation} failed")]
     Call {
         operation: &'static str,
-        message: String,
+        #[source]
+        source: crate::error::BoxError,
     },
     #[error("KMS returned no {0}")]
     Empty(&'static str),
 }
 
-fn call_error<E>(operation: &'static str, err: aws_sdk_kms::error::SdkError<E>) -> KmsError
+fn call_error<E>(
+    operation: &'static str,
+) -> impl FnOnce(aws_sdk_kms::error::SdkError<E>) -> KmsError
 where
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = match err.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("error"),
-            service.message().unwrap_or("no message")
-        ),
-        None => aws_sdk_kms::error::DisplayErrorContext(&err).to_string(),
-    };
-    KmsError::Call { operation, message }
+    move |err| match err.as_service_error() {
+        Some(service) => KmsError::Refused {
+            operation,
+            code: service.code().unwrap_or("error").to_string(),
+            message: service.message().unwrap_or("no message").to_string(),
+        },
+        None => KmsError::Call {
+            operation,
+            source: Box::new(err),
+        },
+    }
 }
 
 /// Encrypts `plaintext` (a private key PEM) under `key_id` with `context`.
@@ -83,7 +96,7 @@ pub async fn encrypt(
         .set_encryption_context(context.to_sdk())
         .send()
         .await
-        .map_err(|e| call_error("Encrypt", e))?;
+        .map_err(call_error("Encrypt"))?;
     Ok(out
         .ciphertext_blob
         .ok_or(KmsError::Empty("CiphertextBlob"))?
@@ -102,7 +115,7 @@ pub async fn decrypt(
         .set_encryption_context(context.to_sdk())
         .send()
         .await
-        .map_err(|e| call_error("Decrypt", e))?;
+        .map_err(call_error("Decrypt"))?;
     let plaintext = out.plaintext.ok_or(KmsError::Empty("Plaintext"))?;
     Ok(Zeroizing::new(plaintext.into_inner()))
 }

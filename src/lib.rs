@@ -1,17 +1,23 @@
 //! doclink: mails customers CloudFront-signed links to their private documents.
 //!
-//! The modules follow the pipeline: an SQS [`queue`] message holds an [`event`]; a
-//! link is [`signing`]-signed; the [`mail`] is rendered and sent; the [`audit`] log
-//! records it. The [`worker`] composes them; [`startup`] builds it from [`config`].
+//! The modules follow a letter's path. An SQS [`queue`] message holds an [`event`];
+//! the [`letter`] pipeline signs its link ([`signing`]), renders and sends the email
+//! ([`mail`]) and records it in the [`audit`] log. The [`runtime`] receives
+//! messages, keeps them invisible while they are worked on and settles them on the
+//! queue; [`startup`] builds it all from [`config`]. [`stats`] counts what happens
+//! and [`http`] serves it.
 
 pub mod audit;
 pub mod config;
 pub mod duration;
+pub mod error;
 pub mod event;
 pub mod http;
 pub mod kms;
+pub mod letter;
 pub mod mail;
 pub mod queue;
+pub mod runtime;
 pub mod signing;
 pub mod startup;
-pub mod worker;
+pub mod stats;

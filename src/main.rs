@@ -1,7 +1,8 @@
-//! The `doclink` command line. Each subcommand lives in `commands/`; this file only
-//! parses arguments and turns results into exit codes:
-//! 0 success, 1 the work failed (a bad line, an invalid link), 2 usage or configuration,
-//! 3 start-up failed (database, KMS, key, queue), 4 the SES account cannot send.
+//! The `doclink` command line. Each subcommand lives in `commands/`; this file
+//! parses arguments and turns each command's result into its exit status:
+//! 0 success, 1 the work failed (a bad line, an invalid link), 2 usage or
+//! configuration, 3 something doclink needs is unavailable (database, KMS, key,
+//! queue), 4 the SES account cannot send, 130 a second signal during shutdown.
 
 mod commands;
 
@@ -38,11 +39,36 @@ enum Command {
     Preview(commands::daemon::PreviewArgs),
 }
 
-/// How a command ended, beyond plain success.
-pub enum Outcome {
-    Success,
-    /// The command ran but its work failed (exit 1); the reason was already printed.
-    Failed,
+/// How a command failed; each kind has its own exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command ran but its work failed (exit 1); the reason was printed already.
+    Work,
+    /// Usage or configuration (exit 2).
+    Usage(anyhow::Error),
+    /// Something doclink needs could not be reached or used: the database, KMS, the
+    /// key, a queue (exit 3).
+    Unavailable(anyhow::Error),
+    /// SES refuses the account (exit 4).
+    AccountBlocked(anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Work => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unavailable(_) => 3,
+            Failure::AccountBlocked(_) => 4,
+        }
+    }
+}
+
+/// Plain errors are usage or configuration errors unless a command says otherwise.
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure::Usage(err.into())
+    }
 }
 
 fn main() -> ExitCode {
@@ -56,14 +82,15 @@ fn main() -> ExitCode {
         Command::Preview(args) => commands::daemon::preview(args),
     };
     match result {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Failed) => ExitCode::from(1),
-        Err(err) => {
-            eprintln!("doclink: {err:#}");
-            match err.downcast_ref::<commands::daemon::ExitWith>() {
-                Some(exit) => ExitCode::from(exit.code),
-                None => ExitCode::from(2),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            match &failure {
+                Failure::Work => {}
+                Failure::Usage(err) | Failure::Unavailable(err) | Failure::AccountBlocked(err) => {
+                    eprintln!("doclink: {err:#}")
+                }
             }
+            ExitCode::from(failure.exit_code())
         }
     }
 }

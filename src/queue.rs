@@ -1,26 +1,28 @@
 //! SQS: receive, extend visibility, delete in batches, send to a dead-letter queue.
 //! The queue does not drive the pipeline; the worker calls it.
 
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use crate::error::BoxError;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use std::time::Duration;
 
+/// An SQS call that failed, with the SDK's error as its cause.
 #[derive(Debug, thiserror::Error)]
-#[error("SQS {operation} failed: {message}")]
+#[error("SQS {operation} failed")]
 pub struct QueueError {
     pub operation: &'static str,
-    pub message: String,
+    #[source]
+    pub source: BoxError,
 }
 
-fn queue_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+fn queue_error<E: std::error::Error + Send + Sync + 'static>(
     operation: &'static str,
-    err: aws_sdk_sqs::error::SdkError<E>,
-) -> QueueError {
-    QueueError {
+) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+    move |err| QueueError {
         operation,
-        message: DisplayErrorContext(&err).to_string(),
+        source: Box::new(err),
     }
 }
 
@@ -61,7 +63,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
             .await
-            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+            .map_err(queue_error("GetQueueAttributes"))?;
         Ok(())
     }
 
@@ -82,7 +84,7 @@ impl SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| queue_error("ReceiveMessage", e))?;
+            .map_err(queue_error("ReceiveMessage"))?;
         Ok(output
             .messages
             .unwrap_or_default()
@@ -117,8 +119,48 @@ impl SqsQueue {
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| queue_error("ChangeMessageVisibility", e))?;
+            .map_err(queue_error("ChangeMessageVisibility"))?;
         Ok(())
+    }
+
+    /// Sets the visibility of up to 10 messages at once; returns the receipt handles
+    /// that failed, each with the reason SQS gave.
+    pub async fn change_visibility_batch(
+        &self,
+        receipt_handles: &[&str],
+        visibility: Duration,
+    ) -> Result<Vec<(String, String)>, QueueError> {
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*handle)
+                    .visibility_timeout(visibility.as_secs().min(43_200) as i32)
+                    .build()
+                    .expect("id and handle are set")
+            })
+            .collect::<Vec<_>>();
+        let output = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(queue_error("ChangeMessageVisibilityBatch"))?;
+        Ok(output
+            .failed
+            .into_iter()
+            .filter_map(|f| {
+                let index: usize = f.id.parse().ok()?;
+                Some((
+                    receipt_handles.get(index)?.to_string(),
+                    f.message.unwrap_or(f.code),
+                ))
+            })
+            .collect())
     }
 
     /// Deletes up to 10 messages at once; returns the receipt handles that failed,
@@ -145,7 +187,7 @@ impl SqsQueue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| queue_error("DeleteMessageBatch", e))?;
+            .map_err(queue_error("DeleteMessageBatch"))?;
         Ok(output
             .failed
             .into_iter()
@@ -167,7 +209,7 @@ impl SqsQueue {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| queue_error("SendMessage", e))?;
+            .map_err(queue_error("SendMessage"))?;
         Ok(())
     }
 
@@ -182,7 +224,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
-            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+            .map_err(queue_error("GetQueueAttributes"))?;
         Ok(output
             .attributes
             .unwrap_or_default()

@@ -2,59 +2,75 @@
 //! happens here, before a single message is received.
 
 use crate::audit::{self, AuditLog};
-use crate::config::{SendRate, Settings};
-use crate::event::{EventRules, Mailbox};
-use crate::mail::{Locale, SendPacer, SesMailer};
+use crate::config::{RateSetting, Settings};
+use crate::error::BoxError;
+use crate::event::EventRules;
+use crate::letter::{Limits, LinkMaker, Pipeline, RejectionDesk};
+use crate::mail::{FailureBreaker, Outbox, SendPacer, SendRate, Sender, SesMailer};
 use crate::queue::SqsQueue;
 use crate::signing::{PrivateKey, UrlSigner};
-use crate::worker::{Pipeline, Stats};
+use crate::stats::Stats;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{info, warn};
 
-/// A start-up failure, by stage; the binary exits non-zero with this message.
+/// A start-up failure, by stage; the binary exits non-zero with this message and
+/// its causes.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the audit database: {0}")]
-    Database(crate::audit::AuditError),
-    #[error("cannot read the private key ciphertext {path}: {source}")]
+    #[error("cannot open the audit database")]
+    Database(#[source] crate::audit::AuditError),
+    #[error("cannot read the private key ciphertext {path}")]
     Ciphertext {
         path: String,
+        #[source]
         source: std::io::Error,
     },
     #[error(
-        "cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT): {0}"
+        "cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT)"
     )]
-    Kms(crate::kms::KmsError),
-    #[error("the KMS-decrypted private key is not usable: {0}")]
-    Key(crate::signing::KeyError),
-    #[error("the queue DOCLINK_QUEUE_URL is not reachable: {0}")]
-    Queue(crate::queue::QueueError),
-    #[error("the dead-letter queue DOCLINK_DEAD_LETTER_QUEUE_URL is not reachable: {0}")]
-    DeadLetterQueue(crate::queue::QueueError),
+    Kms(#[source] crate::kms::KmsError),
+    #[error("the KMS-decrypted private key is not usable")]
+    Key(#[source] crate::signing::KeyError),
+    #[error("the queue DOCLINK_QUEUE_URL is not reachable")]
+    Queue(#[source] crate::queue::QueueError),
+    #[error("the dead-letter queue DOCLINK_DEAD_LETTER_QUEUE_URL is not reachable")]
+    DeadLetterQueue(#[source] crate::queue::QueueError),
 }
+
+/// A claim outlasts one SES call (a 30 s attempt plus a 5 s connect) with margin,
+/// and at least the visibility timeout.
+const MIN_LEASE: Duration = Duration::from_secs(45);
 
 /// The AWS configuration from the standard chain, with explicit timeouts instead of
 /// the SDK's stalled-stream protection: a hung call fails into the retry path, and the
 /// per-request throughput bookkeeping (about a tenth of doclink's CPU per letter,
 /// measured) is not paid for requests this small.
-async fn aws_config() -> aws_config::SdkConfig {
+pub async fn aws_config() -> aws_config::SdkConfig {
     use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
     use aws_config::timeout::TimeoutConfig;
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(5))
                 // A receive long-polls for up to 20 s; the answer needs a little more.
-                .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                .operation_attempt_timeout(Duration::from_secs(30))
                 .build(),
         )
         .load()
         .await
 }
 
+/// What `doclink run` works with: the letter pipeline and the queue it reads.
+pub struct Daemon {
+    pub pipeline: Arc<Pipeline>,
+    pub queue: SqsQueue,
+}
+
 /// Connects, migrates, decrypts the key, checks the queues and builds the pipeline.
-pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, StartupError> {
+/// `stats` must be built after the metrics recorder is installed.
+pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, StartupError> {
     let max_connections = (settings.concurrency as u32).clamp(2, 64) + 2;
     let pool = audit::connect(&settings.database_url, max_connections)
         .await
@@ -63,8 +79,51 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
         .await
         .map_err(StartupError::Database)?;
     info!("audit database ready");
+    let audit = AuditLog::new(pool);
 
     let aws = aws_config().await;
+    let signer = decrypt_signer(settings, &aws).await?;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
+    queue.check().await.map_err(StartupError::Queue)?;
+    let dead_letter = match &settings.dead_letter_queue_url {
+        Some(url) => {
+            let dlq = SqsQueue::new(sqs, url);
+            dlq.check().await.map_err(StartupError::DeadLetterQueue)?;
+            Some(dlq)
+        }
+        None => None,
+    };
+
+    let outbox = outbox(settings, &aws).await;
+    metrics::gauge!("doclink_send_rate").set(outbox.rate());
+    let pipeline = Pipeline::new(
+        LinkMaker::new(signer, settings.link_base_url.clone()),
+        outbox,
+        audit.clone(),
+        RejectionDesk::new(audit, settings.queue_url.clone(), dead_letter),
+        EventRules {
+            default_locale: settings.default_locale,
+            default_ttl: settings.link_ttl,
+            max_ttl: settings.link_max_ttl,
+        },
+        Limits {
+            lease: settings.visibility_timeout.max(MIN_LEASE),
+            poison_after: settings.poison_after,
+        },
+        stats,
+    );
+    Ok(Daemon {
+        pipeline: Arc::new(pipeline),
+        queue,
+    })
+}
+
+/// Reads the ciphertext, has KMS decrypt it, and loads the key into a signer.
+async fn decrypt_signer(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+) -> Result<UrlSigner, StartupError> {
     let ciphertext_bytes = std::fs::read(&settings.private_key_ciphertext).map_err(|source| {
         StartupError::Ciphertext {
             path: settings.private_key_ciphertext.display().to_string(),
@@ -73,7 +132,7 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
     })?;
     let ciphertext = crate::kms::read_ciphertext(&ciphertext_bytes);
     let pem = crate::kms::decrypt(
-        &aws_sdk_kms::Client::new(&aws),
+        &aws_sdk_kms::Client::new(aws),
         &ciphertext,
         &settings.kms_encryption_context,
     )
@@ -85,71 +144,52 @@ pub async fn build_pipeline(settings: &Settings) -> Result<Arc<Pipeline>, Startu
     let signer = UrlSigner::new(settings.key_pair_id.clone(), key, settings.hash)
         .map_err(StartupError::Key)?;
     info!(key = %key_kind, key_pair_id = settings.key_pair_id.as_str(), hash = settings.hash.as_str(), "signing key decrypted");
+    Ok(signer)
+}
 
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &settings.queue_url);
-    queue.check().await.map_err(StartupError::Queue)?;
-    let dead_letter = match &settings.dead_letter_queue_url {
-        Some(url) => {
-            let dlq = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url);
-            dlq.check().await.map_err(StartupError::DeadLetterQueue)?;
-            Some(dlq)
-        }
-        None => None,
-    };
-
+/// The SES side: client without SDK retries, the pace, the sender and the breaker.
+async fn outbox(settings: &Settings, aws: &aws_config::SdkConfig) -> Outbox {
     // No SDK retries for SendEmail: SES has no idempotency token, so a retry after a
     // 5xx or timeout may send twice. The worker retries instead, through the queue,
     // and flags such retries as possible duplicates in the audit log.
-    let ses_config = aws_sdk_sesv2::config::Builder::from(&aws)
+    let ses_config = aws_sdk_sesv2::config::Builder::from(aws)
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::from_conf(ses_config));
     let rate = match settings.send_rate {
-        SendRate::PerSecond(rate) => rate,
-        SendRate::Auto => match mailer.max_send_rate().await {
-            Ok(max) => {
-                let share = max / f64::from(settings.workers);
-                info!(
-                    account_max_send_rate = max,
-                    workers = settings.workers,
-                    rate = share,
-                    "send rate from SES GetAccount"
-                );
-                share
-            }
-            Err(why) => {
-                warn!(reason = %why, fallback = settings.send_rate_fallback,
-                    "SES GetAccount is unavailable; using DOCLINK_SEND_RATE_FALLBACK");
-                settings.send_rate_fallback
-            }
-        },
+        RateSetting::PerSecond(rate) => rate,
+        RateSetting::Auto => auto_rate(&mailer, settings).await,
     };
-
-    let from = Mailbox::parse(&settings.from)
-        .expect("validated in config")
-        .to_header();
-    let reply_to = settings
-        .reply_to
-        .as_deref()
-        .map(|r| Mailbox::parse(r).expect("validated in config").to_header());
-    Ok(Arc::new(Pipeline {
-        signer,
-        base_url: settings.link_base_url.clone(),
-        rules: EventRules {
-            default_locale: Locale::parse(&settings.default_locale).expect("validated in config"),
-            default_ttl: settings.link_ttl,
-            max_ttl: settings.link_max_ttl,
-        },
-        from,
-        reply_to,
-        configuration_set: settings.ses_configuration_set.clone(),
+    Outbox::new(
         mailer,
-        pacer: SendPacer::new(rate),
-        audit: AuditLog::new(pool),
-        queue,
-        dead_letter,
-        max_receives: settings.max_receives,
-        lease: settings.visibility_timeout,
-        stats: Arc::new(Stats::default()),
-    }))
+        SendPacer::new(rate),
+        Sender::new(
+            &settings.from,
+            settings.reply_to.as_ref(),
+            settings.ses_configuration_set.clone(),
+        ),
+        FailureBreaker::new(settings.failure_breaker),
+    )
+}
+
+/// SES GetAccount MaxSendRate shared by the workers, or the fallback.
+async fn auto_rate(mailer: &SesMailer, settings: &Settings) -> SendRate {
+    match mailer.max_send_rate().await {
+        Ok(max) => {
+            let share = SendRate::clamped(max / f64::from(settings.workers));
+            info!(
+                account_max_send_rate = max,
+                workers = settings.workers,
+                rate = share.per_second(),
+                "send rate from SES GetAccount"
+            );
+            share
+        }
+        Err(why) => {
+            let why: BoxError = why;
+            warn!(reason = %crate::error::ErrorChain(why.as_ref()), fallback = settings.send_rate_fallback.per_second(),
+                "SES GetAccount is unavailable; using DOCLINK_SEND_RATE_FALLBACK");
+            settings.send_rate_fallback
+        }
+    }
 }

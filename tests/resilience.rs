@@ -225,12 +225,72 @@ async fn auto_send_rate_falls_back_with_a_warning_where_get_account_is_missing()
 }
 
 #[tokio::test]
-async fn poison_messages_are_rejected_after_max_receives_and_copied_to_the_dead_letter_queue() {
-    let (stack, ses) = setup("poison", 1, Behaviour::AlwaysFail, Duration::ZERO).await;
+async fn an_hour_of_server_errors_leaves_every_letter_queued_however_often_it_was_received() {
+    let (stack, ses) = setup("outage", 2, Behaviour::AlwaysFail, Duration::ZERO).await;
+    // Receive each message many times, as an hour of retries would.
+    for _ in 0..15 {
+        stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let child = stack.spawn(
+        &["run"],
+        &[
+            ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("DOCLINK_DEAD_LETTER_QUEUE_URL", &stack.dlq_url),
+        ],
+    );
+    ses.wait_for("both letters tried", |r| r.len() >= 2).await;
+    terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing was given up: no rejection, no failed link, nothing on the DLQ.
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejections")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 0);
+    assert_eq!(links_with_status(&stack, "failed").await, 0);
+    assert_eq!(stack.queue_depth(&stack.dlq_url).await, 0);
+    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
+    assert_eq!(visible + in_flight, 2);
+}
+
+#[tokio::test]
+async fn an_event_whose_attempts_keep_dying_is_set_aside_as_poison() {
+    let (stack, ses) = setup("poison", 0, Behaviour::Accept, Duration::ZERO).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    // Earlier workers died three times while handling this event (each attempt was
+    // started and never finished).
+    let event = stack.event(3, "docs/poison.pdf");
+    let event_id = event["event_id"].as_str().unwrap().to_string();
+    sqlx::query(
+        "WITH l AS (
+            INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, template, locale,
+                               key_pair_id, hash_algorithm, status, attempts, lease_until)
+            VALUES (gen_random_uuid(), $1, 'docs/poison.pdf', 'https://letters.example.net/docs/poison.pdf', $2,
+                    'decision_letter', 'en', 'K2JCJMDEHXQW5F', 'SHA1', 'pending', 3, now() - interval '1 minute')
+            RETURNING link_id)
+         INSERT INTO link_attempts (link_id, attempt, started_at)
+         SELECT link_id, n, now() - interval '10 minutes' FROM l, generate_series(1, 3) AS n",
+    )
+    .bind(&event_id)
+    .bind(stack.recipient("u3"))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    stack.enqueue(&[event.to_string()]).await;
     let out = stack
         .drain(&[
             ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
-            ("DOCLINK_MAX_RECEIVES", "2"),
+            ("DOCLINK_POISON_AFTER", "3"),
             ("DOCLINK_DEAD_LETTER_QUEUE_URL", &stack.dlq_url),
         ])
         .await;
@@ -240,24 +300,21 @@ async fn poison_messages_are_rejected_after_max_receives_and_copied_to_the_dead_
         "{}",
         stdout(&out)
     );
-    assert_eq!(ses.requests().len(), 2, "two attempts, then no more");
-    let row = sqlx::query("SELECT field, reason, receive_count FROM rejections")
+    assert!(ses.requests().is_empty(), "a poison event is not sent");
+    let row = sqlx::query("SELECT kind, field, reason FROM rejections")
         .fetch_one(&stack.pool)
         .await
         .unwrap();
+    assert_eq!(row.get::<String, _>("kind"), "poison");
     assert_eq!(row.get::<String, _>("field"), "message");
     assert!(
-        row.get::<String, _>("reason").contains("received 3 times"),
+        row.get::<String, _>("reason").contains("3 attempts"),
         "{}",
         row.get::<String, _>("reason")
     );
-    assert_eq!(row.get::<i32, _>("receive_count"), 3);
-    let status: String = sqlx::query_scalar("SELECT status FROM links")
-        .fetch_one(&stack.pool)
-        .await
-        .unwrap();
-    assert_eq!(status, "failed");
+    assert_eq!(links_with_status(&stack, "failed").await, 1);
     assert_eq!(stack.queue_depth(&stack.dlq_url).await, 1);
+    assert_eq!(stack.queue_depth(&stack.queue_url).await, 0);
 }
 
 #[tokio::test]
@@ -386,4 +443,269 @@ async fn a_second_signal_exits_at_once() {
         .expect("exited promptly after the second signal")
         .unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+}
+
+/// Counts of links by status.
+async fn links_with_status(stack: &TestStack, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM links WHERE status = $1")
+        .bind(status)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn credential_and_permission_errors_stop_the_worker_and_fail_no_letter() {
+    let (stack, ses) = setup("creds", 3, Behaviour::Accept, Duration::ZERO).await;
+    for code in [
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+    ] {
+        ses.set_behaviour(Behaviour::Error { status: 403, code }, Duration::ZERO);
+        let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+        assert_eq!(out.status.code(), Some(4), "{code}: {}", stderr(&out));
+        assert!(stderr(&out).contains(code), "{code}: {}", stderr(&out));
+        assert_eq!(links_with_status(&stack, "failed").await, 0, "{code}");
+        // Every message is still there, and visible again at once.
+        assert_eq!(stack.queue_counts(&stack.queue_url).await, (3, 0), "{code}");
+    }
+    ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    accepted_once_each(&ses, 3);
+}
+
+#[tokio::test]
+async fn credentials_expiring_in_the_middle_of_a_batch_fail_nothing_and_keep_the_rest() {
+    let events = 12;
+    let (stack, ses) = setup(
+        "expired",
+        events,
+        Behaviour::AcceptThenError {
+            accept: 4,
+            status: 403,
+            code: "ExpiredTokenException",
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(ses.accepted().len(), 4);
+    assert_eq!(links_with_status(&stack, "sent").await, 4);
+    assert_eq!(links_with_status(&stack, "failed").await, 0);
+    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
+    assert_eq!((visible, in_flight), ((events - 4) as u64, 0));
+    // New credentials: the rest go out, each exactly once.
+    ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    accepted_once_each(&ses, events);
+}
+
+#[tokio::test]
+async fn an_unknown_error_code_is_retried_and_never_fails_a_letter() {
+    let (stack, ses) = setup(
+        "unknown",
+        4,
+        Behaviour::ErrorFirst {
+            count: 3,
+            status: 400,
+            code: "SomethingNewException",
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("sent 4, duplicates skipped 0, rejected 0, failed 0"),
+        "{}",
+        stdout(&out)
+    );
+    accepted_once_each(&ses, 4);
+    // A 4xx answer means SES did not take the letter: no possible duplicate.
+    let flagged: i64 = sqlx::query_scalar("SELECT count(*) FROM links WHERE possible_duplicate")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(flagged, 0);
+}
+
+#[tokio::test]
+async fn the_same_refusal_for_letter_after_letter_trips_the_breaker_and_keeps_the_rest() {
+    let events = 12;
+    let (stack, ses) = setup(
+        "breaker",
+        events,
+        Behaviour::RejectRecipients("@"),
+        Duration::ZERO,
+    )
+    .await;
+    let out = stack
+        .drain(&[
+            ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("DOCLINK_FAILURE_BREAKER", "3"),
+            ("DOCLINK_CONCURRENCY", "1"),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("MessageRejected"), "{}", stderr(&out));
+    // Two letters were failed before the third identical refusal tripped the breaker;
+    // they are findable with their raw bodies. Everything else is still queued.
+    assert_eq!(links_with_status(&stack, "failed").await, 2);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM rejections WHERE kind = 'refused'")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 2);
+    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
+    assert_eq!((visible, in_flight), ((events - 2) as u64, 0));
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_lapsed_changes_nothing_and_keeps_its_message() {
+    let stack = TestStack::new("lease", KeyKind::EcdsaP256).await;
+    let body = stack.event(1, "docs/lease.pdf").to_string();
+    stack.enqueue(std::slice::from_ref(&body)).await;
+    let slow = SesStandIn::start(Behaviour::Accept, Duration::from_secs(6)).await;
+    let fast = SesStandIn::start(Behaviour::Accept, Duration::ZERO).await;
+    // Worker A hands the letter to a slow SES ...
+    let worker_a = stack.spawn(
+        &["run"],
+        &[
+            ("AWS_ENDPOINT_URL_SESV2", &slow.uri()),
+            ("DOCLINK_CONCURRENCY", "1"),
+            ("DOCLINK_LOG_FORMAT", "text"),
+        ],
+    );
+    slow.wait_for("worker A is sending", |r| !r.is_empty())
+        .await;
+    // ... its lease lapses (as after a long pause), and the producer sends the event again.
+    sqlx::query("UPDATE links SET lease_until = now() - interval '1 second'")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    stack.enqueue(&[body]).await;
+    // Worker B takes the event over and sends it.
+    let out = stack
+        .drain(&[("AWS_ENDPOINT_URL_SESV2", &fast.uri())])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    slow.wait_for("worker A's answer", |r| r.len() == 1).await;
+    support::terminate(&worker_a);
+    let out_a = worker_a.wait_with_output().await.unwrap();
+    assert!(out_a.status.success(), "{}", stderr(&out_a));
+    assert!(
+        stderr(&out_a).contains("claim was lost"),
+        "{}",
+        stderr(&out_a)
+    );
+
+    let b_id = fast.accepted()[0].clone();
+    let row = sqlx::query("SELECT status, ses_message_id, possible_duplicate, attempts FROM links")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("status"), "sent");
+    assert_eq!(row.get::<i32, _>("attempts"), 2);
+    assert!(row.get::<bool, _>("possible_duplicate"));
+    let b_message_id: String = row.get("ses_message_id");
+    assert!(
+        b_message_id.starts_with(&fast.message_id_prefix()),
+        "{b_message_id} {b_id:?}"
+    );
+    // Both sends are in the attempt history, each with its own SES message id.
+    let attempts =
+        sqlx::query("SELECT attempt, outcome, ses_message_id FROM link_attempts ORDER BY attempt")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts.len(), 2);
+    for row in &attempts {
+        assert_eq!(
+            row.get::<Option<String>, _>("outcome").as_deref(),
+            Some("sent")
+        );
+    }
+    let first: String = attempts[0].get("ses_message_id");
+    assert!(first.starts_with(&slow.message_id_prefix()), "{first}");
+}
+
+#[tokio::test]
+async fn a_log_nobody_reads_never_stalls_the_pipeline() {
+    let events = 200;
+    let (stack, ses) = setup("blockedlog", events, Behaviour::Accept, Duration::ZERO).await;
+    // stderr is a pipe that is never read: once its buffer is full, a blocking
+    // logger would stop every worker thread.
+    let mut child = stack.spawn(
+        &["run", "--drain"],
+        &[
+            ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("DOCLINK_LOG", "debug"),
+        ],
+    );
+    let unread_stderr = child.stderr.take().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the daemon drained the queue with its log blocked")
+        .unwrap();
+    assert!(status.success());
+    drop(unread_stderr);
+    accepted_once_each(&ses, events);
+    assert_eq!(links_with_status(&stack, "sent").await, events as i64);
+}
+
+#[tokio::test]
+async fn readiness_is_served_through_the_grace_period() {
+    let (stack, ses) = setup("readyz", 2, Behaviour::Accept, Duration::from_secs(4)).await;
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let child = stack.spawn(
+        &["run"],
+        &[
+            ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("DOCLINK_HTTP_ADDR", &addr),
+        ],
+    );
+    ses.wait_for("a letter in flight", |r| !r.is_empty()).await;
+    terminate(&child);
+    // While the in-flight letter finishes, the server still answers, and says not ready.
+    let url = format!("http://{addr}/readyz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (status, body) = loop {
+        let response = reqwest::get(&url)
+            .await
+            .expect("served during the grace period");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status == 503 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+    };
+    assert_eq!((status, body.as_str()), (503, "not ready: shutting down\n"));
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_send_rate_too_small_to_pace_is_a_configuration_error() {
+    let (stack, _ses) = setup("tinyrate", 1, Behaviour::Accept, Duration::ZERO).await;
+    for (rate, expected) in [
+        (
+            "1e-300",
+            "setting DOCLINK_SEND_RATE (send_rate): 1e-300 is below the smallest rate",
+        ),
+        (
+            "inf",
+            "setting DOCLINK_SEND_RATE (send_rate): \"inf\" is not a positive number",
+        ),
+    ] {
+        let out = stack.drain(&[("DOCLINK_SEND_RATE", rate)]).await;
+        assert_eq!(out.status.code(), Some(2), "{rate}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{rate}: {}", stderr(&out));
+    }
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (1, 0));
 }

@@ -1,21 +1,17 @@
 //! `doclink run`, `doclink migrate` and `doclink preview`.
 
-use crate::Outcome;
+use crate::Failure;
 use anyhow::Context;
 use doclink::config::{self, LogFormat, Settings};
 use doclink::event::DocumentReady;
 use doclink::mail::templates;
-use doclink::worker::{self, StopReason, WorkerOptions};
+use doclink::runtime::{self, RuntimeOptions, StopReason};
+use doclink::stats::Stats;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Exit status when start-up fails after the settings were valid.
-pub const EXIT_STARTUP: u8 = 3;
-/// Exit status when SES says the account cannot send.
-pub const EXIT_ACCOUNT_BLOCKED: u8 = 4;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -29,12 +25,14 @@ pub struct RunArgs {
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
+    /// TOML settings file; DATABASE_URL overrides it.
     #[arg(long)]
     config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct PreviewArgs {
+    /// TOML settings file; DOCLINK_* environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// A document-ready event (JSON) to render.
@@ -45,20 +43,26 @@ pub struct PreviewArgs {
     html_out: Option<PathBuf>,
 }
 
-/// A failure with its own exit status.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ExitWith {
-    pub code: u8,
-    pub message: String,
-}
-
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a bounded buffer and a writer thread, so a stderr that
+/// nobody reads (a stuck log shipper) never blocks the workers: when the buffer is
+/// full, lines are dropped and counted in `doclink_log_lines_dropped_total`.
+fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(16_384)
+        .thread_name("doclink-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOCLINK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -66,48 +70,64 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
     }
+    (guard, dropped)
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+/// Copies the count of dropped log lines into its metric.
+fn spawn_dropped_lines_metric(dropped: tracing_appender::non_blocking::ErrorCounter) {
+    let counter = metrics::counter!("doclink_log_lines_dropped_total");
+    tokio::spawn(async move {
+        loop {
+            counter.absolute(dropped.dropped_lines() as u64);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+pub fn run(args: RunArgs) -> Result<(), Failure> {
     let settings = Settings::load(args.config.as_deref())?;
-    init_logging(settings.log_format);
+    let (_log_guard, dropped_lines) = init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let metrics = doclink::http::install_metrics();
-        let pipeline = doclink::startup::build_pipeline(&settings)
+        spawn_dropped_lines_metric(dropped_lines);
+        let stats = Arc::new(Stats::new());
+        let daemon = doclink::startup::build(&settings, stats.clone())
             .await
-            .map_err(|e| ExitWith { code: EXIT_STARTUP, message: e.to_string() })?;
-        let shutdown = CancellationToken::new();
-        let stats = pipeline.stats.clone();
+            .map_err(|e| Failure::Unavailable(e.into()))?;
         let http = match settings.http_addr {
-            Some(addr) => Some(doclink::http::serve(addr, metrics, stats.clone(), shutdown.clone()).await.map_err(|e| {
-                ExitWith { code: EXIT_STARTUP, message: format!("setting DOCLINK_HTTP_ADDR (http_addr): cannot listen on {addr}: {e}") }
-            })?),
+            Some(addr) => Some(
+                doclink::http::serve(addr, metrics, stats.clone())
+                    .await
+                    .with_context(|| {
+                        format!("setting DOCLINK_HTTP_ADDR (http_addr): cannot listen on {addr}")
+                    })
+                    .map_err(Failure::Unavailable)?,
+            ),
             None => None,
         };
-        metrics::gauge!("doclink_send_rate").set(pipeline.pacer.rate());
-        spawn_signal_handler(shutdown.clone());
-        let progress = (args.drain && std::io::stderr().is_terminal()).then(|| {
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    eprint!("\r{}, in flight {}   ", stats.summary(), stats.in_flight.load(Ordering::Relaxed));
-                }
-            })
-        });
-        let options = WorkerOptions {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone(), stats.clone());
+        let progress =
+            (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
+        let options = RuntimeOptions {
             concurrency: settings.concurrency,
             visibility_timeout: settings.visibility_timeout,
             shutdown_grace: settings.shutdown_grace,
             drain: args.drain,
         };
-        tracing::info!(concurrency = options.concurrency, rate = pipeline.pacer.rate(), drain = args.drain, "receiving");
-        let reason = worker::run(pipeline, options, shutdown).await;
+        tracing::info!(
+            concurrency = options.concurrency,
+            rate = daemon.pipeline.send_rate(),
+            drain = args.drain,
+            "receiving"
+        );
+        let reason = runtime::run(daemon.pipeline, daemon.queue, options, shutdown).await;
         if let Some(progress) = progress {
             progress.abort();
             eprintln!();
@@ -117,25 +137,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             println!("{}", stats.summary());
         }
         if let Some(http) = http {
-            http.abort();
+            http.stop().await;
         }
         match reason {
-            StopReason::Drained | StopReason::Shutdown => Ok(Outcome::Success),
-            StopReason::AccountBlocked => Err(ExitWith {
-                code: EXIT_ACCOUNT_BLOCKED,
-                message: "SES account cannot send (see the log); every unsent message is still on the queue".into(),
-            }
-            .into()),
+            StopReason::Drained | StopReason::Shutdown => Ok(()),
+            StopReason::AccountBlocked => Err(Failure::AccountBlocked(anyhow::anyhow!(
+                "SES refuses the account (see the log); every unsent message is still on the queue"
+            ))),
+        }
+    })
+}
+
+fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            eprint!("\r{}, in flight {}   ", stats.summary(), stats.in_flight());
         }
     })
 }
 
 /// The first SIGTERM/SIGINT starts a graceful shutdown; a second exits at once.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+fn spawn_signal_handler(shutdown: CancellationToken, stats: Arc<Stats>) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install the SIGTERM/SIGINT handlers");
+            return;
+        };
         for count in 0.. {
             tokio::select! {
                 _ = term.recv() => {}
@@ -145,6 +177,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
                 tracing::warn!(
                     "shutdown requested: finishing in-flight messages (signal again to exit at once)"
                 );
+                stats.health.set_shutting_down();
                 shutdown.cancel();
             } else {
                 tracing::error!("second signal: exiting at once");
@@ -154,28 +187,25 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
-pub fn migrate(args: MigrateArgs) -> anyhow::Result<Outcome> {
+pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
     let database_url = config::load_database_url(args.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let pool = doclink::audit::connect(&database_url, 1)
             .await
-            .map_err(|e| ExitWith {
-                code: EXIT_STARTUP,
-                message: e.to_string(),
-            })?;
-        doclink::audit::migrate(&pool).await.map_err(|e| ExitWith {
-            code: EXIT_STARTUP,
-            message: e.to_string(),
-        })?;
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+        doclink::audit::migrate(&pool)
+            .await
+            .map_err(|e| Failure::Unavailable(e.into()))?;
         eprintln!("migrations applied");
-        Ok(Outcome::Success)
+        Ok(())
     })
 }
 
-pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
+pub fn preview(args: PreviewArgs) -> Result<(), Failure> {
     let (base, rules) = config::load_preview(args.config.as_deref())?;
     let body = std::fs::read_to_string(&args.event)
         .with_context(|| format!("--event {}", args.event.display()))?;
@@ -183,7 +213,7 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
         Ok(event) => event,
         Err(rejection) => {
             println!("rejected: {rejection}");
-            return Ok(Outcome::Failed);
+            return Err(Failure::Work);
         }
     };
     let resource = base.document_url_with_param(
@@ -199,7 +229,7 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
         expires_at.timestamp()
     );
     let letter = event.letter(&link, expires_at);
-    let email = templates::render(event.template, &letter)?;
+    let email = templates::render(event.template, &letter).context("rendering the letter")?;
     println!("To: {}", event.recipient.email);
     println!("Subject: {}", email.subject);
     println!(
@@ -214,5 +244,5 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("--html-out {}", path.display()))?;
         eprintln!("wrote the HTML part to {}", path.display());
     }
-    Ok(Outcome::Success)
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! `doclink keys`: generate a key pair, print a public key, KMS-encrypt a private key.
 
-use crate::Outcome;
+use crate::Failure;
 use anyhow::{Context, bail};
 use doclink::kms::{self, EncryptionContext};
 use doclink::signing::{KeyKind, PrivateKey};
@@ -40,7 +40,7 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
+pub fn run(command: KeysCommand) -> Result<(), Failure> {
     match command {
         KeysCommand::Generate {
             key_type,
@@ -85,16 +85,22 @@ pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let ciphertext = runtime.block_on(async {
-                let config = aws_config::load_from_env().await;
-                kms::encrypt(
-                    &aws_sdk_kms::Client::new(&config),
-                    &kms_key_id,
-                    &pem,
-                    &context,
-                )
-                .await
-            })?;
+            let ciphertext = runtime
+                .block_on(async {
+                    let config = aws_config::load_from_env().await;
+                    kms::encrypt(
+                        &aws_sdk_kms::Client::new(&config),
+                        &kms_key_id,
+                        &pem,
+                        &context,
+                    )
+                    .await
+                })
+                .map_err(|e| {
+                    Failure::Unavailable(
+                        anyhow::Error::new(e).context(format!("--kms-key-id {kms_key_id}")),
+                    )
+                })?;
             write_new_file(&output, &ciphertext, 0o600)
                 .with_context(|| format!("--out {}", output.display()))?;
             eprintln!(
@@ -104,7 +110,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
             );
         }
     }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 /// Creates `path` with `mode`, refusing to overwrite: an existing key file is never replaced.

@@ -1,7 +1,7 @@
 //! `doclink sign`: one URL from the arguments, or one per stdin line (bulk mode).
 
-use crate::Outcome;
-use anyhow::{Context, bail};
+use crate::Failure;
+use anyhow::Context;
 use doclink::duration::parse_duration;
 use doclink::signing::{
     BaseUrl, DocumentKey, HashAlgorithm, IpRange, KeyPairId, LinkTerms, PrivateKey,
@@ -46,7 +46,7 @@ pub struct SignArgs {
     url: Option<String>,
 }
 
-pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: SignArgs) -> Result<(), Failure> {
     let now = super::now_epoch();
     let expires = match (&args.expires, &args.ttl) {
         (Some(epoch), _) => *epoch,
@@ -55,7 +55,11 @@ pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
                 .with_context(|| format!("--ttl {ttl:?}"))?
                 .as_secs() as i64
         }
-        (None, None) => bail!("one of --expires or --ttl is required"),
+        (None, None) => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "one of --expires or --ttl is required"
+            )));
+        }
     };
     let terms = LinkTerms {
         expires,
@@ -108,11 +112,11 @@ pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
         return match sign_one(single) {
             Ok(url) => {
                 println!("{url}");
-                Ok(Outcome::Success)
+                Ok(())
             }
             Err(why) => {
                 eprintln!("doclink: {why}");
-                Ok(Outcome::Failed)
+                Err(Failure::Work)
             }
         };
     }
@@ -122,9 +126,7 @@ pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
 /// Bulk mode: lines are read in blocks, signed across all cores, and written in
 /// input order. A failed line prints its error (with its line number) to stderr and
 /// an empty line to stdout, so output line N always belongs to input line N.
-fn sign_stdin(
-    sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync),
-) -> anyhow::Result<Outcome> {
+fn sign_stdin(sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync)) -> Result<(), Failure> {
     const BLOCK: usize = 4096;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stdin = std::io::stdin().lock();
@@ -171,9 +173,5 @@ fn sign_stdin(
         }
     }
     stdout.flush()?;
-    Ok(if failed {
-        Outcome::Failed
-    } else {
-        Outcome::Success
-    })
+    if failed { Err(Failure::Work) } else { Ok(()) }
 }

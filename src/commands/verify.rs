@@ -1,6 +1,6 @@
 //! `doclink verify`: is this signed URL good, and if not, why not.
 
-use crate::Outcome;
+use crate::Failure;
 use anyhow::Context;
 use doclink::signing::{LinkVerifier, PublicKey};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct VerifyArgs {
     url: String,
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     let pem = std::fs::read(&args.public_key)
         .with_context(|| format!("--public-key {}", args.public_key.display()))?;
     let key = PublicKey::from_pem(&pem)
@@ -33,11 +33,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     match result {
         Ok(()) => {
             println!("valid");
-            Ok(Outcome::Success)
+            Ok(())
         }
         Err(why) => {
             println!("{why}");
-            Ok(Outcome::Failed)
+            Err(Failure::Work)
         }
     }
 }

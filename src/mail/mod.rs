@@ -1,14 +1,20 @@
-//! The email: askama templates render a letter; the SES v2 sender sends it; the
-//! pacer keeps the process under its send rate. The mailer does not write the audit
-//! log; the worker composes the two.
+//! The email: askama templates render a letter; the [`Outbox`] paces, sends it
+//! through SES v2 and watches for refusals that are really configuration faults.
+//! The mail side does not write the audit log; the pipeline composes the two.
 
+pub mod address;
+pub mod breaker;
 pub mod pacing;
 pub mod ses;
 pub mod templates;
 
-pub use pacing::SendPacer;
-pub use ses::{SendError, SesMailer};
+pub use address::{DisplayName, EmailAddress, Mailbox};
+pub use breaker::FailureBreaker;
+pub use pacing::{SendPacer, SendRate};
+pub use ses::{OutgoingEmail, SendError, SesMailer};
 pub use templates::{Letter, RenderedEmail};
+
+use tokio_util::sync::CancellationToken;
 
 /// The letters doclink knows how to write; each has templates in every [`Locale`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +58,111 @@ impl Locale {
         match self {
             Locale::En => "en",
             Locale::Fr => "fr",
+        }
+    }
+}
+
+/// Who the letters are from, as SES receives it.
+pub struct Sender {
+    from: String,
+    reply_to: Option<String>,
+    configuration_set: Option<String>,
+}
+
+impl Sender {
+    pub fn new(
+        from: &Mailbox,
+        reply_to: Option<&Mailbox>,
+        configuration_set: Option<String>,
+    ) -> Self {
+        Self {
+            from: from.to_header(),
+            reply_to: reply_to.map(Mailbox::to_header),
+            configuration_set,
+        }
+    }
+}
+
+/// Sends letters: one pace for the process, the SES client, and the breaker that
+/// turns a run of identical refusals into an account-level stop.
+pub struct Outbox {
+    mailer: SesMailer,
+    pacer: SendPacer,
+    sender: Sender,
+    breaker: FailureBreaker,
+    send_seconds: metrics::Histogram,
+}
+
+impl Outbox {
+    pub fn new(
+        mailer: SesMailer,
+        pacer: SendPacer,
+        sender: Sender,
+        breaker: FailureBreaker,
+    ) -> Self {
+        Self {
+            mailer,
+            pacer,
+            sender,
+            breaker,
+            send_seconds: metrics::histogram!("doclink_send_seconds"),
+        }
+    }
+
+    /// Emails per second for this process.
+    pub fn rate(&self) -> f64 {
+        self.pacer.rate()
+    }
+
+    /// Waits until this process may send one more email. False when shutting down first.
+    pub async fn wait_turn(&self, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => false,
+            _ = self.pacer.until_ready() => true,
+        }
+    }
+
+    /// The email for a rendered letter to `to`, tagged with its link id and letter kind.
+    pub fn email(
+        &self,
+        to: String,
+        rendered: RenderedEmail,
+        tags: [(&'static str, String); 2],
+    ) -> OutgoingEmail<'_> {
+        OutgoingEmail {
+            from: &self.sender.from,
+            to,
+            reply_to: self.sender.reply_to.as_deref(),
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            configuration_set: self.sender.configuration_set.as_deref(),
+            tags,
+        }
+    }
+
+    /// Sends one email; returns the SES MessageId. A refusal that completes a streak
+    /// of identical refusals comes back as [`SendError::Account`].
+    pub async fn send(&self, email: OutgoingEmail<'_>) -> Result<String, SendError> {
+        let started = std::time::Instant::now();
+        let result = self.mailer.send(email).await;
+        self.send_seconds.record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(id) => {
+                self.breaker.record_success();
+                Ok(id)
+            }
+            Err(SendError::Refused { code, message }) if self.breaker.record_refusal(&code) => {
+                Err(SendError::Account {
+                    message: format!(
+                        "{message} (the same refusal for letter after letter: DOCLINK_FAILURE_BREAKER \
+                         treats it as a configuration fault)"
+                    ),
+                    code,
+                })
+            }
+            Err(err) => Err(err),
         }
     }
 }

@@ -1,77 +1,217 @@
-//! Sending through SES v2, and sorting its failures into what the worker must do:
-//! wait and retry, give up on this letter, or stop everything.
+//! Sending through SES v2, and sorting its failures by what they say about the
+//! letter. Only a refusal of this one letter (`MessageRejected`) may fail it for
+//! good; throttling and server errors mean "later"; credentials, permissions and
+//! account states mean "no letter can go"; anything unrecognised is retried.
 
+use crate::error::BoxError;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
+use aws_smithy_runtime_api::client::result::DispatchFailure;
 
-/// An email ready for SES. Built by the worker from a rendered letter.
-#[derive(Clone)]
-pub struct OutgoingEmail {
-    pub from: String,
+/// An email ready for SES, built by the pipeline from a rendered letter.
+pub struct OutgoingEmail<'a> {
+    pub from: &'a str,
     pub to: String,
-    pub reply_to: Option<String>,
+    pub reply_to: Option<&'a str>,
     pub subject: String,
     pub html: String,
     pub text: String,
-    pub configuration_set: Option<String>,
+    pub configuration_set: Option<&'a str>,
     /// SES message tags; they come back on delivery, bounce and complaint events.
-    pub tags: Vec<(&'static str, String)>,
+    pub tags: [(&'static str, String); 2],
 }
 
 /// How a send failed, by what the worker should do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Over the send rate (HTTP 429 / TooManyRequests): not sent; back off and retry.
-    #[error("throttled by SES: {0}")]
-    Throttled(String),
-    /// 5xx, timeout or connection failure: SES may or may not have accepted it.
-    #[error("SES call failed transiently: {0}")]
-    Transient(String),
-    /// This letter cannot be sent (MessageRejected, bad recipient): not sent.
-    #[error("SES rejected the message ({code}): {message}")]
-    Permanent { code: String, message: String },
-    /// The account cannot send at all (paused, suspended, unverified From domain):
-    /// not sent, and no other message will be either.
-    #[error("SES account cannot send ({code}): {message}")]
+    /// Over the send rate or quota: not sent; back off and retry.
+    #[error("throttled by SES ({code})")]
+    Throttled {
+        code: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A server error, a timeout or a lost connection: SES may or may not have
+    /// accepted the letter.
+    #[error("SES call failed; the letter may or may not have been accepted")]
+    OutcomeUnknown {
+        #[source]
+        source: BoxError,
+    },
+    /// SES could not be reached at all (connection refused): not sent.
+    #[error("SES could not be reached")]
+    Unreachable {
+        #[source]
+        source: BoxError,
+    },
+    /// SES refused this letter (`MessageRejected`): not sent, and it never will be.
+    #[error("SES refused the letter ({code}): {message}")]
+    Refused { code: String, message: String },
+    /// No letter can go: credentials, permissions, a missing configuration set,
+    /// sending paused or the account suspended. Not sent.
+    #[error("SES refuses the account ({code}): {message}")]
     Account { code: String, message: String },
+    /// An answer doclink does not recognise. A 4xx answer means SES did not take
+    /// the letter; it is retried later, never failed for good.
+    #[error("SES answered HTTP {status} {code}: {message}")]
+    Unrecognised {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl SendError {
     /// True when SES certainly did not accept the message.
     pub fn certainly_not_sent(&self) -> bool {
-        !matches!(self, SendError::Transient(_))
+        !matches!(self, SendError::OutcomeUnknown { .. })
+    }
+
+    /// A short name for the error class, as stored in the attempt history.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SendError::Throttled { .. } => "throttled",
+            SendError::OutcomeUnknown { .. } => "outcome_unknown",
+            SendError::Unreachable { .. } => "unreachable",
+            SendError::Refused { .. } => "refused",
+            SendError::Account { .. } => "account",
+            SendError::Unrecognised { .. } => "unrecognised",
+        }
+    }
+
+    /// The SES error code, when SES answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SendError::Throttled { code, .. }
+            | SendError::Refused { code, .. }
+            | SendError::Account { code, .. }
+            | SendError::Unrecognised { code, .. } => Some(code),
+            SendError::OutcomeUnknown { .. } | SendError::Unreachable { .. } => None,
+        }
     }
 }
 
+/// Error codes about who is calling rather than about the letter: the request's
+/// credentials or permissions. They arrive unmodelled (as `Unhandled`).
+const CREDENTIAL_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidSignatureException",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "NotAuthorized",
+    "AuthFailure",
+    "InvalidAccessKeyId",
+];
+
+/// Throttling codes the SDK does not model for SendEmail.
+const THROTTLING_CODES: &[&str] = &["Throttling", "ThrottlingException", "RequestLimitExceeded"];
+
 /// Sorts an SDK error into a [`SendError`].
-pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: SdkError<E>,
-) -> SendError {
-    let detail = |e: &SdkError<E>| aws_sdk_sesv2::error::DisplayErrorContext(e).to_string();
-    match &err {
+pub fn classify(err: SdkError<SendEmailError>) -> SendError {
+    match err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let code = service.err().code().unwrap_or("Unknown").to_string();
-            let message = service.err().message().unwrap_or("no message").to_string();
-            match code.as_str() {
-                "TooManyRequestsException"
-                | "LimitExceededException"
-                | "Throttling"
-                | "ThrottlingException" => SendError::Throttled(format!("{code}: {message}")),
-                "AccountSuspendedException"
-                | "SendingPausedException"
-                | "MailFromDomainNotVerifiedException" => SendError::Account { code, message },
-                "MessageRejected" | "BadRequestException" => SendError::Permanent { code, message },
-                // A configuration set that does not exist stops every send alike.
-                "NotFoundException" => SendError::Account { code, message },
-                _ if status == 429 => SendError::Throttled(format!("{code}: {message}")),
-                _ if status >= 500 => {
-                    SendError::Transient(format!("HTTP {status} {code}: {message}"))
-                }
-                _ => SendError::Permanent { code, message },
+            classify_service(service.into_err(), status)
+        }
+        // A request that cannot be built fails every letter alike: configuration.
+        SdkError::ConstructionFailure(_) => SendError::Account {
+            code: "ConstructionFailure".into(),
+            message: "the SES request could not be built (configuration)".into(),
+        },
+        SdkError::DispatchFailure(failure) => classify_dispatch(failure),
+        other => SendError::OutcomeUnknown {
+            source: Box::new(other),
+        },
+    }
+}
+
+/// A request that did not get an answer. Refused connections never reached SES;
+/// missing credentials and invalid requests are configuration; anything else (a
+/// reset, a closed connection) may have been accepted.
+fn classify_dispatch(failure: DispatchFailure) -> SendError {
+    let chain = failure
+        .as_connector_error()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    let found = |test: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| {
+        std::iter::successors(chain, |e| e.source()).any(test)
+    };
+    let never_connected = found(&|e| {
+        e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|c| c.is_connect())
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+                )
+            })
+    });
+    let no_credentials =
+        found(&|e| e.is::<aws_credential_types::provider::error::CredentialsError>());
+    // `Other` with no kind is raised before the request is transmitted: no identity,
+    // no auth scheme, an interceptor refusing it. `User`: an invalid request.
+    let before_transmit = (failure.is_other() && failure.as_other().is_none()) || failure.is_user();
+    let error = SdkError::<SendEmailError>::DispatchFailure(failure);
+    if no_credentials || before_transmit {
+        SendError::Account {
+            code: if no_credentials {
+                "CredentialsUnavailable"
+            } else {
+                "InvalidRequest"
+            }
+            .into(),
+            message: crate::error::ErrorChain(&error).to_string(),
+        }
+    } else if never_connected {
+        SendError::Unreachable {
+            source: Box::new(error),
+        }
+    } else {
+        SendError::OutcomeUnknown {
+            source: Box::new(error),
+        }
+    }
+}
+
+fn classify_service(err: SendEmailError, status: u16) -> SendError {
+    let code = err.code().unwrap_or("Unknown").to_string();
+    let message = err.message().unwrap_or("no message").to_string();
+    match err {
+        SendEmailError::TooManyRequestsException(_) | SendEmailError::LimitExceededException(_) => {
+            SendError::Throttled {
+                code,
+                source: Box::new(err),
             }
         }
-        _ => SendError::Transient(detail(&err)),
+        SendEmailError::MessageRejected(_) => SendError::Refused { code, message },
+        SendEmailError::AccountSuspendedException(_)
+        | SendEmailError::SendingPausedException(_)
+        | SendEmailError::MailFromDomainNotVerifiedException(_)
+        // A configuration set (or identity) that does not exist stops every send alike.
+        | SendEmailError::NotFoundException(_) => SendError::Account { code, message },
+        _ if CREDENTIAL_CODES.contains(&code.as_str()) || status == 401 || status == 403 => {
+            SendError::Account { code, message }
+        }
+        _ if THROTTLING_CODES.contains(&code.as_str()) || status == 429 => SendError::Throttled {
+            code,
+            source: Box::new(err),
+        },
+        _ if status >= 500 => SendError::OutcomeUnknown {
+            source: Box::new(err),
+        },
+        // BadRequestException and anything new: not a verdict on the letter.
+        _ => SendError::Unrecognised {
+            status,
+            code,
+            message,
+        },
     }
 }
 
@@ -87,8 +227,8 @@ impl SesMailer {
     }
 
     /// Sends one email; returns the SES MessageId.
-    pub async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
-        let content = |text: &str| {
+    pub async fn send(&self, email: OutgoingEmail<'_>) -> Result<String, SendError> {
+        let content = |text: String| {
             Content::builder()
                 .data(text)
                 .charset("UTF-8")
@@ -96,20 +236,20 @@ impl SesMailer {
                 .expect("data is set")
         };
         let message = Message::builder()
-            .subject(content(&email.subject))
+            .subject(content(email.subject))
             .body(
                 Body::builder()
-                    .html(content(&email.html))
-                    .text(content(&email.text))
+                    .html(content(email.html))
+                    .text(content(email.text))
                     .build(),
             )
             .build();
         let tags = email
             .tags
-            .iter()
+            .into_iter()
             .map(|(name, value)| {
                 MessageTag::builder()
-                    .name(*name)
+                    .name(name)
                     .value(value)
                     .build()
                     .expect("name and value are set")
@@ -118,32 +258,75 @@ impl SesMailer {
         let output = self
             .client
             .send_email()
-            .from_email_address(&email.from)
-            .destination(Destination::builder().to_addresses(&email.to).build())
-            .set_reply_to_addresses(email.reply_to.clone().map(|r| vec![r]))
+            .from_email_address(email.from)
+            .destination(Destination::builder().to_addresses(email.to).build())
+            .set_reply_to_addresses(email.reply_to.map(|r| vec![r.to_string()]))
             .content(EmailContent::builder().simple(message).build())
-            .set_configuration_set_name(email.configuration_set.clone())
+            .set_configuration_set_name(email.configuration_set.map(str::to_string))
             .set_email_tags(Some(tags))
             .send()
             .await
             .map_err(classify)?;
-        output
-            .message_id
-            .ok_or_else(|| SendError::Transient("SES returned no MessageId".into()))
+        output.message_id.ok_or_else(|| SendError::OutcomeUnknown {
+            source: "SES answered without a MessageId".into(),
+        })
     }
 
     /// The account's MaxSendRate, if SES will say (moto does not implement GetAccount).
-    pub async fn max_send_rate(&self) -> Result<f64, String> {
-        let account = self
-            .client
-            .get_account()
-            .send()
-            .await
-            .map_err(|e| aws_sdk_sesv2::error::DisplayErrorContext(e).to_string())?;
+    pub async fn max_send_rate(&self) -> Result<f64, BoxError> {
+        let account = self.client.get_account().send().await?;
         account
             .send_quota
             .map(|q| q.max_send_rate)
             .filter(|rate| *rate > 0.0)
-            .ok_or_else(|| "GetAccount returned no SendQuota".to_string())
+            .ok_or_else(|| "GetAccount returned no SendQuota".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sesv2::error::ErrorMetadata;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    fn answer(status: u16, code: &str) -> SendError {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let err = match code {
+            "MessageRejected" => SendEmailError::MessageRejected(
+                aws_sdk_sesv2::types::error::MessageRejected::builder()
+                    .meta(meta)
+                    .build(),
+            ),
+            "TooManyRequestsException" => SendEmailError::TooManyRequestsException(
+                aws_sdk_sesv2::types::error::TooManyRequestsException::builder()
+                    .meta(meta)
+                    .build(),
+            ),
+            "BadRequestException" => SendEmailError::BadRequestException(
+                aws_sdk_sesv2::types::error::BadRequestException::builder()
+                    .meta(meta)
+                    .build(),
+            ),
+            _ => SendEmailError::generic(meta),
+        };
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        classify(SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn only_message_rejected_is_a_verdict_on_the_letter() {
+        assert_eq!(answer(400, "MessageRejected").class(), "refused");
+        assert_eq!(answer(429, "TooManyRequestsException").class(), "throttled");
+        assert_eq!(answer(400, "BadRequestException").class(), "unrecognised");
+        assert_eq!(answer(400, "SomethingNew").class(), "unrecognised");
+        assert!(answer(400, "SomethingNew").certainly_not_sent());
+        assert_eq!(answer(503, "ServiceUnavailable").class(), "outcome_unknown");
+        assert!(!answer(503, "ServiceUnavailable").certainly_not_sent());
+        for code in CREDENTIAL_CODES {
+            assert_eq!(answer(403, code).class(), "account", "{code}");
+        }
+        assert_eq!(answer(403, "AnythingElse").class(), "account");
+        assert_eq!(answer(400, "Throttling").class(), "throttled");
     }
 }

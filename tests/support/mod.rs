@@ -235,7 +235,26 @@ impl TestStack {
         }
     }
 
-    /// Visible, in-flight and delayed message counts.
+    /// Waits (bounded) until a query returning one number reaches at least `minimum`.
+    pub async fn wait_for_at_least(&self, sql: &'static str, minimum: i64) -> i64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(-1);
+            if n >= minimum {
+                return n;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {sql} is {n}, waiting for {minimum}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Visible and in-flight message counts.
     pub async fn queue_counts(&self, url: &str) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let out = self
@@ -350,6 +369,12 @@ pub fn html_unescape(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
 }
 
 /// Sends SIGTERM to a child process.

@@ -14,6 +14,24 @@ pub enum Behaviour {
     Accept,
     /// The first `n` requests are throttled (HTTP 429), then accepted.
     ThrottleFirst(usize),
+    /// The first `count` requests get this error, then requests are accepted.
+    ErrorFirst {
+        count: usize,
+        status: u16,
+        code: &'static str,
+    },
+    /// Every request gets this error.
+    Error {
+        status: u16,
+        code: &'static str,
+    },
+    /// The first `accept` requests are accepted, then every request gets the error
+    /// (credentials that expire in the middle of a batch).
+    AcceptThenError {
+        accept: usize,
+        status: u16,
+        code: &'static str,
+    },
     /// Every `k`-th request fails with HTTP 500.
     FailEvery(usize),
     /// Every request fails with HTTP 500.
@@ -36,6 +54,8 @@ pub struct Recorded {
 }
 
 struct State {
+    /// Distinguishes this stand-in's message ids from another's in the same test.
+    prefix: String,
     behaviour: Behaviour,
     delay: Duration,
     requests: Vec<Recorded>,
@@ -83,6 +103,19 @@ impl Respond for Responder {
                 "Maximum sending rate exceeded.",
             )),
             Behaviour::ThrottleFirst(_) => None,
+            Behaviour::ErrorFirst {
+                count,
+                status,
+                code,
+            } if n <= count => Some(error(status, code, "stand-in error")),
+            Behaviour::ErrorFirst { .. } => None,
+            Behaviour::Error { status, code } => Some(error(status, code, "stand-in error")),
+            Behaviour::AcceptThenError {
+                accept,
+                status,
+                code,
+            } if n > accept => Some(error(status, code, "stand-in error")),
+            Behaviour::AcceptThenError { .. } => None,
             Behaviour::FailEvery(k) if n.is_multiple_of(k) => {
                 Some(error(500, "InternalFailure", "internal error"))
             }
@@ -118,7 +151,7 @@ impl Respond for Responder {
         let (status, template) = template.unwrap_or_else(|| {
             let accepted = ResponseTemplate::new(200)
                 .insert_header("content-type", "application/json")
-                .set_body_string(format!("{{\"MessageId\":\"standin-{n:06}\"}}"));
+                .set_body_string(format!("{{\"MessageId\":\"{}-{n:06}\"}}", state.prefix));
             (200, accepted)
         });
         state.recent.push_back(now);
@@ -140,6 +173,10 @@ impl SesStandIn {
             _ => 0.0,
         };
         let state = Arc::new(Mutex::new(State {
+            prefix: format!(
+                "standin-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
             behaviour,
             delay,
             requests: Vec::new(),
@@ -165,6 +202,11 @@ impl SesStandIn {
         let mut state = self.state.lock().unwrap();
         state.behaviour = behaviour;
         state.delay = delay;
+    }
+
+    /// What this stand-in's MessageIds start with.
+    pub fn message_id_prefix(&self) -> String {
+        self.state.lock().unwrap().prefix.clone()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

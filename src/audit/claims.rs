@@ -1,0 +1,332 @@
+//! Claims and link states. The common path is two statements per letter: one that
+//! claims the event and records the signed link as being sent (with its first
+//! attempt), and one that records SES's answer.
+
+use super::{AuditError, AuditLog};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A link about to be claimed.
+pub struct NewLink<'a> {
+    pub link_id: Uuid,
+    pub event_id: &'a str,
+    pub document_key: &'a str,
+    pub recipient_email: &'a str,
+    pub recipient_name: Option<&'a str>,
+    pub template: &'a str,
+    pub locale: &'a str,
+    pub key_pair_id: &'a str,
+    pub hash_algorithm: &'a str,
+    /// The SQS message the event came in.
+    pub message_id: &'a str,
+}
+
+/// What the signer produced, recorded before the SES call.
+pub struct SendingRecord<'a> {
+    pub resource_url: &'a str,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub signature_sha256: &'a [u8],
+}
+
+/// Proof of a claim: the link and the attempt number it was claimed with. Every
+/// change after the claim names it, so a claim that was taken over changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken {
+    pub link_id: Uuid,
+    pub attempt: i32,
+}
+
+/// What claiming an event found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// A new link, claimed and recorded as being handed to SES: send it now.
+    New(ClaimToken),
+    /// An unfinished link taken over from an earlier attempt whose lease ended. Its
+    /// link id differs from the one offered, so it is signed again and recorded with
+    /// [`AuditLog::mark_sending`] before it is sent.
+    Retaken {
+        token: ClaimToken,
+        /// An earlier attempt handed the letter to SES with an unknown outcome.
+        was_sending: bool,
+        /// Earlier attempts that never finished (their worker died).
+        abandoned: i64,
+    },
+    /// The event was finished before (sent or failed for good).
+    Finished { link_id: Uuid, status: String },
+    /// Another worker holds the lease right now, working from the SQS message
+    /// `holder_message_id`.
+    Busy {
+        link_id: Uuid,
+        holder_message_id: Option<String>,
+    },
+}
+
+/// Whether a conditioned change found the claim still held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Kept,
+    /// Another worker took the link over: nothing was changed on the link.
+    Lost,
+}
+
+impl Held {
+    fn from_rows(rows: i64) -> Self {
+        if rows > 0 { Held::Kept } else { Held::Lost }
+    }
+}
+
+/// How an attempt ended without a final answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// To be tried again later (throttled, an error, an unknown outcome).
+    Retry,
+    /// Given back unsent at shutdown.
+    Released,
+    /// SES refuses the account.
+    AccountBlocked,
+}
+
+impl AttemptEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptEnd::Retry => "retry",
+            AttemptEnd::Released => "released",
+            AttemptEnd::AccountBlocked => "account_blocked",
+        }
+    }
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl AuditLog {
+    /// Claims the event for `lease`. A new event is recorded at once as being handed
+    /// to SES with `signed`; a known one is retaken if unfinished and unheld.
+    pub async fn claim(
+        &self,
+        link: &NewLink<'_>,
+        signed: &SendingRecord<'_>,
+        lease: Duration,
+    ) -> Result<Claim, AuditError> {
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "WITH new_link AS (
+                INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, recipient_name,
+                                   template, locale, key_pair_id, hash_algorithm, not_before, expires_at,
+                                   signature_sha256, status, attempts, sending_at, lease_until)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'sending', 1, now(),
+                        now() + make_interval(secs => $14))
+                ON CONFLICT (event_id) DO NOTHING
+                RETURNING link_id
+             ), first_attempt AS (
+                INSERT INTO link_attempts (link_id, attempt, worker, message_id, sending_at)
+                SELECT link_id, 1, $15, $16, now() FROM new_link
+             )
+             SELECT link_id FROM new_link",
+        )
+        .bind(link.link_id)
+        .bind(link.event_id)
+        .bind(link.document_key)
+        .bind(signed.resource_url)
+        .bind(link.recipient_email)
+        .bind(link.recipient_name)
+        .bind(link.template)
+        .bind(link.locale)
+        .bind(link.key_pair_id)
+        .bind(link.hash_algorithm)
+        .bind(signed.not_before)
+        .bind(signed.expires_at)
+        .bind(signed.signature_sha256)
+        .bind(seconds(lease))
+        .bind(&self.worker)
+        .bind(link.message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(link_id) = inserted {
+            return Ok(Claim::New(ClaimToken {
+                link_id,
+                attempt: 1,
+            }));
+        }
+        self.retake(link, lease).await
+    }
+
+    /// The event is known: take it over if it is unfinished and nobody holds it.
+    async fn retake(&self, link: &NewLink<'_>, lease: Duration) -> Result<Claim, AuditError> {
+        let retaken = sqlx::query(
+            "WITH retaken AS (
+                UPDATE links SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
+                WHERE event_id = $1 AND status IN ('pending', 'sending')
+                  AND (lease_until IS NULL OR lease_until < now())
+                RETURNING link_id, attempts, status
+             ), attempt AS (
+                INSERT INTO link_attempts (link_id, attempt, worker, message_id)
+                SELECT link_id, attempts, $3, $4 FROM retaken
+             )
+             SELECT r.link_id, r.attempts, r.status,
+                    (SELECT count(*) FROM link_attempts a
+                     WHERE a.link_id = r.link_id AND a.outcome IS NULL) AS abandoned
+             FROM retaken r",
+        )
+        .bind(link.event_id)
+        .bind(seconds(lease))
+        .bind(&self.worker)
+        .bind(link.message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = retaken {
+            let status: String = row.get("status");
+            return Ok(Claim::Retaken {
+                token: ClaimToken {
+                    link_id: row.get("link_id"),
+                    attempt: row.get("attempts"),
+                },
+                was_sending: status == "sending",
+                abandoned: row.get("abandoned"),
+            });
+        }
+        let row = sqlx::query(
+            "SELECT l.link_id, l.status,
+                    (SELECT a.message_id FROM link_attempts a WHERE a.link_id = l.link_id
+                     ORDER BY a.attempt DESC LIMIT 1) AS holder_message_id
+             FROM links l WHERE l.event_id = $1",
+        )
+        .bind(link.event_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let status: String = row.get("status");
+        let link_id = row.get("link_id");
+        Ok(match status.as_str() {
+            "pending" | "sending" => Claim::Busy {
+                link_id,
+                holder_message_id: row.get("holder_message_id"),
+            },
+            _ => Claim::Finished { link_id, status },
+        })
+    }
+
+    /// Records a retaken link's new signature and that it is about to be handed to
+    /// SES. From here until [`AuditLog::mark_sent`], a crash leaves the outcome unknown.
+    pub async fn mark_sending(
+        &self,
+        token: ClaimToken,
+        signed: &SendingRecord<'_>,
+        possible_duplicate: bool,
+        lease: Duration,
+    ) -> Result<Held, AuditError> {
+        let rows: i64 = sqlx::query_scalar(
+            "WITH l AS (
+                UPDATE links SET status = 'sending', sending_at = now(), resource_url = $3, not_before = $4,
+                                 expires_at = $5, signature_sha256 = $6,
+                                 possible_duplicate = possible_duplicate OR $7,
+                                 lease_until = now() + make_interval(secs => $8)
+                WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
+                RETURNING 1
+             ), a AS (
+                UPDATE link_attempts SET sending_at = now(), possible_duplicate = $7
+                WHERE link_id = $1 AND attempt = $2 AND outcome IS NULL
+             )
+             SELECT count(*) FROM l",
+        )
+        .bind(token.link_id)
+        .bind(token.attempt)
+        .bind(signed.resource_url)
+        .bind(signed.not_before)
+        .bind(signed.expires_at)
+        .bind(signed.signature_sha256)
+        .bind(possible_duplicate)
+        .bind(seconds(lease))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Held::from_rows(rows))
+    }
+
+    /// SES accepted the letter. The attempt records its message id even when the
+    /// claim was lost, so the history shows every letter that went out.
+    pub async fn mark_sent(
+        &self,
+        token: ClaimToken,
+        ses_message_id: &str,
+    ) -> Result<Held, AuditError> {
+        let rows: i64 = sqlx::query_scalar(
+            "WITH l AS (
+                UPDATE links SET status = 'sent', sent_at = now(), ses_message_id = $3, lease_until = NULL
+                WHERE link_id = $1 AND attempts = $2 AND status = 'sending'
+                RETURNING 1
+             ), a AS (
+                UPDATE link_attempts SET finished_at = now(), outcome = 'sent', ses_message_id = $3
+                WHERE link_id = $1 AND attempt = $2 AND outcome IS NULL
+             )
+             SELECT count(*) FROM l",
+        )
+        .bind(token.link_id)
+        .bind(token.attempt)
+        .bind(ses_message_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Held::from_rows(rows))
+    }
+
+    /// The letter failed for good (`class`: refused, poison).
+    pub async fn mark_failed(
+        &self,
+        token: ClaimToken,
+        class: &str,
+        reason: &str,
+    ) -> Result<Held, AuditError> {
+        let rows: i64 = sqlx::query_scalar(
+            "WITH l AS (
+                UPDATE links SET status = 'failed', failure_reason = $3, lease_until = NULL
+                WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
+                RETURNING 1
+             ), a AS (
+                UPDATE link_attempts SET finished_at = now(), outcome = 'failed', error_class = $4, reason = $3
+                WHERE link_id = $1 AND attempt = $2 AND outcome IS NULL
+             )
+             SELECT count(*) FROM l",
+        )
+        .bind(token.link_id)
+        .bind(token.attempt)
+        .bind(reason)
+        .bind(class)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Held::from_rows(rows))
+    }
+
+    /// Gives the link up for a later attempt. `not_sent` is true when SES certainly
+    /// did not accept it, so the next attempt will not be a possible duplicate.
+    pub async fn release(
+        &self,
+        token: ClaimToken,
+        not_sent: bool,
+        end: AttemptEnd,
+        class: &str,
+        reason: &str,
+    ) -> Result<Held, AuditError> {
+        let rows: i64 = sqlx::query_scalar(
+            "WITH l AS (
+                UPDATE links SET lease_until = NULL, failure_reason = $4,
+                                 status = CASE WHEN $3 THEN 'pending' ELSE status END
+                WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
+                RETURNING 1
+             ), a AS (
+                UPDATE link_attempts SET finished_at = now(), outcome = $5, error_class = $6, reason = $4
+                WHERE link_id = $1 AND attempt = $2 AND outcome IS NULL
+             )
+             SELECT count(*) FROM l",
+        )
+        .bind(token.link_id)
+        .bind(token.attempt)
+        .bind(not_sent)
+        .bind(reason)
+        .bind(end.as_str())
+        .bind(class)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Held::from_rows(rows))
+    }
+}
