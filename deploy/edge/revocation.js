@@ -43,7 +43,15 @@ async function handler(event) {
         return revoked();
     }
     for (let i = 0; i < values.length; i++) {
-        const lid = values[i].value;
+        let lid = values[i].value;
+        if (typeof lid === 'string' && lid.indexOf('%') !== -1) {
+            // A percent-encoded id is still the id: decode before testing.
+            try {
+                lid = decodeURIComponent(lid);
+            } catch (err) {
+                continue;
+            }
+        }
         if (typeof lid !== 'string' || !UUID.test(lid)) {
             // Not a doclink link id: it cannot be in the store.
             continue;

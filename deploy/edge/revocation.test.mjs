@@ -141,6 +141,19 @@ test('a revoked lid in upper case is still revoked (looked up in lower case)', {
     assert.deepEqual(lookups, [someRevoked]);
 });
 
+test('a percent-encoded revoked lid is still revoked', { skip: !someRevoked && 'store is empty' }, async () => {
+    const encoded = someRevoked.replace(/[0-9a-f]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+    await assertRevoked({ lid: encoded });
+    await assertRevoked({ lid: someRevoked.slice(0, 8) + '%2D' + someRevoked.slice(9) });
+});
+
+test('a lid with a broken percent escape passes without a lookup', async () => {
+    lookups.length = 0;
+    await assertPasses({ lid: '%E0%A4%A' });
+    await assertPasses({ lid: notRevoked() + '%' });
+    assert.deepEqual(lookups, []);
+});
+
 test('a lid that is not revoked passes unchanged', async () => {
     await assertPasses({ lid: notRevoked() });
 });
