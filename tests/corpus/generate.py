@@ -781,7 +781,7 @@ def build() -> Corpus:
             event["padding"] = pad_char * (room // width) + "x" * (room % width)
             text = js(event)
         assert len(text.encode()) == target and MARK not in text, name
-        c.add(name, text, expect) if target <= MAX_BODY else c.add(name, text, expect, sqs=False)
+        c.add(name, text, expect, sqs=target <= MAX_BODY)
 
     fill("exactly-256k-ascii-no-template", {"template": DEL}, "x", MAX_BODY, "template")
     fill("256k-minus-1-bad-email", {"recipient.email": "jane@"}, "x", MAX_BODY - 1, "recipient.email")
