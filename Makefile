@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-signing bench-pipeline lint fmt build
+.PHONY: demo test bench bench-signing bench-pipeline lint lint-deploy fmt build
 
 build:
 	$(CARGO) build --release
@@ -18,6 +18,7 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --tests --bins
 	scripts/stack.sh $(CARGO) test --lib --bins --tests --no-fail-fast
+	scripts/lint-deploy.sh
 
 bench: bench-signing bench-pipeline
 
@@ -31,6 +32,11 @@ bench-pipeline:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The deployment files (deploy/): CloudFormation, edge function, Dockerfile,
+# systemd unit, alert rules and dashboard, each through its linter.
+lint-deploy:
+	scripts/lint-deploy.sh
 
 fmt:
 	$(CARGO) fmt
