@@ -113,6 +113,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "number of doclink processes sharing the SES quota (for send_rate=auto)",
     },
     SettingSpec {
+        key: "threads",
+        env: "DOCLINK_THREADS",
+        default: Some("1"),
+        help: "threads that run letters; one keeps up with about a thousand letters a second",
+    },
+    SettingSpec {
         key: "concurrency",
         env: "DOCLINK_CONCURRENCY",
         default: Some("16"),
@@ -230,6 +236,7 @@ pub struct Settings {
     pub send_rate: RateSetting,
     pub send_rate_fallback: SendRate,
     pub workers: u32,
+    pub threads: usize,
     pub concurrency: usize,
     pub default_locale: Locale,
     pub visibility_timeout: Duration,
@@ -478,6 +485,7 @@ impl Settings {
         }));
         let send_rate_fallback = p.check(raw.parse("send_rate_fallback", rate));
         let workers = p.check(raw.parse("workers", number_in(1u32..=10_000)));
+        let threads = p.check(raw.parse("threads", number_in(1usize..=64)));
         let concurrency = p.check(raw.parse("concurrency", number_in(1usize..=1024)));
         let default_locale = p.check(raw.parse("default_locale", locale));
         let visibility_timeout = p.check(raw.parse(
@@ -524,6 +532,7 @@ impl Settings {
             Some(send_rate),
             Some(send_rate_fallback),
             Some(workers),
+            Some(threads),
             Some(concurrency),
             Some(default_locale),
             Some(visibility_timeout),
@@ -549,6 +558,7 @@ impl Settings {
             send_rate,
             send_rate_fallback,
             workers,
+            threads,
             concurrency,
             default_locale,
             visibility_timeout,
@@ -581,6 +591,7 @@ impl Settings {
             send_rate,
             send_rate_fallback,
             workers,
+            threads,
             concurrency,
             default_locale,
             visibility_timeout,

@@ -15,6 +15,7 @@ pub mod event;
 pub mod http;
 pub mod kms;
 pub mod letter;
+pub mod logging;
 pub mod mail;
 pub mod queue;
 pub mod runtime;

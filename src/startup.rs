@@ -72,14 +72,14 @@ pub struct Daemon {
 /// `stats` must be built after the metrics recorder is installed.
 pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, StartupError> {
     let max_connections = (settings.concurrency as u32).clamp(2, 64) + 2;
-    let pool = audit::connect(&settings.database_url, max_connections)
+    let pool = audit::connect(&settings.database_url, 2)
         .await
         .map_err(StartupError::Database)?;
     audit::migrate(&pool)
         .await
         .map_err(StartupError::Database)?;
     info!("audit database ready");
-    let audit = AuditLog::new(pool);
+    let audit = AuditLog::new(pool, max_connections);
 
     let aws = aws_config().await;
     let signer = decrypt_signer(settings, &aws).await?;

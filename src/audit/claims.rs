@@ -112,7 +112,8 @@ impl AuditLog {
         signed: &SendingRecord<'_>,
         lease: Duration,
     ) -> Result<Claim, AuditError> {
-        let inserted: Option<Uuid> = sqlx::query_scalar(
+        let mut connection = self.letters.lease().await?;
+        let inserted = sqlx::query_scalar(
             "WITH new_link AS (
                 INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, recipient_name,
                                    template, locale, key_pair_id, hash_algorithm, not_before, expires_at,
@@ -143,8 +144,9 @@ impl AuditLog {
         .bind(seconds(lease))
         .bind(&self.worker)
         .bind(link.message_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(connection.connection())
+        .await;
+        let inserted: Option<Uuid> = connection.settle(inserted)?;
         if let Some(link_id) = inserted {
             return Ok(Claim::New(ClaimToken {
                 link_id,
@@ -156,6 +158,7 @@ impl AuditLog {
 
     /// The event is known: take it over if it is unfinished and nobody holds it.
     async fn retake(&self, link: &NewLink<'_>, lease: Duration) -> Result<Claim, AuditError> {
+        let mut connection = self.letters.lease().await?;
         let retaken = sqlx::query(
             "WITH retaken AS (
                 UPDATE links SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
@@ -175,8 +178,9 @@ impl AuditLog {
         .bind(seconds(lease))
         .bind(&self.worker)
         .bind(link.message_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(connection.connection())
+        .await;
+        let retaken = connection.settle(retaken)?;
         if let Some(row) = retaken {
             let status: String = row.get("status");
             return Ok(Claim::Retaken {
@@ -188,6 +192,7 @@ impl AuditLog {
                 abandoned: row.get("abandoned"),
             });
         }
+        let mut connection = self.letters.lease().await?;
         let row = sqlx::query(
             "SELECT l.link_id, l.status,
                     (SELECT a.message_id FROM link_attempts a WHERE a.link_id = l.link_id
@@ -195,8 +200,9 @@ impl AuditLog {
              FROM links l WHERE l.event_id = $1",
         )
         .bind(link.event_id)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(connection.connection())
+        .await;
+        let row = connection.settle(row)?;
         let status: String = row.get("status");
         let link_id = row.get("link_id");
         Ok(match status.as_str() {
@@ -217,7 +223,8 @@ impl AuditLog {
         possible_duplicate: bool,
         lease: Duration,
     ) -> Result<Held, AuditError> {
-        let rows: i64 = sqlx::query_scalar(
+        let mut connection = self.letters.lease().await?;
+        let rows = sqlx::query_scalar(
             "WITH l AS (
                 UPDATE links SET status = 'sending', sending_at = now(), resource_url = $3, not_before = $4,
                                  expires_at = $5, signature_sha256 = $6,
@@ -239,8 +246,9 @@ impl AuditLog {
         .bind(signed.signature_sha256)
         .bind(possible_duplicate)
         .bind(seconds(lease))
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(connection.connection())
+        .await;
+        let rows: i64 = connection.settle(rows)?;
         Ok(Held::from_rows(rows))
     }
 
@@ -251,7 +259,8 @@ impl AuditLog {
         token: ClaimToken,
         ses_message_id: &str,
     ) -> Result<Held, AuditError> {
-        let rows: i64 = sqlx::query_scalar(
+        let mut connection = self.letters.lease().await?;
+        let rows = sqlx::query_scalar(
             "WITH l AS (
                 UPDATE links SET status = 'sent', sent_at = now(), ses_message_id = $3, lease_until = NULL
                 WHERE link_id = $1 AND attempts = $2 AND status = 'sending'
@@ -265,8 +274,9 @@ impl AuditLog {
         .bind(token.link_id)
         .bind(token.attempt)
         .bind(ses_message_id)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(connection.connection())
+        .await;
+        let rows: i64 = connection.settle(rows)?;
         Ok(Held::from_rows(rows))
     }
 
@@ -277,7 +287,8 @@ impl AuditLog {
         class: &str,
         reason: &str,
     ) -> Result<Held, AuditError> {
-        let rows: i64 = sqlx::query_scalar(
+        let mut connection = self.letters.lease().await?;
+        let rows = sqlx::query_scalar(
             "WITH l AS (
                 UPDATE links SET status = 'failed', failure_reason = $3, lease_until = NULL
                 WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
@@ -292,8 +303,9 @@ impl AuditLog {
         .bind(token.attempt)
         .bind(reason)
         .bind(class)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(connection.connection())
+        .await;
+        let rows: i64 = connection.settle(rows)?;
         Ok(Held::from_rows(rows))
     }
 
@@ -307,7 +319,8 @@ impl AuditLog {
         class: &str,
         reason: &str,
     ) -> Result<Held, AuditError> {
-        let rows: i64 = sqlx::query_scalar(
+        let mut connection = self.letters.lease().await?;
+        let rows = sqlx::query_scalar(
             "WITH l AS (
                 UPDATE links SET lease_until = NULL, failure_reason = $4,
                                  status = CASE WHEN $3 THEN 'pending' ELSE status END
@@ -325,8 +338,9 @@ impl AuditLog {
         .bind(reason)
         .bind(end.as_str())
         .bind(class)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(connection.connection())
+        .await;
+        let rows: i64 = connection.settle(rows)?;
         Ok(Held::from_rows(rows))
     }
 }

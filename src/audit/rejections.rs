@@ -41,7 +41,8 @@ pub struct Rejection<'a> {
 impl AuditLog {
     /// Stores a rejected message. A redelivered rejected message is stored once.
     pub async fn record_rejection(&self, r: &Rejection<'_>) -> Result<(), AuditError> {
-        sqlx::query(
+        let mut connection = self.letters.lease().await?;
+        let executed = sqlx::query(
             "INSERT INTO rejections (kind, queue_url, message_id, event_id, link_id, receive_count, field, reason, body)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (queue_url, message_id) DO UPDATE SET receive_count = EXCLUDED.receive_count",
@@ -55,8 +56,9 @@ impl AuditLog {
         .bind(r.field)
         .bind(r.reason)
         .bind(r.body)
-        .execute(&self.pool)
-        .await?;
+        .execute(connection.connection())
+        .await;
+        connection.settle(executed)?;
         Ok(())
     }
 }

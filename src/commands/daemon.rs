@@ -4,6 +4,7 @@ use crate::Failure;
 use anyhow::Context;
 use doclink::config::{self, LogFormat, Settings};
 use doclink::event::DocumentReady;
+use doclink::logging::{LogBuffer, LogFlushGuard};
 use doclink::mail::templates;
 use doclink::runtime::{self, RuntimeOptions, StopReason};
 use doclink::stats::Stats;
@@ -43,26 +44,14 @@ pub struct PreviewArgs {
     html_out: Option<PathBuf>,
 }
 
-/// Logs go to stderr through a bounded buffer and a writer thread, so a stderr that
-/// nobody reads (a stuck log shipper) never blocks the workers: when the buffer is
-/// full, lines are dropped and counted in `doclink_log_lines_dropped_total`.
-fn init_logging(
-    format: LogFormat,
-) -> (
-    tracing_appender::non_blocking::WorkerGuard,
-    tracing_appender::non_blocking::ErrorCounter,
-) {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(16_384)
-        .thread_name("doclink-log")
-        .finish(std::io::stderr());
-    let dropped = writer.error_counter();
+/// Logs go to stderr through doclink's bounded, batching buffer (src/logging.rs).
+fn init_logging(format: LogFormat) -> (LogBuffer, LogFlushGuard) {
+    let (buffer, guard) = LogBuffer::start(std::io::stderr(), 4 << 20);
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOCLINK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(buffer.clone());
     match format {
         LogFormat::Json => builder
             .json()
@@ -72,15 +61,15 @@ fn init_logging(
             .init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
-    (guard, dropped)
+    (buffer, guard)
 }
 
 /// Copies the count of dropped log lines into its metric.
-fn spawn_dropped_lines_metric(dropped: tracing_appender::non_blocking::ErrorCounter) {
+fn spawn_dropped_lines_metric(buffer: LogBuffer) {
     let counter = metrics::counter!("doclink_log_lines_dropped_total");
     tokio::spawn(async move {
         loop {
-            counter.absolute(dropped.dropped_lines() as u64);
+            counter.absolute(buffer.dropped_lines());
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
@@ -88,14 +77,23 @@ fn spawn_dropped_lines_metric(dropped: tracing_appender::non_blocking::ErrorCoun
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     let settings = Settings::load(args.config.as_deref())?;
-    let (_log_guard, dropped_lines) = init_logging(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (log_buffer, _log_guard) = init_logging(settings.log_format);
+    // One thread by default: it keeps up with about a thousand letters a second, and
+    // sparing the wake-ups between threads saves about a sixth of a letter's CPU
+    // (measured; see BENCHMARKS.md).
+    let runtime = match settings.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let metrics = doclink::http::install_metrics();
-        spawn_dropped_lines_metric(dropped_lines);
+        spawn_dropped_lines_metric(log_buffer);
         let stats = Arc::new(Stats::new());
         let daemon = doclink::startup::build(&settings, stats.clone())
             .await

@@ -111,7 +111,9 @@ async fn receive_loop(
         if !wait_for_database(shared).await {
             return StopReason::Shutdown;
         }
-        let Some(batch) = take_permits(&permits, batch_cap, &shared.shutdown).await else {
+        let Some(batch) =
+            take_permits(&permits, options.concurrency, batch_cap, &shared.shutdown).await
+        else {
             return StopReason::Shutdown;
         };
         let received = match receive(shared, batch.len(), wait, options.visibility_timeout).await {
@@ -150,10 +152,14 @@ async fn receive_loop(
     }
 }
 
-/// Waits for one permit (a free slot), then takes up to `cap` without waiting.
+/// Waits for one permit (a free slot), then gathers up to `cap`. While other
+/// letters are in flight, it waits a little (25 ms at most) for more slots to free
+/// up, so that a receive asks for several messages instead of one per finished
+/// letter: one SQS call per letter cost about a tenth of a letter's CPU (measured).
 /// `None` when shutting down.
 async fn take_permits(
     permits: &Arc<Semaphore>,
+    concurrency: usize,
     cap: usize,
     shutdown: &CancellationToken,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
@@ -162,10 +168,17 @@ async fn take_permits(
         _ = shutdown.cancelled() => return None,
     };
     let mut batch = vec![first];
+    let others_in_flight = permits.available_permits() + 1 < concurrency;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(25);
     while batch.len() < cap {
         match permits.clone().try_acquire_owned() {
             Ok(permit) => batch.push(permit),
-            Err(_) => break,
+            Err(_) if !others_in_flight => break,
+            Err(_) => tokio::select! {
+                permit = permits.clone().acquire_owned() => batch.push(permit.expect("the semaphore is never closed")),
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.cancelled() => break,
+            },
         }
     }
     Some(batch)
