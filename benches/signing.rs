@@ -35,8 +35,15 @@ fn rate(mut op: impl FnMut(u64)) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `openssl speed` sign/s for rsa2048 and ecdsap256 (single core).
-fn openssl_speed() -> (f64, f64) {
+/// `openssl speed` for rsa2048 and ecdsap256 (single core).
+struct OpensslSpeed {
+    rsa_sign: f64,
+    ec_sign: f64,
+    ec_verify: f64,
+}
+
+/// `openssl speed` sign/s and verify/s for rsa2048 and ecdsap256 (single core).
+fn openssl_speed() -> OpensslSpeed {
     let out = std::process::Command::new("openssl")
         .args([
             "speed",
@@ -58,7 +65,11 @@ fn openssl_speed() -> (f64, f64) {
             .parse()
             .expect("openssl speed number")
     };
-    (sign_per_s("rsa 2048 bits", 2), sign_per_s("(nistp256)", 2))
+    OpensslSpeed {
+        rsa_sign: sign_per_s("rsa 2048 bits", 2),
+        ec_sign: sign_per_s("(nistp256)", 2),
+        ec_verify: sign_per_s("(nistp256)", 1),
+    }
 }
 
 fn signer(file: &str, hash: HashAlgorithm) -> UrlSigner {
@@ -87,7 +98,11 @@ fn doclink_rate(file: &str, hash: HashAlgorithm) -> f64 {
 
 fn main() {
     // `cargo bench` passes --bench; any other argument is a name filter we ignore.
-    let (openssl_rsa, openssl_ec) = openssl_speed();
+    let speed = openssl_speed();
+    let (openssl_rsa, openssl_ec) = (speed.rsa_sign, speed.ec_sign);
+    // A P-256 link is signed by one library and verified by another, so its limit is
+    // one sign plus one verify.
+    let ec_bound = 1.0 / (1.0 / speed.ec_sign + 1.0 / speed.ec_verify);
     let rsa_sha1 = doclink_rate("rsa2048_pkcs8.pem", HashAlgorithm::Sha1);
     let rsa_sha256 = doclink_rate("rsa2048_pkcs8.pem", HashAlgorithm::Sha256);
     let ec_sha1 = doclink_rate("ec_p256_pkcs8.pem", HashAlgorithm::Sha1);
@@ -145,7 +160,11 @@ fn main() {
          | doclink ECDSA P-256 / SHA-1 | {ec_sha1:.0} | {} |\n\
          | doclink ECDSA P-256 / SHA-256 | {ec_sha256:.0} | {} |\n\n\
          Verify-after-sign alone (AWS-LC, RSA-2048 / SHA-1): {:.1} µs per link; the `rsa` crate 0.9 takes {:.1} µs.\n\n\
-         Targets (issue #2): RSA-2048 / SHA-1 at least 80% of `openssl speed` sign/s — {}; ECDSA P-256 at least 10,000 links/s — {}.\n",
+         A P-256 link is signed by OpenSSL and verified by AWS-LC, so its limit is one sign plus one verify:\n\
+         `openssl speed ecdsap256` gives {openssl_ec:.0} signs/s and {:.0} verifies/s, a bound of {ec_bound:.0} links/s.\n\
+         doclink reaches {} of that bound (SHA-1) and {} (SHA-256).\n\n\
+         Targets: RSA-2048 / SHA-1 at least 80% of `openssl speed` sign/s (issue #2) — {}; ECDSA P-256 at least 80%\n\
+         of the sign-plus-verify bound (issue #8, replacing the 10,000 links/s of issue #2) — {}.\n",
         pct(rsa_sha1, openssl_rsa),
         pct(rsa_sha256, openssl_rsa),
         pct(rsa_crate_sign, openssl_rsa),
@@ -153,12 +172,15 @@ fn main() {
         pct(ec_sha256, openssl_ec),
         1e6 / verify_rate,
         1e6 / rsa_crate_verify,
+        speed.ec_verify,
+        pct(ec_sha1, ec_bound),
+        pct(ec_sha256, ec_bound),
         if rsa_sha1 >= 0.8 * openssl_rsa {
             "met"
         } else {
             "NOT met"
         },
-        if ec_sha1.min(ec_sha256) >= 10_000.0 {
+        if ec_sha1.min(ec_sha256) >= 0.8 * ec_bound {
             "met"
         } else {
             "NOT met"
