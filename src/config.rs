@@ -4,7 +4,7 @@
 
 use crate::duration::parse_duration;
 use crate::kms::EncryptionContext;
-use crate::mail::{Locale, Mailbox, SendRate};
+use crate::mail::{Branding, Locale, Mailbox, SendRate};
 use crate::signing::{BaseUrl, HashAlgorithm, KeyPairId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,6 +81,36 @@ pub const SETTINGS: &[SettingSpec] = &[
         env: "DOCLINK_FROM",
         default: None,
         help: "From address (a verified SES identity), e.g. 'Letters <letters@example.com>'",
+    },
+    SettingSpec {
+        key: "org_name",
+        env: "DOCLINK_ORG_NAME",
+        default: Some(""),
+        help: "the organisation that writes the letters, shown in every letter; defaults to the display name of DOCLINK_FROM",
+    },
+    SettingSpec {
+        key: "contact",
+        env: "DOCLINK_CONTACT",
+        default: Some(""),
+        help: "one line telling readers how to reach you (phone, address, web page); defaults to the Reply-To, else the From address",
+    },
+    SettingSpec {
+        key: "logo_url",
+        env: "DOCLINK_LOGO_URL",
+        default: Some(""),
+        help: "https URL of a logo shown above every letter; empty: no logo",
+    },
+    SettingSpec {
+        key: "signature",
+        env: "DOCLINK_SIGNATURE",
+        default: Some(""),
+        help: "the closing block under every letter; \\n starts a new line; defaults to the organisation name",
+    },
+    SettingSpec {
+        key: "timezone",
+        env: "DOCLINK_TIMEZONE",
+        default: Some("UTC"),
+        help: "IANA time zone the letters state expiry times in, e.g. Europe/Paris",
     },
     SettingSpec {
         key: "reply_to",
@@ -232,6 +262,8 @@ pub struct Settings {
     pub hash: HashAlgorithm,
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
+    /// Who the letters say they are from; shown in every letter.
+    pub branding: Branding,
     pub ses_configuration_set: Option<String>,
     pub send_rate: RateSetting,
     pub send_rate_fallback: SendRate,
@@ -359,6 +391,19 @@ impl RawSettings {
         parse(&value).map_err(|m| Self::error(key, m))
     }
 
+    /// A setting parsed only when set, even a required one (for commands that need
+    /// less than the daemon).
+    fn parse_if_set<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            Some(value) => parse(value).map(Some).map_err(|m| Self::error(key, m)),
+            None => Ok(None),
+        }
+    }
+
     /// An optional setting: `None` when unset or empty, else parsed.
     fn parse_optional<T>(
         &self,
@@ -433,6 +478,65 @@ fn locale(text: &str) -> Result<Locale, String> {
     })
 }
 
+/// What unset branding settings fall back on.
+#[derive(Default, Clone, Copy)]
+struct Fallbacks<'a> {
+    from: Option<&'a Mailbox>,
+    reply_to: Option<&'a Mailbox>,
+    /// `preview` without the daemon's settings: visible placeholders such as
+    /// `[DOCLINK_ORG_NAME]` instead of errors, so templates can be reviewed anywhere.
+    placeholders: bool,
+}
+
+/// The letters' branding. The organisation name falls back on the From display
+/// name: a letter must say who wrote it, so a From without a name makes
+/// DOCLINK_ORG_NAME required. The contact falls back on the Reply-To, else the From
+/// address; the signature on the organisation name. `None` (with the problem
+/// recorded, unless the From setting's own error explains it) when anything is wrong.
+fn branding(raw: &RawSettings, p: &mut Problems, fallbacks: Fallbacks<'_>) -> Option<Branding> {
+    let placeholder = |name: &str| fallbacks.placeholders.then(|| format!("[{name}]"));
+    let org_name = match p.check(raw.parse_optional("org_name", Branding::parse_line)) {
+        Some(Some(name)) => Some(name),
+        Some(None) => match fallbacks.from {
+            Some(Mailbox {
+                name: Some(name), ..
+            }) => Some(name.as_str().to_string()),
+            Some(Mailbox { name: None, .. }) if !fallbacks.placeholders => {
+                p.0.push(RawSettings::error(
+                    "org_name",
+                    "is required when DOCLINK_FROM has no display name; set it, or write DOCLINK_FROM as 'Name <address>'",
+                ));
+                None
+            }
+            _ => placeholder("DOCLINK_ORG_NAME"),
+        },
+        None => None,
+    };
+    let contact = match p.check(raw.parse_optional("contact", Branding::parse_line)) {
+        Some(Some(contact)) => Some(contact),
+        Some(None) => fallbacks
+            .reply_to
+            .or(fallbacks.from)
+            .map(|m| m.address.to_string())
+            .or_else(|| placeholder("DOCLINK_CONTACT")),
+        None => None,
+    };
+    let logo_url = p.check(raw.parse_optional("logo_url", Branding::parse_logo_url));
+    let signature = match p.check(raw.parse_optional("signature", Branding::parse_signature)) {
+        Some(Some(lines)) => Some(lines),
+        Some(None) => org_name.clone().map(|name| vec![name]),
+        None => None,
+    };
+    let timezone = p.check(raw.parse("timezone", Branding::parse_timezone));
+    Some(Branding {
+        org_name: org_name?,
+        contact: contact?,
+        logo_url: logo_url?,
+        signature: signature?,
+        timezone: timezone?,
+    })
+}
+
 /// Collects every setting's error instead of stopping at the first.
 #[derive(Default)]
 struct Problems(Vec<ConfigError>);
@@ -473,6 +577,19 @@ impl Settings {
         }));
         let from = p.check(raw.parse("from", mailbox));
         let reply_to = p.check(raw.parse_optional("reply_to", mailbox));
+        let branding = match (&from, &reply_to) {
+            (Some(from), Some(reply_to)) => branding(
+                &raw,
+                &mut p,
+                Fallbacks {
+                    from: Some(from),
+                    reply_to: reply_to.as_ref(),
+                    placeholders: false,
+                },
+            ),
+            // Without a valid From there is nothing to fall back on; its own error says so.
+            _ => branding(&raw, &mut p, Fallbacks::default()),
+        };
         let ses_configuration_set = p.check(raw.optional("ses_configuration_set"));
         let send_rate = p.check(raw.parse("send_rate", |v| {
             if v.eq_ignore_ascii_case("auto") {
@@ -528,6 +645,7 @@ impl Settings {
             Some(hash),
             Some(from),
             Some(reply_to),
+            Some(branding),
             Some(ses_configuration_set),
             Some(send_rate),
             Some(send_rate_fallback),
@@ -554,6 +672,7 @@ impl Settings {
             hash,
             from,
             reply_to,
+            branding,
             ses_configuration_set,
             send_rate,
             send_rate_fallback,
@@ -587,6 +706,7 @@ impl Settings {
             hash,
             from,
             reply_to,
+            branding,
             ses_configuration_set,
             send_rate,
             send_rate_fallback,
@@ -636,23 +756,79 @@ pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigError> {
     raw.parse("database_url", database_url)
 }
 
-/// The settings `doclink preview` needs; the base URL falls back to an example
-/// domain so templates can be reviewed without the daemon's configuration.
-pub fn load_preview(
-    file: Option<&Path>,
-) -> Result<(BaseUrl, crate::event::EventRules), ConfigError> {
+/// What `doclink preview` needs: enough to render a letter as the daemon would,
+/// without the daemon's other settings.
+pub struct PreviewSettings {
+    pub base_url: BaseUrl,
+    pub rules: crate::event::EventRules,
+    pub branding: Branding,
+    /// DOCLINK_FROM and DOCLINK_REPLY_TO, when set.
+    pub from: Option<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    /// The branding settings shown as placeholders because they are not set.
+    pub placeholders: Vec<&'static str>,
+}
+
+/// The settings `doclink preview` needs. The base URL falls back to an example
+/// domain, and unset branding to the daemon's fallbacks or to visible placeholders,
+/// so templates can be reviewed without the daemon's configuration. Values that are
+/// set are checked as the daemon checks them.
+pub fn load_preview(file: Option<&Path>) -> Result<PreviewSettings, ConfigErrors> {
     let raw = RawSettings::load(file, &|name| std::env::var(name).ok())?;
-    let base = match raw.0.get("link_base_url").filter(|v| !v.trim().is_empty()) {
-        Some(v) => BaseUrl::parse(v.trim())
-            .map_err(|e| RawSettings::error("link_base_url", e.to_string()))?,
-        None => BaseUrl::parse("https://documents.example.org").expect("valid example"),
+    let mut p = Problems::default();
+    let base_url = match p.check(raw.parse_if_set("link_base_url", |v| {
+        BaseUrl::parse(v).map_err(|e| e.to_string())
+    })) {
+        Some(Some(base)) => Some(base),
+        Some(None) => Some(BaseUrl::parse("https://documents.example.org").expect("valid example")),
+        None => None,
     };
-    let rules = crate::event::EventRules {
-        default_locale: raw.parse("default_locale", locale)?,
-        default_ttl: raw.parse("link_ttl", duration)?,
-        max_ttl: raw.parse("link_max_ttl", duration)?,
-    };
-    Ok((base, rules))
+    let default_locale = p.check(raw.parse("default_locale", locale));
+    let default_ttl = p.check(raw.parse("link_ttl", duration));
+    let max_ttl = p.check(raw.parse("link_max_ttl", duration));
+    let from = p.check(raw.parse_if_set("from", mailbox)).flatten();
+    let reply_to = p.check(raw.parse_if_set("reply_to", mailbox)).flatten();
+    let branding = branding(
+        &raw,
+        &mut p,
+        Fallbacks {
+            from: from.as_ref(),
+            reply_to: reply_to.as_ref(),
+            placeholders: true,
+        },
+    );
+    let mut placeholders = Vec::new();
+    if let Some(b) = &branding {
+        for (name, value) in [
+            ("DOCLINK_ORG_NAME", &b.org_name),
+            ("DOCLINK_CONTACT", &b.contact),
+        ] {
+            if *value == format!("[{name}]") {
+                placeholders.push(name);
+            }
+        }
+    }
+    match (base_url, default_locale, default_ttl, max_ttl, branding) {
+        (
+            Some(base_url),
+            Some(default_locale),
+            Some(default_ttl),
+            Some(max_ttl),
+            Some(branding),
+        ) if p.0.is_empty() => Ok(PreviewSettings {
+            base_url,
+            rules: crate::event::EventRules {
+                default_locale,
+                default_ttl,
+                max_ttl,
+            },
+            branding,
+            from,
+            reply_to,
+            placeholders,
+        }),
+        _ => Err(ConfigErrors(p.0)),
+    }
 }
 
 #[cfg(test)]

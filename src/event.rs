@@ -6,7 +6,7 @@
 
 use crate::duration::parse_duration;
 use crate::mail::address::{DisplayName, EmailAddress, check_header_safe};
-use crate::mail::{LetterKind, Locale};
+use crate::mail::{BODY_ONLY_DATA_KEYS, LetterKind, Locale};
 use crate::signing::{DocumentKey, UrlError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -227,9 +227,16 @@ impl DocumentReady {
                             ));
                         }
                     };
-                    // Template data can reach the subject line, so it obeys header rules.
-                    check_header_safe(text, MAX_DATA_VALUE_CHARS).map_err(|r| reject(&field, r))?;
-                    data.insert(key.clone(), text.clone());
+                    let text = if BODY_ONLY_DATA_KEYS.contains(&key.as_str()) {
+                        body_text(text).map_err(|r| reject(&field, r))?
+                    } else {
+                        // Other template data can reach the subject line, so it
+                        // obeys header rules.
+                        check_header_safe(text, MAX_DATA_VALUE_CHARS)
+                            .map_err(|r| reject(&field, r))?;
+                        text.clone()
+                    };
+                    data.insert(key.clone(), text);
                 }
             }
             Some(other) => {
@@ -251,6 +258,27 @@ impl DocumentReady {
             envelope,
         })
     }
+}
+
+/// A body-only value (`data.message`): it never reaches a header, so it may hold
+/// paragraphs. Line breaks become LF (CRLF and a lone CR alike); every other control
+/// character is still refused, as is a value over the length limit.
+fn body_text(text: &str) -> Result<String, String> {
+    // Counted as sent, before CRLF becomes LF, so a limit means the same everywhere.
+    let count = text.chars().count();
+    if count > MAX_DATA_VALUE_CHARS {
+        return Err(format!(
+            "is {count} characters; at most {MAX_DATA_VALUE_CHARS}"
+        ));
+    }
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n') {
+        return Err(format!(
+            "holds a control character (U+{:04X}); only line breaks are allowed here",
+            c as u32
+        ));
+    }
+    Ok(text)
 }
 
 /// Finds the event inside SNS or EventBridge wrappers.
@@ -386,6 +414,25 @@ mod tests {
     }
 
     #[test]
+    fn a_message_keeps_its_paragraphs_with_lf_line_breaks() {
+        let body = with(
+            "data.message",
+            "Dear all,\r\n\r\nSecond paragraph.\rThird line.\n".into(),
+        );
+        let e = DocumentReady::parse(&body, &rules()).unwrap();
+        assert_eq!(
+            e.data["message"],
+            "Dear all,\n\nSecond paragraph.\nThird line.\n"
+        );
+        let r =
+            DocumentReady::parse(&with("data.message", "a\u{1b}[2J".into()), &rules()).unwrap_err();
+        assert_eq!(
+            r.to_string(),
+            "data.message: holds a control character (U+001B); only line breaks are allowed here"
+        );
+    }
+
+    #[test]
     fn unwraps_sns_and_eventbridge() {
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": GOOD})
             .to_string();
@@ -441,6 +488,15 @@ mod tests {
         assert_eq!(
             field_of(&with("data.case_number", "A\nB".into())),
             "data.case_number"
+        );
+        // A body-only value may hold paragraphs, but nothing else a header refuses.
+        assert_eq!(
+            field_of(&with("data.message", "A\tB".into())),
+            "data.message"
+        );
+        assert_eq!(
+            field_of(&with("data.subject", "A\nBcc: x@y.org".into())),
+            "data.subject"
         );
         let r = DocumentReady::parse(&with("expires_in", "90d".into()), &rules()).unwrap_err();
         assert_eq!(

@@ -312,7 +312,8 @@ impl Pipeline {
         let link = self.links.sign(event, link_id)?;
         let expires_at =
             DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry is within 100 years");
-        let rendered = templates::render(event.template, &event.letter(link.url(), expires_at))?;
+        let letter = event.letter(link.url(), expires_at);
+        let rendered = templates::render(event.template, &letter, self.outbox.branding())?;
         Ok(Draft {
             link_id,
             link,

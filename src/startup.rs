@@ -169,6 +169,7 @@ async fn outbox(settings: &Settings, aws: &aws_config::SdkConfig) -> Outbox {
             settings.ses_configuration_set.clone(),
         ),
         FailureBreaker::new(settings.failure_breaker),
+        settings.branding.clone(),
     )
 }
 

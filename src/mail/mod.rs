@@ -12,7 +12,7 @@ pub use address::{DisplayName, EmailAddress, Mailbox};
 pub use breaker::FailureBreaker;
 pub use pacing::{SendPacer, SendRate};
 pub use ses::{OutgoingEmail, SendError, SesMailer};
-pub use templates::{Letter, RenderedEmail};
+pub use templates::{Branding, Letter, RenderedEmail};
 
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,35 @@ impl LetterKind {
             LetterKind::Correspondence => "correspondence",
         }
     }
+
+    /// The `data` keys this kind's templates read. This list is the one place they
+    /// are declared: `preview` and the `doclink_unknown_template_data_total` metric
+    /// check events against it, and a template that reads an undeclared key fails
+    /// the every-kind-and-locale test (a debug assertion in `templates::Page::data`).
+    pub fn data_keys(&self) -> &'static [&'static str] {
+        match self {
+            LetterKind::DecisionLetter => &["case_number", "subject", "message"],
+            LetterKind::Correspondence => &["case_number", "subject", "message"],
+        }
+    }
+
+    /// The keys of `data` that this kind's templates do not read, in key order: most
+    /// likely typos (`case_numbr`) that would otherwise vanish silently.
+    pub fn unread_data_keys<'a>(
+        &self,
+        data: &'a std::collections::BTreeMap<String, String>,
+    ) -> Vec<&'a str> {
+        data.keys()
+            .map(String::as_str)
+            .filter(|key| !self.data_keys().contains(key))
+            .collect()
+    }
 }
+
+/// `data` keys that only ever reach the body of a letter, never a header, so they
+/// may hold line breaks (paragraphs). Every other key may reach the subject line and
+/// obeys header rules. Subjects are also folded to one line when rendered.
+pub const BODY_ONLY_DATA_KEYS: &[&str] = &["message"];
 
 /// Languages with templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,7 +90,8 @@ impl Locale {
     }
 }
 
-/// Who the letters are from, as SES receives it.
+/// Who the letters are from, as SES receives it (the letters' own header and
+/// closing come from [`Branding`]).
 pub struct Sender {
     from: String,
     reply_to: Option<String>,
@@ -90,6 +119,7 @@ pub struct Outbox {
     pacer: SendPacer,
     sender: Sender,
     breaker: FailureBreaker,
+    branding: Branding,
     send_seconds: metrics::Histogram,
 }
 
@@ -99,14 +129,21 @@ impl Outbox {
         pacer: SendPacer,
         sender: Sender,
         breaker: FailureBreaker,
+        branding: Branding,
     ) -> Self {
         Self {
             mailer,
             pacer,
             sender,
             breaker,
+            branding,
             send_seconds: metrics::histogram!("doclink_send_seconds"),
         }
+    }
+
+    /// Who the letters say they are from: header, contact, closing, time zone.
+    pub fn branding(&self) -> &Branding {
+        &self.branding
     }
 
     /// Emails per second for this process.
@@ -179,5 +216,23 @@ mod tests {
         assert_eq!(Locale::parse("fr-CA"), Some(Locale::Fr));
         assert_eq!(Locale::parse("EN"), Some(Locale::En));
         assert_eq!(Locale::parse("de"), None);
+    }
+
+    #[test]
+    fn unread_data_keys_are_the_undeclared_ones() {
+        let data = std::collections::BTreeMap::from([
+            ("case_numbr".to_string(), "ABC-1".to_string()),
+            ("message".to_string(), "Hello".to_string()),
+            ("zz_extra".to_string(), String::new()),
+        ]);
+        assert_eq!(
+            LetterKind::DecisionLetter.unread_data_keys(&data),
+            ["case_numbr", "zz_extra"]
+        );
+        for key in BODY_ONLY_DATA_KEYS {
+            for kind in LetterKind::ALL {
+                assert!(kind.data_keys().contains(key), "{kind:?} {key}");
+            }
+        }
     }
 }
