@@ -13,13 +13,22 @@ mod commands;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "doclink",
     version,
-    about = "Mails customers CloudFront-signed links to their private documents"
+    about = "Mails customers CloudFront-signed links to their private documents",
+    after_help = "\
+Examples:
+  doclink run --config /etc/doclink.toml
+  doclink preview --event event.json --html-out letter.html
+  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --ttl 7d https://documents.example.org/a.pdf
+
+Exit status: 0 success, 1 the work failed, 2 usage or configuration,
+3 something needed is unavailable (database, KMS, network), 4 SES refuses the account."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,19 +38,50 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Sign a URL (or one URL per stdin line) with a CloudFront key.
+    #[command(after_help = "\
+Examples:
+  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --ttl 7d https://documents.example.org/a.pdf
+  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --expires 1795892521 \\
+      --base-url https://documents.example.org --document-key 'decisions/2026/Décision.pdf'
+  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --ttl 1d < urls.txt > signed.txt")]
     Sign(commands::sign::SignArgs),
     /// Check a signed URL: signature, policy, time window and key-pair id.
+    #[command(after_help = "\
+Example:
+  doclink verify --public-key key.pub.pem --key-pair-id K2JCJMDEHXQW5F 'https://documents.example.org/a.pdf?Expires=...'
+
+Prints `valid` and exits 0, or prints the reason (expired, not yet valid, bad signature,
+tampered, wrong key-pair id, malformed) and exits 1.")]
     Verify(commands::verify::VerifyArgs),
     /// Generate, inspect and KMS-encrypt signing keys.
+    #[command(after_help = "\
+Example:
+  doclink keys generate --type ecdsa --out-private key.pem --out-public key.pub.pem")]
     Keys {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
     /// Run the daemon: SQS → sign → SES → audit log, until SIGTERM/SIGINT.
+    #[command(after_help = "\
+Example:
+  DATABASE_URL=postgres://doclink@db/doclink DOCLINK_QUEUE_URL=https://sqs... doclink run --config /etc/doclink.toml
+
+Every setting and its environment variable is listed in the README; all missing or
+invalid settings are reported at once, with exit status 2.")]
     Run(commands::daemon::RunArgs),
     /// Apply the audit-log database migrations and exit.
+    #[command(after_help = "\
+Example:
+  DATABASE_URL=postgres://doclink@db.example.org/doclink doclink migrate")]
     Migrate(commands::daemon::MigrateArgs),
     /// Render an event's email without sending it.
+    #[command(after_help = "\
+Examples:
+  doclink preview --event event.json --html-out letter.html
+  produce-event | doclink preview --event -
+
+Prints From, To and Subject as they would be sent, then the text part. Branding that
+is not set (DOCLINK_ORG_NAME, DOCLINK_CONTACT) shows as a visible placeholder.")]
     Preview(commands::daemon::PreviewArgs),
 }
 
@@ -66,6 +106,28 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Unavailable(_) => 3,
             Failure::AccountBlocked(_) => 4,
+        }
+    }
+}
+
+/// Writes a command's results to standard output. `Ok(false)` means the reader has
+/// gone away (EPIPE: `| head -1`, `| true`): like ripgrep, doclink then stops writing
+/// and ends quietly, with the exit status its work earned. Rust ignores SIGPIPE, and
+/// `println!` would panic here, so every result goes through this.
+pub fn write_stdout(text: &str) -> Result<bool, Failure> {
+    let mut out = std::io::stdout().lock();
+    stdout_written(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// What a write to standard output came to: written (`true`), the reader gone
+/// (`false`), or another failure (a full disk), which is reported.
+pub fn stdout_written(result: std::io::Result<()>) -> Result<bool, Failure> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => {
+            eprintln!("doclink: cannot write to standard output: {e}");
+            Err(Failure::Work)
         }
     }
 }
@@ -98,5 +160,45 @@ fn main() -> ExitCode {
             }
             ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command's --help has an example, and no option is left without help.
+    #[test]
+    fn every_help_has_an_example_and_every_option_a_line() {
+        fn check(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            let is_leaf = command.get_subcommands().next().is_none();
+            let own_example = command
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("doclink "));
+            if is_leaf && !own_example && !path.ends_with(" help") {
+                problems.push(format!("{path}: no example in --help"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    problems.push(format!("{path}: {id} has no help"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &path, problems);
+            }
+        }
+        let mut problems = Vec::new();
+        check(&Cli::command(), "", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+        Cli::command().debug_assert();
     }
 }

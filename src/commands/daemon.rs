@@ -1,14 +1,16 @@
 //! `doclink run`, `doclink migrate` and `doclink preview`.
 
-use crate::Failure;
+use crate::{Failure, write_stdout};
 use anyhow::Context;
 use doclink::config::{self, LogFormat, Settings};
 use doclink::event::DocumentReady;
 use doclink::logging::{LogBuffer, LogFlushGuard};
-use doclink::mail::templates;
+use doclink::mail::{Mailbox, templates};
 use doclink::runtime::{self, RuntimeOptions, StopReason};
 use doclink::stats::Stats;
-use std::io::IsTerminal;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// TOML settings file; DOCLINK_* environment variables override it.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Exit 0 once the queue is empty and nothing is in flight, printing a summary.
     #[arg(long)]
@@ -27,20 +29,20 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct MigrateArgs {
     /// TOML settings file; DATABASE_URL overrides it.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct PreviewArgs {
     /// TOML settings file; DOCLINK_* environment variables override it.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// A document-ready event (JSON) to render.
-    #[arg(long)]
+    /// A document-ready event (JSON) to render; `-` reads it from stdin.
+    #[arg(long, value_name = "FILE")]
     event: PathBuf,
-    /// Also write the HTML part to this file.
-    #[arg(long)]
+    /// Also write the HTML part to this file (open it in a browser to review it).
+    #[arg(long, value_name = "FILE")]
     html_out: Option<PathBuf>,
 }
 
@@ -187,11 +189,17 @@ fn spawn_signal_handler(shutdown: CancellationToken, stats: Arc<Stats>) {
 
 pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
     let database_url = config::load_database_url(args.config.as_deref())?;
+    let options: PgConnectOptions = database_url.parse().map_err(|e: sqlx::Error| {
+        Failure::Usage(anyhow::anyhow!("setting DATABASE_URL (database_url): {e}"))
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        reach_database(&options)
+            .await
+            .map_err(Failure::Unavailable)?;
         let pool = doclink::audit::connect(&database_url, 1)
             .await
             .map_err(|e| Failure::Unavailable(e.into()))?;
@@ -203,18 +211,63 @@ pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
     })
 }
 
+/// One direct connection attempt, so that a database that cannot be reached is
+/// named at once with its cause. (The pool retries a refused connection until its
+/// 10 s acquire timeout and then says only "pool timed out".)
+async fn reach_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+    const WAIT: Duration = Duration::from_secs(5);
+    let place = match options.get_socket() {
+        Some(dir) => format!("the socket in {}", dir.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    match tokio::time::timeout(WAIT, PgConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Database(refusal))) => anyhow::bail!(
+            "the database at {place} refused the connection: {}; check the user, password and \
+             database name in DATABASE_URL",
+            refusal.message()
+        ),
+        Ok(Err(sqlx::Error::Io(e))) => anyhow::bail!(
+            "cannot connect to the database at {place} ({}); check that PostgreSQL is running \
+             there and that DATABASE_URL is right",
+            match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => e.to_string(),
+            }
+        ),
+        Ok(Err(other)) => anyhow::bail!("cannot connect to the database at {place}: {other}"),
+        Err(_) => anyhow::bail!(
+            "cannot connect to the database at {place} (no answer within {} s); check \
+             DATABASE_URL and the network",
+            WAIT.as_secs()
+        ),
+    }
+}
+
 pub fn preview(args: PreviewArgs) -> Result<(), Failure> {
-    let (base, rules) = config::load_preview(args.config.as_deref())?;
-    let body = std::fs::read_to_string(&args.event)
-        .with_context(|| format!("--event {}", args.event.display()))?;
-    let event = match DocumentReady::parse(&body, &rules) {
+    let settings = config::load_preview(args.config.as_deref())?;
+    let body = if args.event.as_os_str() == "-" {
+        let mut body = String::new();
+        std::io::stdin()
+            .read_to_string(&mut body)
+            .context("--event -: reading stdin")?;
+        body
+    } else {
+        std::fs::read_to_string(&args.event)
+            .with_context(|| format!("--event {}", args.event.display()))?
+    };
+    let event = match DocumentReady::parse(&body, &settings.rules) {
         Ok(event) => event,
         Err(rejection) => {
-            println!("rejected: {rejection}");
+            write_stdout(&format!("rejected: {rejection}\n"))?;
             return Err(Failure::Work);
         }
     };
-    let resource = base.document_url_with_param(
+    let resource = settings.base_url.document_url_with_param(
         &event.document_key,
         "lid",
         "00000000-0000-0000-0000-000000000000",
@@ -227,20 +280,46 @@ pub fn preview(args: PreviewArgs) -> Result<(), Failure> {
         expires_at.timestamp()
     );
     let letter = event.letter(&link, expires_at);
-    let email = templates::render(event.template, &letter).context("rendering the letter")?;
-    println!("To: {}", event.recipient.email);
-    println!("Subject: {}", email.subject);
-    println!(
-        "Template: {} ({})",
-        event.template.as_str(),
-        event.locale.as_str()
-    );
-    println!();
-    print!("{}", email.text);
-    if let Some(path) = args.html_out {
-        std::fs::write(&path, &email.html)
+    let email = templates::render(event.template, &letter, &settings.branding)
+        .context("rendering the letter")?;
+    // A key no template reads is most likely a typo; say so rather than drop it.
+    for key in event.template.unread_data_keys(&event.data) {
+        eprintln!(
+            "doclink: warning: data.{} is not read by the {} template (known keys: {})",
+            key.escape_debug(),
+            event.template.as_str(),
+            event.template.data_keys().join(", ")
+        );
+    }
+    for name in &settings.placeholders {
+        eprintln!("doclink: note: {name} is not set; the letter shows [{name}] in its place");
+    }
+    if let Some(path) = &args.html_out {
+        std::fs::write(path, &email.html)
             .with_context(|| format!("--html-out {}", path.display()))?;
         eprintln!("wrote the HTML part to {}", path.display());
     }
+    // The headers as they will be sent: display names included, RFC 2047 encoded.
+    let to = Mailbox {
+        name: event.recipient.name.clone(),
+        address: event.recipient.email.clone(),
+    };
+    let mut out = String::new();
+    match &settings.from {
+        Some(from) => out.push_str(&format!("From: {}\n", from.to_header())),
+        None => out.push_str("From: [DOCLINK_FROM is not set]\n"),
+    }
+    if let Some(reply_to) = &settings.reply_to {
+        out.push_str(&format!("Reply-To: {}\n", reply_to.to_header()));
+    }
+    out.push_str(&format!("To: {}\n", to.to_header()));
+    out.push_str(&format!("Subject: {}\n", email.subject));
+    out.push_str(&format!(
+        "Template: {} ({})\n\n",
+        event.template.as_str(),
+        event.locale.as_str()
+    ));
+    out.push_str(&email.text);
+    write_stdout(&out)?;
     Ok(())
 }
