@@ -43,8 +43,9 @@ impl EncryptionContext {
     }
 }
 
-/// A KMS call that failed. A service error names its code and message; other
-/// failures (network, credentials) keep the SDK's error as the cause.
+/// A KMS call that failed. A service error names its code and message; a call that
+/// got no answer says where it went, why, and what to check, in words rather than
+/// the SDK's nested error types; other failures keep the SDK's error as the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
     #[error("KMS {operation} failed: {code}: {message}")]
@@ -52,6 +53,22 @@ pub enum KmsError {
         operation: &'static str,
         code: String,
         message: String,
+    },
+    #[error(
+        "KMS {operation} failed: cannot connect to {} ({cause}); check AWS_ENDPOINT_URL / AWS_REGION and your network",
+        endpoint.as_deref().unwrap_or("the KMS endpoint")
+    )]
+    Unreachable {
+        operation: &'static str,
+        /// Where the call went, when known (see [`KmsError::at_endpoint`]).
+        endpoint: Option<String>,
+        cause: String,
+    },
+    #[error("KMS {operation} failed: {problem}; {fix}")]
+    Setup {
+        operation: &'static str,
+        problem: String,
+        fix: &'static str,
     },
     #[error("KMS {operation} failed")]
     Call {
@@ -63,22 +80,106 @@ pub enum KmsError {
     Empty(&'static str),
 }
 
+impl KmsError {
+    /// Names the endpoint an unanswered call went to: `AWS_ENDPOINT_URL` when set,
+    /// else the regional KMS endpoint.
+    pub fn at_endpoint(self, config: &aws_config::SdkConfig) -> Self {
+        match self {
+            KmsError::Unreachable {
+                operation, cause, ..
+            } => KmsError::Unreachable {
+                operation,
+                endpoint: config.endpoint_url().map(str::to_string).or_else(|| {
+                    config
+                        .region()
+                        .map(|r| format!("https://kms.{r}.amazonaws.com"))
+                }),
+                cause,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The innermost I/O error among `error`'s causes, in words.
+fn io_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    let mut found = None;
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            found = Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => io.to_string(),
+            });
+        }
+        next = e.source();
+    }
+    found
+}
+
+/// The text of every cause of `error`, joined, to recognise SDK set-up problems.
+fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        text.push_str(&e.to_string());
+        text.push_str(": ");
+        next = e.source();
+    }
+    text
+}
+
 fn call_error<E>(
     operation: &'static str,
 ) -> impl FnOnce(aws_sdk_kms::error::SdkError<E>) -> KmsError
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    move |err| match err.as_service_error() {
-        Some(service) => KmsError::Refused {
+    use aws_sdk_kms::error::SdkError;
+    move |err| {
+        if let Some(service) = err.as_service_error() {
+            return KmsError::Refused {
+                operation,
+                code: service.code().unwrap_or("error").to_string(),
+                message: service.message().unwrap_or("no message").to_string(),
+            };
+        }
+        // The SDK reports these set-up faults only in its error text.
+        let text = chain_text(&err);
+        if text.contains("no credentials") || text.contains("credential provider") {
+            return KmsError::Setup {
+                operation,
+                problem: "no AWS credentials were found".into(),
+                fix: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role",
+            };
+        }
+        if text.contains("missing signing region") || text.contains("region must be set") {
+            return KmsError::Setup {
+                operation,
+                problem: "no AWS region is set".into(),
+                fix: "set AWS_REGION (for example AWS_REGION=eu-west-1)",
+            };
+        }
+        let unreachable = |cause: String| KmsError::Unreachable {
             operation,
-            code: service.code().unwrap_or("error").to_string(),
-            message: service.message().unwrap_or("no message").to_string(),
-        },
-        None => KmsError::Call {
-            operation,
-            source: Box::new(err),
-        },
+            endpoint: None,
+            cause,
+        };
+        match &err {
+            SdkError::TimeoutError(_) => unreachable("no answer in time".into()),
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+                unreachable("no answer in time".into())
+            }
+            SdkError::DispatchFailure(failure) if failure.is_io() => {
+                unreachable(io_cause(&err).unwrap_or_else(|| "the connection failed".into()))
+            }
+            _ => KmsError::Call {
+                operation,
+                source: Box::new(err),
+            },
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! `doclink keys`: generate a key pair, print a public key, KMS-encrypt a private key.
 
-use crate::Failure;
-use anyhow::{Context, bail};
-use doclink::kms::{self, EncryptionContext};
+use crate::{Failure, write_stdout};
+use anyhow::{Context, anyhow, bail};
+use doclink::kms::{self, EncryptionContext, KmsError};
 use doclink::signing::{KeyKind, PrivateKey};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -11,31 +12,53 @@ use zeroize::Zeroizing;
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
     /// Generate a key pair; upload the public PEM to CloudFront.
+    #[command(after_help = "\
+Example:
+  doclink keys generate --type ecdsa --out-private key.pem --out-public key.pub.pem
+
+Neither file may exist yet: both are checked before either is written.")]
     Generate {
-        #[arg(long = "type", value_parser = ["rsa", "ecdsa"])]
+        /// Key type: rsa (RSA-2048) or ecdsa (ECDSA P-256, smaller signatures and URLs).
+        #[arg(long = "type", value_parser = ["rsa", "ecdsa"], value_name = "TYPE")]
         key_type: String,
         /// Private key output (PKCS#8 PEM, created with mode 0600).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out_private: PathBuf,
-        /// Public key output (SubjectPublicKeyInfo PEM).
-        #[arg(long)]
+        /// Public key output (SubjectPublicKeyInfo PEM), to upload to CloudFront.
+        #[arg(long, value_name = "FILE")]
         out_public: PathBuf,
     },
     /// Print the public key PEM of a private key.
+    #[command(after_help = "\
+Example:
+  doclink keys public --private-key key.pem > key.pub.pem")]
     Public {
-        #[arg(long)]
+        /// The private key PEM (PKCS#1, PKCS#8 or SEC1; RSA-2048 or ECDSA P-256).
+        #[arg(long, value_name = "FILE")]
         private_key: PathBuf,
     },
     /// Encrypt a private key PEM with AWS KMS; writes the raw CiphertextBlob.
+    #[command(after_help = "\
+Example:
+  doclink keys encrypt --kms-key-id alias/doclink --in key.pem --out key.pem.kms \\
+      --context purpose=doclink --context env=prod
+
+Region, credentials and endpoint come from the standard AWS chain (AWS_REGION,
+AWS_PROFILE, AWS_ENDPOINT_URL, instance roles). The output is what
+DOCLINK_PRIVATE_KEY_CIPHERTEXT points to; use the same pairs in
+DOCLINK_KMS_ENCRYPTION_CONTEXT.")]
     Encrypt {
-        #[arg(long)]
+        /// The KMS key to encrypt under: key id, key ARN, alias name or alias ARN.
+        #[arg(long, value_name = "ID")]
         kms_key_id: String,
-        #[arg(long = "in")]
+        /// The private key PEM to encrypt.
+        #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
-        #[arg(long = "out")]
+        /// Where to write the CiphertextBlob (created with mode 0600, never overwritten).
+        #[arg(long = "out", value_name = "FILE")]
         output: PathBuf,
         /// Encryption context pair k=v (repeatable); the daemon must use the same.
-        #[arg(long = "context")]
+        #[arg(long = "context", value_name = "K=V")]
         context: Vec<String>,
     },
 }
@@ -52,11 +75,37 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
             } else {
                 KeyKind::EcdsaP256
             };
-            let key = PrivateKey::generate(kind)?;
-            write_new_file(&out_private, &key.to_pkcs8_pem()?, 0o600)
+            if out_private == out_public {
+                return Err(anyhow!("--out-private and --out-public name the same file").into());
+            }
+            // Both files are created before either is written: an existing public
+            // file must not leave a new, unused private key behind.
+            let private_file = create_new(&out_private, 0o600)
                 .with_context(|| format!("--out-private {}", out_private.display()))?;
-            write_new_file(&out_public, key.public_key()?.to_pem().as_bytes(), 0o644)
-                .with_context(|| format!("--out-public {}", out_public.display()))?;
+            let public_file = match create_new(&out_public, 0o644) {
+                Ok(file) => file,
+                Err(e) => {
+                    drop(private_file);
+                    // Ours, and still empty.
+                    let _ = std::fs::remove_file(&out_private);
+                    return Err(e
+                        .context(format!("--out-public {}", out_public.display()))
+                        .into());
+                }
+            };
+            let written = PrivateKey::generate(kind)
+                .map_err(anyhow::Error::from)
+                .and_then(|key| {
+                    write_all(private_file, &key.to_pkcs8_pem()?)
+                        .with_context(|| format!("--out-private {}", out_private.display()))?;
+                    write_all(public_file, key.public_key()?.to_pem().as_bytes())
+                        .with_context(|| format!("--out-public {}", out_public.display()))
+                });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&out_private);
+                let _ = std::fs::remove_file(&out_public);
+                return Err(e.into());
+            }
             eprintln!(
                 "wrote {kind} private key to {} and public key to {}",
                 out_private.display(),
@@ -66,7 +115,7 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
         KeysCommand::Public { private_key } => {
             let key = PrivateKey::from_pem_file(&private_key)
                 .with_context(|| format!("--private-key {}", private_key.display()))?;
-            print!("{}", key.public_key()?.to_pem());
+            write_stdout(&key.public_key()?.to_pem())?;
         }
         KeysCommand::Encrypt {
             kms_key_id,
@@ -82,12 +131,19 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
             );
             // Refuse to encrypt something the daemon could not use later.
             PrivateKey::from_pem(&pem).with_context(|| format!("--in {}", input.display()))?;
+            if output.exists() {
+                return Err(anyhow!(
+                    "--out {}: already exists; not overwriting it",
+                    output.display()
+                )
+                .into());
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let ciphertext = runtime
                 .block_on(async {
-                    let config = aws_config::load_from_env().await;
+                    let config = doclink::startup::aws_config().await;
                     kms::encrypt(
                         &aws_sdk_kms::Client::new(&config),
                         &kms_key_id,
@@ -95,14 +151,19 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
                         &context,
                     )
                     .await
+                    .map_err(|e| e.at_endpoint(&config))
                 })
-                .map_err(|e| {
-                    Failure::Unavailable(
+                .map_err(|e| match e {
+                    // KMS answered: the key id (or the permissions on it) is the problem.
+                    KmsError::Refused { .. } => Failure::Unavailable(
                         anyhow::Error::new(e).context(format!("--kms-key-id {kms_key_id}")),
-                    )
+                    ),
+                    // No answer: the message says where doclink tried and what to check.
+                    other => Failure::Unavailable(other.into()),
                 })?;
-            write_new_file(&output, &ciphertext, 0o600)
+            let file = create_new(&output, 0o600)
                 .with_context(|| format!("--out {}", output.display()))?;
+            write_all(file, &ciphertext).with_context(|| format!("--out {}", output.display()))?;
             eprintln!(
                 "wrote KMS ciphertext ({} bytes) to {}",
                 ciphertext.len(),
@@ -114,20 +175,23 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
 }
 
 /// Creates `path` with `mode`, refusing to overwrite: an existing key file is never replaced.
-fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+fn create_new(path: &Path, mode: u32) -> anyhow::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = match std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
     {
-        Ok(file) => file,
+        Ok(file) => Ok(file),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             bail!("already exists; not overwriting it")
         }
-        Err(e) => return Err(e.into()),
-    };
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_all(mut file: File, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())

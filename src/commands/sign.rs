@@ -1,65 +1,107 @@
 //! `doclink sign`: one URL from the arguments, or one per stdin line (bulk mode).
 
-use crate::Failure;
+use crate::{Failure, stdout_written, write_stdout};
 use anyhow::Context;
 use doclink::duration::parse_duration;
 use doclink::signing::{
     BaseUrl, DocumentKey, HashAlgorithm, IpRange, KeyPairId, LinkTerms, PrivateKey,
     ResourcePattern, SignableUrl, UrlSigner,
 };
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("expiry").required(true).args(["expires", "ttl"]))]
 pub struct SignArgs {
     /// CloudFront public key ID (key group) or key pair ID.
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     key_pair_id: String,
     /// PEM private key (PKCS#1, PKCS#8 or SEC1; RSA-2048 or ECDSA P-256).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     private_key: PathBuf,
-    /// Expiry as Unix epoch seconds.
-    #[arg(long, conflicts_with = "ttl", required_unless_present = "ttl")]
+    /// Expiry as Unix time in seconds (not milliseconds).
+    #[arg(long, value_name = "EPOCH", value_parser = epoch_seconds)]
     expires: Option<i64>,
-    /// Expiry as a duration from now (7d, 36h, 90m, 3600s).
-    #[arg(long)]
-    ttl: Option<String>,
-    /// Valid from this Unix epoch second (custom policy).
-    #[arg(long)]
+    /// Expiry as a duration from now: 7d, 36h, 90m, 3600s, 1d12h.
+    #[arg(long, value_name = "DURATION", value_parser = ttl)]
+    ttl: Option<Duration>,
+    /// Valid from this Unix time in seconds (custom policy).
+    #[arg(long, value_name = "EPOCH", value_parser = epoch_seconds)]
     not_before: Option<i64>,
     /// Restrict to a source IP or CIDR block (custom policy).
-    #[arg(long)]
+    #[arg(long, value_name = "CIDR")]
     ip: Option<String>,
     /// Policy resource, may hold `*` and `?` wildcards (custom policy).
-    #[arg(long)]
+    #[arg(long, value_name = "PATTERN")]
     resource: Option<String>,
     /// Digest signed over the policy.
     #[arg(long, default_value = "sha1", value_parser = ["sha1", "sha256"])]
     hash: String,
     /// S3 object key to build the URL from (needs --base-url).
-    #[arg(long, requires = "base_url", conflicts_with = "url")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "base_url",
+        conflicts_with = "url"
+    )]
     document_key: Option<String>,
     /// Custom-domain base URL (https, no query) for --document-key or for keys on stdin.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     base_url: Option<String>,
     /// The URL to sign; without it (and without --document-key), stdin lines are signed.
     url: Option<String>,
 }
 
+/// Unix time in seconds, as CloudFront's `Expires` and `DateGreaterThan` want it. A
+/// value past the year 5000 is refused: it is almost always milliseconds
+/// (JavaScript's `Date.now()`), which would otherwise fail later as a puzzling error.
+pub fn epoch_seconds(text: &str) -> Result<i64, String> {
+    const YEAR_5138: i64 = 100_000_000_000;
+    let seconds: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected Unix time in whole seconds, e.g. 1795892521".to_string())?;
+    if seconds < 0 {
+        return Err("is before 1970; expected Unix time in seconds".into());
+    }
+    if seconds >= YEAR_5138 {
+        return Err(if seconds / 1000 < YEAR_5138 {
+            format!(
+                "looks like milliseconds; Unix time in seconds would be {}",
+                seconds / 1000
+            )
+        } else {
+            "is too far in the future for Unix time in seconds".into()
+        });
+    }
+    Ok(seconds)
+}
+
+/// A link lifetime. A bare number gets a hint: `--ttl 7 days` otherwise reads
+/// `days` as the URL and blames the real URL as an unexpected argument.
+fn ttl(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "a duration needs a unit: {trimmed}d (days), {trimmed}h (hours), {trimmed}m (minutes) or {trimmed}s (seconds)"
+        ));
+    }
+    if let Some((number, unit)) = trimmed.split_once(' ')
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && let Some(letter) = unit.trim().chars().next()
+    {
+        return Err(format!("write it without a space, e.g. {number}{letter}"));
+    }
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
 pub fn run(args: SignArgs) -> Result<(), Failure> {
     let now = super::now_epoch();
-    let expires = match (&args.expires, &args.ttl) {
-        (Some(epoch), _) => *epoch,
-        (None, Some(ttl)) => {
-            now + parse_duration(ttl)
-                .with_context(|| format!("--ttl {ttl:?}"))?
-                .as_secs() as i64
-        }
-        (None, None) => {
-            return Err(Failure::Usage(anyhow::anyhow!(
-                "one of --expires or --ttl is required"
-            )));
-        }
+    let expires = match (args.expires, args.ttl) {
+        (Some(epoch), _) => epoch,
+        (None, Some(ttl)) => now + ttl.as_secs() as i64,
+        (None, None) => unreachable!("clap requires --expires or --ttl"),
     };
     let terms = LinkTerms {
         expires,
@@ -111,7 +153,7 @@ pub fn run(args: SignArgs) -> Result<(), Failure> {
     if let Some(single) = args.document_key.as_deref().or(args.url.as_deref()) {
         return match sign_one(single) {
             Ok(url) => {
-                println!("{url}");
+                write_stdout(&format!("{url}\n"))?;
                 Ok(())
             }
             Err(why) => {
@@ -119,6 +161,13 @@ pub fn run(args: SignArgs) -> Result<(), Failure> {
                 Err(Failure::Work)
             }
         };
+    }
+    if std::io::stdin().is_terminal() {
+        // Without a URL, doclink signs stdin; on a terminal that looks like a hang.
+        eprintln!(
+            "doclink: no URL given, so signing one URL per line from stdin (end with Ctrl-D); \
+             give a URL as an argument to sign just one"
+        );
     }
     sign_stdin(&sign_one)
 }
@@ -142,6 +191,9 @@ fn sign_stdin(sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync)) -> Res
         if block.is_empty() {
             break;
         }
+        // A short block means stdin ended. Reading again would wait for a second
+        // Ctrl-D on a terminal, whose end of input is not lasting.
+        let at_end = block.len() < BLOCK;
         let mut results: Vec<Result<String, String>> = Vec::with_capacity(block.len());
         let chunk = block.len().div_ceil(threads);
         std::thread::scope(|scope| {
@@ -162,16 +214,23 @@ fn sign_stdin(sign_one: &(dyn Fn(&str) -> Result<String, String> + Sync)) -> Res
         });
         for result in results {
             line_number += 1;
-            match result {
-                Ok(url) => writeln!(stdout, "{url}")?,
+            let written = match result {
+                Ok(url) => writeln!(stdout, "{url}"),
                 Err(why) => {
                     failed = true;
                     eprintln!("doclink: line {line_number}: {why}");
-                    writeln!(stdout)?;
+                    writeln!(stdout)
                 }
+            };
+            if !stdout_written(written)? {
+                // The reader has gone (`| head -1`): stop signing, quietly.
+                return if failed { Err(Failure::Work) } else { Ok(()) };
             }
         }
+        if at_end {
+            break;
+        }
     }
-    stdout.flush()?;
+    stdout_written(stdout.flush())?;
     if failed { Err(Failure::Work) } else { Ok(()) }
 }

@@ -29,7 +29,8 @@ pub enum KeyError {
     NotPublicPem,
     #[error("{0}: CloudFront accepts only RSA-2048 and ECDSA P-256 keys")]
     Unsupported(String),
-    #[error("key could not be read: {0}")]
+    // The I/O error is the cause, not part of this message: `{:#}` prints it once.
+    #[error("cannot read the key file")]
     Io(#[from] std::io::Error),
     #[error("key operation failed in OpenSSL")]
     Crypto,
@@ -214,6 +215,21 @@ fn supported_kind<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<KeyKind,
                 None => Err(KeyError::Unsupported("EC key on an unnamed curve".into())),
             }
         }
-        other => Err(KeyError::Unsupported(format!("{other:?} key"))),
+        other => Err(KeyError::Unsupported(key_type_name(other))),
     }
+}
+
+/// A refused key type by the name people know it by (OpenSSL's `Debug` is `Id(1087)`).
+fn key_type_name(id: Id) -> String {
+    let name = match id {
+        Id::ED25519 => "Ed25519",
+        Id::ED448 => "Ed448",
+        Id::X25519 => "X25519",
+        Id::X448 => "X448",
+        Id::DSA => "DSA",
+        Id::DH => "Diffie-Hellman",
+        Id::RSA_PSS => "RSA-PSS",
+        other => return format!("a key of OpenSSL type {}", other.as_raw()),
+    };
+    format!("{name} key")
 }
