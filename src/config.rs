@@ -892,6 +892,63 @@ mod tests {
     }
 
     #[test]
+    fn branding_falls_back_on_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(dir.path());
+        let b = load(&env, None).unwrap().branding;
+        assert_eq!(b.org_name, "Letters", "the From display name");
+        assert_eq!(b.contact, "letters@example.com", "the From address");
+        assert_eq!(b.signature, ["Letters"]);
+        assert_eq!(b.logo_url, None);
+        assert_eq!(b.timezone, chrono_tz::UTC);
+        env.insert("DOCLINK_REPLY_TO", "Help <help@example.com>".into());
+        assert_eq!(
+            load(&env, None).unwrap().branding.contact,
+            "help@example.com"
+        );
+        env.insert("DOCLINK_ORG_NAME", "Commission des litiges".into());
+        env.insert("DOCLINK_CONTACT", "+33 1 23 45 67 89".into());
+        env.insert("DOCLINK_SIGNATURE", "Marie Curie\\nGreffière".into());
+        env.insert("DOCLINK_LOGO_URL", "https://cdn.example.org/l.png".into());
+        env.insert("DOCLINK_TIMEZONE", "Europe/Paris".into());
+        let b = load(&env, None).unwrap().branding;
+        assert_eq!(b.org_name, "Commission des litiges");
+        assert_eq!(b.contact, "+33 1 23 45 67 89");
+        assert_eq!(b.signature, ["Marie Curie", "Greffière"]);
+        assert_eq!(b.logo_url.as_deref(), Some("https://cdn.example.org/l.png"));
+        assert_eq!(b.timezone, chrono_tz::Europe::Paris);
+        // A real line break in a TOML string is a line break too.
+        let file = dir.path().join("brand.toml");
+        std::fs::write(&file, "signature = \"\"\"\nA\nB\n\"\"\"\n").unwrap();
+        env.remove("DOCLINK_SIGNATURE");
+        assert_eq!(
+            load(&env, Some(&file)).unwrap().branding.signature,
+            ["A", "B"]
+        );
+    }
+
+    #[test]
+    fn a_letter_must_say_who_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(dir.path());
+        env.insert("DOCLINK_FROM", "letters@example.com".into());
+        assert_eq!(
+            load(&env, None).unwrap_err().to_string(),
+            "setting DOCLINK_ORG_NAME (org_name): is required when DOCLINK_FROM has no display \
+             name; set it, or write DOCLINK_FROM as 'Name <address>'"
+        );
+        env.insert("DOCLINK_ORG_NAME", "Example Ltd".into());
+        assert_eq!(load(&env, None).unwrap().branding.org_name, "Example Ltd");
+        env.insert("DOCLINK_ORG_NAME", "Example\nBcc: x@y.org".into());
+        assert!(
+            load(&env, None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("setting DOCLINK_ORG_NAME (org_name): holds a control character")
+        );
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let mut env = base_env(dir.path());

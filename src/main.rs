@@ -63,8 +63,9 @@ Example:
     },
     /// Run the daemon: SQS → sign → SES → audit log, until SIGTERM/SIGINT.
     #[command(after_help = "\
-Example:
-  DATABASE_URL=postgres://doclink@db/doclink DOCLINK_QUEUE_URL=https://sqs... doclink run --config /etc/doclink.toml
+Examples:
+  doclink run --config /etc/doclink.toml
+  doclink run --drain        (exit once the queue is empty, printing a summary)
 
 Every setting and its environment variable is listed in the README; all missing or
 invalid settings are reported at once, with exit status 2.")]
@@ -72,7 +73,9 @@ invalid settings are reported at once, with exit status 2.")]
     /// Apply the audit-log database migrations and exit.
     #[command(after_help = "\
 Example:
-  DATABASE_URL=postgres://doclink@db.example.org/doclink doclink migrate")]
+  doclink migrate --config /etc/doclink.toml
+
+DATABASE_URL (or database_url in the file) is the only setting it reads.")]
     Migrate(commands::daemon::MigrateArgs),
     /// Render an event's email without sending it.
     #[command(after_help = "\

@@ -1,0 +1,690 @@
+//! The command line as a new user meets it: the exact message and exit status of
+//! each common mistake, stdout closed early, and a terminal on stdin. No stack is
+//! needed: the database and AWS endpoints here are meant to be unreachable.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const KEY_PAIR_ID: &str = "K2JCJMDEHXQW5F";
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `doclink ARGS` with only PATH from our environment plus `env`, so no setting of
+/// the machine (or of scripts/stack.sh) changes the outcome.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_doclink"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied());
+    command
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    output_of(command(args, env), stdin)
+}
+
+/// Runs `command` with `stdin` as its input, to completion.
+fn output_of(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        // The command may not read it all; that is its business.
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Asserts the exit status and the exact stderr, with nothing on stdout.
+#[track_caller]
+fn assert_fails(out: &Output, code: i32, stderr: &str) {
+    assert_eq!(
+        (out.status.code(), text(&out.stderr).as_str()),
+        (Some(code), stderr),
+        "stdout: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
+/// Runs `doclink ARGS` with its stdout a pipe whose reader is already gone, so any
+/// write meets EPIPE at once (`| true` that always loses the race).
+fn run_into_closed_pipe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = command(args, env)
+        .stdin(Stdio::piped())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn sign_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "sign",
+        "--key-pair-id",
+        KEY_PAIR_ID,
+        "--private-key",
+        &fixture("ec_p256_sec1.pem"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+// ---- settings and services ----------------------------------------------------
+
+#[test]
+fn run_names_every_missing_setting_in_one_message() {
+    let out = run(&["run"], &[], "");
+    assert_fails(
+        &out,
+        2,
+        "doclink: 6 settings are missing or invalid:
+  setting DATABASE_URL (database_url): is required but not set
+  setting DOCLINK_QUEUE_URL (queue_url): is required but not set
+  setting DOCLINK_KEY_PAIR_ID (key_pair_id): is required but not set
+  setting DOCLINK_PRIVATE_KEY_CIPHERTEXT (private_key_ciphertext): is required but not set
+  setting DOCLINK_LINK_BASE_URL (link_base_url): is required but not set
+  setting DOCLINK_FROM (from): is required but not set
+",
+    );
+}
+
+#[test]
+fn run_names_invalid_branding_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ciphertext = dir.path().join("key.ct");
+    std::fs::write(&ciphertext, b"x").unwrap();
+    let ciphertext = ciphertext.display().to_string();
+    let out = run(
+        &["run"],
+        &[
+            ("DATABASE_URL", "postgres://doclink@127.0.0.1:1/doclink"),
+            ("DOCLINK_QUEUE_URL", "http://127.0.0.1:1/000000000000/q"),
+            ("DOCLINK_KEY_PAIR_ID", KEY_PAIR_ID),
+            ("DOCLINK_PRIVATE_KEY_CIPHERTEXT", &ciphertext),
+            ("DOCLINK_LINK_BASE_URL", "https://documents.example.org"),
+            ("DOCLINK_FROM", "letters@example.org"),
+            ("DOCLINK_LOGO_URL", "http://cdn.example.org/logo.png"),
+            ("DOCLINK_TIMEZONE", "Europe/Pariss"),
+        ],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "doclink: 3 settings are missing or invalid:
+  setting DOCLINK_ORG_NAME (org_name): is required when DOCLINK_FROM has no display name; set it, or write DOCLINK_FROM as 'Name <address>'
+  setting DOCLINK_LOGO_URL (logo_url): \"http://cdn.example.org/logo.png\" must be an https:// URL
+  setting DOCLINK_TIMEZONE (timezone): \"Europe/Pariss\" is not an IANA time zone name such as Europe/Paris, America/New_York or UTC
+",
+    );
+}
+
+/// A minimal AWS environment pointed at `endpoint`, with nothing from this machine.
+fn aws_env<'a>(home: &'a str, endpoint: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("HOME", home),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "eu-west-3"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
+#[test]
+fn keys_encrypt_without_an_endpoint_says_where_and_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().display().to_string();
+    let output = dir.path().join("k.ct");
+    let args = [
+        "keys",
+        "encrypt",
+        "--kms-key-id",
+        "alias/doclink",
+        "--in",
+        &fixture("ec_p256_pkcs8.pem"),
+        "--out",
+        output.to_str().unwrap(),
+    ];
+    let out = run(&args, &aws_env(&home, "http://127.0.0.1:1"), "");
+    assert_fails(
+        &out,
+        3,
+        "doclink: KMS Encrypt failed: cannot connect to http://127.0.0.1:1 (connection refused); \
+         check AWS_ENDPOINT_URL / AWS_REGION and your network\n",
+    );
+    assert!(!output.exists());
+
+    // Without credentials, or without a region, the message says which to set.
+    let mut env = aws_env(&home, "http://127.0.0.1:1");
+    env.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    assert_fails(
+        &run(&args, &env, ""),
+        3,
+        "doclink: KMS Encrypt failed: no AWS credentials were found; set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role\n",
+    );
+    let mut env = aws_env(&home, "http://127.0.0.1:1");
+    env.retain(|(k, _)| *k != "AWS_REGION");
+    assert_fails(
+        &run(&args, &env, ""),
+        3,
+        "doclink: KMS Encrypt failed: no AWS region is set; set AWS_REGION (for example AWS_REGION=eu-west-1)\n",
+    );
+}
+
+#[test]
+fn migrate_names_an_unreachable_database_at_once() {
+    let started = std::time::Instant::now();
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")],
+        "",
+    );
+    assert_fails(
+        &out,
+        3,
+        "doclink: cannot connect to the database at 127.0.0.1:1 (connection refused); check that \
+         PostgreSQL is running there and that DATABASE_URL is right\n",
+    );
+    // At once: not after the pool's 10 s acquire timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn migrate_refuses_a_url_that_is_not_postgresql() {
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "mysql://nobody@127.0.0.1/x")],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "doclink: setting DATABASE_URL (database_url): must be a postgres:// or postgresql:// URL\n",
+    );
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:notaport/x")],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "doclink: setting DATABASE_URL (database_url): error with configuration: invalid port number\n",
+    );
+}
+
+// ---- broken pipes --------------------------------------------------------------
+
+const EVENT: &str = r#"{"event_id": "cli-1", "document_key": "decisions/2026/ABC-123/Décision finale.pdf",
+    "recipient": {"email": "jane@example.org", "name": "Zoë O'Neil"}, "template": "decision_letter",
+    "locale": "fr", "data": {"case_number": "ABC-123", "case_numbr": "typo"}}"#;
+
+#[test]
+fn preview_into_a_closed_pipe_exits_0_quietly() {
+    let out = run_into_closed_pipe(
+        &["preview", "--event", "-"],
+        &[("DOCLINK_ORG_NAME", "Greffe")],
+        EVENT,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    // Only the warnings that belong on stderr anyway; no panic, no "Broken pipe".
+    assert_eq!(
+        text(&out.stderr),
+        "doclink: warning: data.case_numbr is not read by the decision_letter template (known keys: case_number, subject, message)\n\
+         doclink: note: DOCLINK_CONTACT is not set; the letter shows [DOCLINK_CONTACT] in its place\n"
+    );
+}
+
+#[test]
+fn verify_into_a_closed_pipe_keeps_its_verdict_quietly() {
+    let signed = run(
+        &strs(&sign_args(&[
+            "--ttl",
+            "1d",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stderr));
+    let url = text(&signed.stdout).trim().to_string();
+    let verify = |url: &str| {
+        run_into_closed_pipe(
+            &[
+                "verify",
+                "--public-key",
+                &fixture("ec_p256_public.pem"),
+                url,
+            ],
+            &[],
+            "",
+        )
+    };
+    let valid = verify(&url);
+    assert_eq!(
+        (valid.status.code(), text(&valid.stderr)),
+        (Some(0), String::new())
+    );
+    // The exit status is the verdict, read or not.
+    let tampered = verify(&url.replace("a.pdf", "b.pdf"));
+    assert_eq!(
+        (tampered.status.code(), text(&tampered.stderr)),
+        (Some(1), String::new())
+    );
+}
+
+#[test]
+fn sign_into_a_closed_pipe_exits_0_quietly() {
+    let out = run_into_closed_pipe(
+        &strs(&sign_args(&[
+            "--ttl",
+            "1d",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_eq!(
+        (out.status.code(), text(&out.stderr)),
+        (Some(0), String::new())
+    );
+}
+
+#[test]
+fn bulk_sign_into_head_stops_quietly_after_the_first_line() {
+    // Far more output than a pipe holds, so doclink is still writing when the
+    // reader goes away after one line, as with `| head -1`.
+    let input: String = (0..20_000)
+        .map(|i| format!("https://documents.example.org/doc-{i}.pdf\n"))
+        .collect();
+    let mut child = command(&strs(&sign_args(&["--ttl", "1d"])), &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        text(&first).starts_with("https://documents.example.org/doc-0.pdf?Expires="),
+        "{}",
+        text(&first)
+    );
+    assert_eq!(
+        (out.status.code(), text(&out.stderr)),
+        (Some(0), String::new())
+    );
+}
+
+// ---- arguments -----------------------------------------------------------------
+
+#[test]
+fn a_ttl_without_a_unit_is_blamed_not_the_url() {
+    let out = run(
+        &strs(&sign_args(&[
+            "--ttl",
+            "7",
+            "days",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "error: invalid value '7' for '--ttl <DURATION>': a duration needs a unit: 7d (days), 7h (hours), \
+         7m (minutes) or 7s (seconds)\n\nFor more information, try '--help'.\n",
+    );
+    let out = run(
+        &strs(&sign_args(&[
+            "--ttl",
+            "7 days",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "error: invalid value '7 days' for '--ttl <DURATION>': write it without a space, e.g. 7d\n\n\
+         For more information, try '--help'.\n",
+    );
+}
+
+#[test]
+fn without_an_expiry_both_options_are_named() {
+    let out = run(
+        &strs(&sign_args(&["https://documents.example.org/a.pdf"])),
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "error: the following required arguments were not provided:
+  <--expires <EPOCH>|--ttl <DURATION>>
+
+Usage: doclink sign --key-pair-id <ID> --private-key <FILE> <--expires <EPOCH>|--ttl <DURATION>> <URL>
+
+For more information, try '--help'.
+",
+    );
+}
+
+#[test]
+fn an_expiry_in_milliseconds_is_recognised() {
+    let out = run(
+        &strs(&sign_args(&[
+            "--expires",
+            "1795892521000",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "error: invalid value '1795892521000' for '--expires <EPOCH>': looks like milliseconds; Unix time \
+         in seconds would be 1795892521\n\nFor more information, try '--help'.\n",
+    );
+}
+
+#[test]
+fn keys_generate_checks_both_paths_before_writing_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("new.pem");
+    let public = dir.path().join("taken.pub.pem");
+    std::fs::write(&public, "someone else's key\n").unwrap();
+    let out = run(
+        &[
+            "keys",
+            "generate",
+            "--type",
+            "ecdsa",
+            "--out-private",
+            private.to_str().unwrap(),
+            "--out-public",
+            public.to_str().unwrap(),
+        ],
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        &format!(
+            "doclink: --out-public {}: already exists; not overwriting it\n",
+            public.display()
+        ),
+    );
+    assert!(!private.exists(), "a private key was left behind");
+    assert_eq!(
+        std::fs::read_to_string(&public).unwrap(),
+        "someone else's key\n"
+    );
+}
+
+#[test]
+fn a_missing_key_file_is_reported_once() {
+    let out = run(
+        &[
+            "sign",
+            "--key-pair-id",
+            KEY_PAIR_ID,
+            "--private-key",
+            "/nonexistent/key.pem",
+            "--ttl",
+            "1d",
+            "https://documents.example.org/a.pdf",
+        ],
+        &[],
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        "doclink: --private-key /nonexistent/key.pem: cannot read the key file: No such file or directory (os error 2)\n",
+    );
+}
+
+#[test]
+fn an_ed25519_key_is_named() {
+    let key = fixture("ed25519.pem");
+    let out = run(&["keys", "public", "--private-key", &key], &[], "");
+    assert_fails(
+        &out,
+        2,
+        &format!(
+            "doclink: --private-key {key}: Ed25519 key: CloudFront accepts only RSA-2048 and ECDSA P-256 keys\n"
+        ),
+    );
+}
+
+#[test]
+fn sign_on_a_terminal_says_it_reads_stdin() {
+    // `script` gives doclink a terminal for stdin and forwards our input to it.
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let inner = format!(
+        "{} {} 2>{}",
+        quote(env!("CARGO_BIN_EXE_doclink")),
+        sign_args(&["--ttl", "1d"])
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+        quote(stderr.to_str().unwrap())
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let out = output_of(script, "https://documents.example.org/a.pdf\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&stderr).unwrap(),
+        "doclink: no URL given, so signing one URL per line from stdin (end with Ctrl-D); give a URL \
+         as an argument to sign just one\n"
+    );
+    assert!(
+        text(&out.stdout).contains("https://documents.example.org/a.pdf?Expires="),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn every_help_has_an_example_and_no_blank_option() {
+    for path in [
+        &["sign"][..],
+        &["verify"],
+        &["keys", "generate"],
+        &["keys", "public"],
+        &["keys", "encrypt"],
+        &["run"],
+        &["migrate"],
+        &["preview"],
+    ] {
+        let mut args = path.to_vec();
+        args.push("--help");
+        let out = run(&args, &[], "");
+        let help = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{path:?}");
+        assert!(
+            help.contains("Example:\n  doclink ") || help.contains("Examples:\n  doclink "),
+            "{path:?}: {help}"
+        );
+        // An option line is `  --name <VALUE>  help`; one without help ends at the value.
+        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let words = line.split_whitespace().count();
+            assert!(words > 2, "{path:?}: blank help: {line:?}");
+        }
+    }
+}
+
+// ---- preview -------------------------------------------------------------------
+
+#[test]
+fn preview_reads_stdin_and_shows_the_headers_as_sent() {
+    let out = run(
+        &["preview", "--event", "-"],
+        &[
+            ("DOCLINK_FROM", "Greffe des litiges <greffe@example.org>"),
+            ("DOCLINK_REPLY_TO", "Support <support@example.org>"),
+            ("DOCLINK_CONTACT", "+33 1 23 45 67 89"),
+            ("DOCLINK_TIMEZONE", "Europe/Paris"),
+        ],
+        EVENT,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "From: \"Greffe des litiges\" <greffe@example.org>\n\
+             Reply-To: \"Support\" <support@example.org>\n\
+             To: =?UTF-8?B?Wm/DqyBPJ05laWw=?= <jane@example.org>\n\
+             Subject: Votre décision est disponible (dossier ABC-123)\n\
+             Template: decision_letter (fr)\n\n\
+             Greffe des litiges\n\n\
+             Votre décision est disponible\n\n\
+             Bonjour Zoë O'Neil,\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(Europe/Paris)"), "{stdout}");
+    assert!(
+        stdout.contains("contactez Greffe des litiges\u{a0}: +33 1 23 45 67 89\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(".\n") && !stdout.ends_with("\n\n"),
+        "{stdout:?}"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "doclink: warning: data.case_numbr is not read by the decision_letter template (known keys: \
+         case_number, subject, message)\n"
+    );
+}
+
+#[test]
+fn preview_without_settings_shows_visible_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, EVENT.replace(r#", "case_numbr": "typo""#, "")).unwrap();
+    let html = dir.path().join("letter.html");
+    let out = run(
+        &[
+            "preview",
+            "--event",
+            event.to_str().unwrap(),
+            "--html-out",
+            html.to_str().unwrap(),
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("From: [DOCLINK_FROM is not set]\nTo: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n[DOCLINK_ORG_NAME]\n"), "{stdout}");
+    assert!(stdout.contains("[DOCLINK_CONTACT]"), "{stdout}");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "doclink: note: DOCLINK_ORG_NAME is not set; the letter shows [DOCLINK_ORG_NAME] in its place\n\
+             doclink: note: DOCLINK_CONTACT is not set; the letter shows [DOCLINK_CONTACT] in its place\n\
+             wrote the HTML part to {}\n",
+            html.display()
+        )
+    );
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("<html lang=\"fr\""), "{html}");
+    assert!(html.contains("[DOCLINK_ORG_NAME]"));
+}
+
+#[test]
+fn preview_of_an_invalid_event_says_why() {
+    let out = run(
+        &["preview", "--event", "-"],
+        &[],
+        &EVENT.replace("Zoë O'Neil", "Zoë\\r\\nBcc: all@example.org"),
+    );
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (
+            Some(1),
+            "rejected: recipient.name: holds a control character (U+000D); CR, LF and tabs are not allowed\n"
+                .to_string()
+        )
+    );
+}
+
+#[test]
+fn preview_of_a_missing_file_says_so_once() {
+    let missing = Path::new("/nonexistent/event.json");
+    let out = run(&["preview", "--event", missing.to_str().unwrap()], &[], "");
+    assert_fails(
+        &out,
+        2,
+        "doclink: --event /nonexistent/event.json: No such file or directory (os error 2)\n",
+    );
+}
