@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-signing bench-pipeline lint lint-deploy fmt build
+.PHONY: demo test bench bench-signing bench-pipeline lint lint-deploy fmt build letters
 
 build:
 	$(CARGO) build --release
@@ -40,3 +40,8 @@ lint-deploy:
 
 fmt:
 	$(CARGO) fmt
+
+# Every letter kind × locale rendered by `doclink preview` and screenshotted in
+# headless Chromium (installed from Debian when missing) into docs/letters/.
+letters:
+	scripts/letters.sh
