@@ -9,7 +9,9 @@
 
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod duration;
+pub mod edge;
 pub mod error;
 pub mod event;
 pub mod http;

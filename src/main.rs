@@ -43,6 +43,21 @@ enum Command {
     Migrate(commands::daemon::MigrateArgs),
     /// Render an event's email without sending it.
     Preview(commands::daemon::PreviewArgs),
+    /// Query the audit log, revoke links, purge old records.
+    Links {
+        #[command(subcommand)]
+        command: commands::links::LinksCommand,
+    },
+    /// List rejected messages, and put one back on its queue.
+    Rejections {
+        #[command(subcommand)]
+        command: commands::rejections::RejectionsCommand,
+    },
+    /// Keep the edge's revocation store in line, or export the active revocations.
+    Revocations {
+        #[command(subcommand)]
+        command: commands::revocations::RevocationsCommand,
+    },
 }
 
 /// How a command failed; each kind has its own exit status.
@@ -86,6 +101,9 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::daemon::run(args),
         Command::Migrate(args) => commands::daemon::migrate(args),
         Command::Preview(args) => commands::daemon::preview(args),
+        Command::Links { command } => commands::links::run(command),
+        Command::Rejections { command } => commands::rejections::run(command),
+        Command::Revocations { command } => commands::revocations::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
