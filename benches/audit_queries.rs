@@ -20,14 +20,20 @@ const PAGE: i64 = 100;
 struct Picks(u64);
 impl Picks {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
 fn main() {
     let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run through `make bench`");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let admin = PgPool::connect(&admin_url).await.unwrap();
         sqlx::query("DROP DATABASE IF EXISTS doclink_bench_queries").execute(&admin).await.unwrap();
@@ -145,12 +151,15 @@ async fn revoke_to_edge(audit: &AuditLog, pool: &PgPool) -> String {
     unsafe { std::env::set_var("AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE", kvs.uri()) };
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("bench", "bench", None, None, "bench"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
         .load()
         .await;
     let store = doclink::edge::RevocationStore::new(
         &aws,
-        doclink::edge::KvsArn::parse("arn:aws:cloudfront::123456789012:key-value-store/bench-0001").unwrap(),
+        doclink::edge::KvsArn::parse("arn:aws:cloudfront::123456789012:key-value-store/bench-0001")
+            .unwrap(),
     );
     let active = audit.active_revocations().await.unwrap();
     store.sync(&active).await.unwrap();
@@ -164,7 +173,12 @@ async fn revoke_to_edge(audit: &AuditLog, pool: &PgPool) -> String {
     for link in &links {
         let t = Instant::now();
         audit
-            .revoke(&doclink::audit::RevocationSelector::Link(*link), "bench", "bench", false)
+            .revoke(
+                &doclink::audit::RevocationSelector::Link(*link),
+                "bench",
+                "bench",
+                false,
+            )
             .await
             .unwrap();
         let active = audit.active_revocations().await.unwrap();
@@ -174,7 +188,10 @@ async fn revoke_to_edge(audit: &AuditLog, pool: &PgPool) -> String {
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let (p50, max) = (times[times.len() / 2], times[times.len() - 1]);
-    println!("revoke to edge: p50 {p50:.0} ms, max {max:.0} ms over {} revocations", times.len());
+    println!(
+        "revoke to edge: p50 {p50:.0} ms, max {max:.0} ms over {} revocations",
+        times.len()
+    );
     format!(
         "Revoke to edge (`links revoke` of one link: the audit update, then the store brought in line, against a\n\
          KeyValueStore stand-in on a local port holding the other {} active revocations): p50 {p50:.0} ms, slowest\n\
@@ -191,16 +208,26 @@ async fn active_count(audit: &AuditLog) -> usize {
 }
 
 async fn server_version(pool: &PgPool) -> String {
-    let v: String = sqlx::query_scalar("SHOW server_version").fetch_one(pool).await.unwrap();
+    let v: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(pool)
+        .await
+        .unwrap();
     v.split_whitespace().next().unwrap_or("").to_string()
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()))
+    format!(
+        "{cpu}, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )
 }
 
 /// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.
@@ -211,7 +238,12 @@ fn write_section(name: &str, body: &str) {
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     let block = format!("{begin}\n{body}{end}\n");
     let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{}{}", &current[..b], block, current[e + end.len()..].trim_start_matches('\n')),
+        (Some(b), Some(e)) if b < e => format!(
+            "{}{}{}",
+            &current[..b],
+            block,
+            current[e + end.len()..].trim_start_matches('\n')
+        ),
         _ => format!("{}\n\n{}", current.trim_end_matches('\n'), block),
     };
     std::fs::write(&path, updated).expect("write BENCHMARKS.md");

@@ -15,6 +15,7 @@ pub mod edge;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod json;
 pub mod kms;
 pub mod letter;
 pub mod logging;
