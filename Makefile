@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-signing bench-pipeline lint lint-deploy fmt build letters
+.PHONY: demo test bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
 
 build:
 	$(CARGO) build --release
@@ -20,10 +20,14 @@ test:
 	scripts/stack.sh $(CARGO) test --lib --bins --tests --no-fail-fast
 	scripts/lint-deploy.sh
 
-bench: bench-signing bench-pipeline
+bench: bench-signing bench-audit bench-pipeline
 
 bench-signing:
 	$(CARGO) bench --bench signing
+
+# `doclink links list` over 1,000,000 links in PostgreSQL.
+bench-audit:
+	scripts/stack.sh $(CARGO) bench --bench audit_queries
 
 bench-pipeline:
 	$(CARGO) build --release --bin doclink

@@ -3,6 +3,7 @@
 //! an error names the setting by both its variable and its TOML key.
 
 use crate::duration::parse_duration;
+use crate::edge::KvsArn;
 use crate::kms::EncryptionContext;
 use crate::mail::{Branding, Locale, Mailbox, SendRate};
 use crate::signing::{BaseUrl, HashAlgorithm, KeyPairId};
@@ -185,6 +186,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "SQS queue that rejected events are also copied to",
     },
     SettingSpec {
+        key: "events_queue_url",
+        env: "DOCLINK_EVENTS_QUEUE_URL",
+        default: Some(""),
+        help: "SQS queue of SES event notifications (delivery, bounce, complaint); empty: not consumed",
+    },
+    SettingSpec {
+        key: "revocation_kvs_arn",
+        env: "DOCLINK_REVOCATION_KVS_ARN",
+        default: Some(""),
+        help: "CloudFront KeyValueStore the edge function reads revoked links from; empty: no edge sync",
+    },
+    SettingSpec {
+        key: "revocation_sync_interval",
+        env: "DOCLINK_REVOCATION_SYNC_INTERVAL",
+        default: Some("60s"),
+        help: "how often `run` brings the KeyValueStore in line with the audit log",
+    },
+    SettingSpec {
         key: "shutdown_grace",
         env: "DOCLINK_SHUTDOWN_GRACE",
         default: Some("30s"),
@@ -275,6 +294,9 @@ pub struct Settings {
     pub poison_after: u32,
     pub failure_breaker: u32,
     pub dead_letter_queue_url: Option<String>,
+    pub events_queue_url: Option<String>,
+    pub revocation_kvs_arn: Option<KvsArn>,
+    pub revocation_sync_interval: Duration,
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -612,6 +634,12 @@ impl Settings {
         let poison_after = p.check(raw.parse("poison_after", number_in(1u32..=100)));
         let failure_breaker = p.check(raw.parse("failure_breaker", number_in(1u32..=10_000)));
         let dead_letter_queue_url = p.check(raw.parse_optional("dead_letter_queue_url", sqs_url));
+        let events_queue_url = p.check(raw.parse_optional("events_queue_url", sqs_url));
+        let revocation_kvs_arn = p.check(raw.parse_optional("revocation_kvs_arn", KvsArn::parse));
+        let revocation_sync_interval = p.check(raw.parse(
+            "revocation_sync_interval",
+            duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
+        ));
         let shutdown_grace = p.check(raw.parse(
             "shutdown_grace",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
@@ -657,6 +685,9 @@ impl Settings {
             Some(poison_after),
             Some(failure_breaker),
             Some(dead_letter_queue_url),
+            Some(events_queue_url),
+            Some(revocation_kvs_arn),
+            Some(revocation_sync_interval),
             Some(shutdown_grace),
             Some(http_addr),
             Some(log_format),
@@ -684,6 +715,9 @@ impl Settings {
             poison_after,
             failure_breaker,
             dead_letter_queue_url,
+            events_queue_url,
+            revocation_kvs_arn,
+            revocation_sync_interval,
             shutdown_grace,
             http_addr,
             log_format,
@@ -718,6 +752,9 @@ impl Settings {
             poison_after,
             failure_breaker,
             dead_letter_queue_url,
+            events_queue_url,
+            revocation_kvs_arn,
+            revocation_sync_interval,
             shutdown_grace,
             http_addr,
             log_format,
@@ -750,10 +787,35 @@ fn readable_file(v: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Settings for the commands that need only some of them (`migrate`, `links`,
+/// `rejections`, `revocations`): each is read and validated as in [`Settings`] when
+/// asked for, so a command does not demand what it does not use.
+pub struct SomeSettings(RawSettings);
+
+impl SomeSettings {
+    /// Reads the file (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        Ok(Self(RawSettings::load(file, &|name| {
+            std::env::var(name).ok()
+        })?))
+    }
+
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        self.0.parse("database_url", database_url)
+    }
+
+    pub fn queue_url(&self) -> Result<String, ConfigError> {
+        self.0.parse("queue_url", sqs_url)
+    }
+
+    pub fn revocation_kvs_arn(&self) -> Result<Option<KvsArn>, ConfigError> {
+        self.0.parse_optional("revocation_kvs_arn", KvsArn::parse)
+    }
+}
+
 /// The settings `doclink migrate` needs: only the database.
-pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigError> {
-    let raw = RawSettings::load(file, &|name| std::env::var(name).ok())?;
-    raw.parse("database_url", database_url)
+pub fn load_database_url(file: Option<&Path>) -> Result<String, ConfigErrors> {
+    Ok(SomeSettings::load(file)?.database_url()?)
 }
 
 /// What `doclink preview` needs: enough to render a letter as the daemon would,

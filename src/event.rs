@@ -37,8 +37,9 @@ impl EventId {
         if text.trim().is_empty() {
             return Err("is empty".into());
         }
-        if text.len() > 256 {
-            return Err(format!("is {} bytes; at most 256", text.len()));
+        let count = text.chars().count();
+        if count > 256 {
+            return Err(format!("is {count} characters; at most 256"));
         }
         if text.chars().any(char::is_control) {
             return Err("holds a control character".into());
@@ -78,6 +79,8 @@ pub enum Envelope {
     Raw,
     Sns,
     EventBridge,
+    /// An EventBridge event delivered through an SNS topic.
+    SnsEventBridge,
 }
 
 /// A validated document-ready event.
@@ -113,14 +116,34 @@ impl DocumentReady {
 
 const MAX_DATA_ENTRIES: usize = 64;
 const MAX_DATA_VALUE_CHARS: usize = 2000;
+/// SQS's own limit on a message body.
+pub const MAX_BODY_BYTES: usize = 262_144;
 
 impl DocumentReady {
-    /// Parses an SQS message body.
+    /// Parses an SQS message body. The JSON must be strict: a key given twice is
+    /// refused, since another reader could take the other value.
     pub fn parse(body: &str, rules: &EventRules) -> Result<Self, EventRejection> {
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| reject("body", format!("is not JSON ({e})")))?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(reject(
+                "body",
+                format!("is {} bytes; at most {MAX_BODY_BYTES}", body.len()),
+            ));
+        }
+        let value = parse_json(body, "body")?;
         let (object, envelope) = unwrap_envelope(value)?;
         Self::from_object(&object, envelope, rules)
+    }
+
+    /// Parses a body given as bytes (another transport than SQS, or a test corpus):
+    /// it must be UTF-8.
+    pub fn parse_bytes(body: &[u8], rules: &EventRules) -> Result<Self, EventRejection> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            reject(
+                "body",
+                format!("is not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            )
+        })?;
+        Self::parse(text, rules)
     }
 
     fn from_object(
@@ -158,9 +181,10 @@ impl DocumentReady {
         };
         let name = match recipient.get("name") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
             Some(Value::String(s)) => {
-                Some(DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?)
+                // Checked before trimming: a name of only CR/LF is hostile, not empty.
+                let name = DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?;
+                (!name.as_str().is_empty()).then_some(name)
             }
             Some(other) => {
                 return Err(reject(
@@ -217,6 +241,18 @@ impl DocumentReady {
                     ));
                 }
                 for (key, value) in entries {
+                    if key.is_empty()
+                        || key.len() > 64
+                        || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
+                        return Err(reject(
+                            "data",
+                            format!(
+                                "has the key {:?}; keys are 1 to 64 ASCII letters, digits or '_'",
+                                key.chars().take(80).collect::<String>()
+                            ),
+                        ));
+                    }
                     let field = format!("data.{key}");
                     let text = match value {
                         Value::String(s) => s,
@@ -281,46 +317,122 @@ fn body_text(text: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// Finds the event inside SNS or EventBridge wrappers.
+/// Strict JSON, rejected as `field` when it is not.
+fn parse_json(text: &str, field: &str) -> Result<Value, EventRejection> {
+    crate::json::parse_strict(text).map_err(|e| {
+        let what = if field == "body" {
+            ""
+        } else {
+            "the SNS Message "
+        };
+        reject(field, format!("{what}is not valid JSON ({e})"))
+    })
+}
+
+fn is_sns(object: &Map<String, Value>) -> bool {
+    object.contains_key("Type")
+        && (object.contains_key("Message") || object.contains_key("TopicArn"))
+}
+
+fn is_eventbridge(object: &Map<String, Value>) -> bool {
+    object.contains_key("detail-type") && object.contains_key("detail")
+}
+
+/// Finds the event inside its wrappers: an SNS notification (raw delivery off), an
+/// EventBridge event, or EventBridge through SNS (a rule targeting a topic). Any
+/// other nesting is refused: no producer sends it, and each layer is a chance to
+/// read something other than what was meant.
 fn unwrap_envelope(value: Value) -> Result<(Map<String, Value>, Envelope), EventRejection> {
-    let Value::Object(object) = value else {
-        return Err(reject(
-            "body",
-            format!("must be a JSON object, found {}", type_name(&value)),
-        ));
-    };
-    if object.get("Type").and_then(Value::as_str) == Some("Notification")
-        && object.contains_key("Message")
-    {
-        let message = object["Message"]
-            .as_str()
-            .ok_or_else(|| reject("Message", "the SNS Message must be a string"))?;
-        let inner: Value = serde_json::from_str(message)
-            .map_err(|e| reject("Message", format!("the SNS Message is not JSON ({e})")))?;
-        return match inner {
-            Value::Object(o) => Ok((o, Envelope::Sns)),
-            other => Err(reject(
+    let object = into_object(value, "body", "the body")?;
+    if is_sns(&object) {
+        let inner = sns_message(&object)?;
+        if is_sns(&inner) {
+            return Err(reject(
                 "Message",
-                format!(
-                    "the SNS Message must be a JSON object, found {}",
-                    type_name(&other)
-                ),
-            )),
-        };
+                "holds another SNS notification; one SNS envelope at most",
+            ));
+        }
+        if is_eventbridge(&inner) {
+            return Ok((eventbridge_detail(inner)?, Envelope::SnsEventBridge));
+        }
+        return Ok((inner, Envelope::Sns));
     }
-    if object.contains_key("detail-type") && object.contains_key("detail") {
-        return match &object["detail"] {
-            Value::Object(o) => Ok((o.clone(), Envelope::EventBridge)),
-            other => Err(reject(
-                "detail",
-                format!(
-                    "the EventBridge detail must be an object, found {}",
-                    type_name(other)
-                ),
-            )),
-        };
+    if is_eventbridge(&object) {
+        return Ok((eventbridge_detail(object)?, Envelope::EventBridge));
     }
     Ok((object, Envelope::Raw))
+}
+
+/// The event inside an SNS notification's `Message`.
+fn sns_message(object: &Map<String, Value>) -> Result<Map<String, Value>, EventRejection> {
+    match object.get("Type") {
+        Some(Value::String(t)) if t == "Notification" => {}
+        Some(Value::String(t)) => {
+            return Err(reject(
+                "Type",
+                format!(
+                    "is {:?}: an SNS message that is not a Notification holds no event",
+                    t.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
+        _ => {
+            return Err(reject(
+                "Type",
+                "the SNS Type must be the string \"Notification\"",
+            ));
+        }
+    }
+    let message = match object.get("Message") {
+        Some(Value::String(m)) => m,
+        None => return Err(reject("Message", "the SNS notification has no Message")),
+        Some(other) => {
+            return Err(reject(
+                "Message",
+                format!(
+                    "the SNS Message must be a string, found {}",
+                    type_name(other)
+                ),
+            ));
+        }
+    };
+    into_object(
+        parse_json(message, "Message")?,
+        "Message",
+        "the SNS Message",
+    )
+}
+
+/// The event in an EventBridge event's `detail`, which must not be another envelope.
+fn eventbridge_detail(
+    mut object: Map<String, Value>,
+) -> Result<Map<String, Value>, EventRejection> {
+    let detail = into_object(
+        object.remove("detail").unwrap_or(Value::Null),
+        "detail",
+        "the EventBridge detail",
+    )?;
+    if is_sns(&detail) || is_eventbridge(&detail) {
+        return Err(reject(
+            "detail",
+            "holds another envelope; an EventBridge detail must be the event itself",
+        ));
+    }
+    Ok(detail)
+}
+
+fn into_object(
+    value: Value,
+    field: &str,
+    what: &str,
+) -> Result<Map<String, Value>, EventRejection> {
+    match value {
+        Value::Object(object) => Ok(object),
+        other => Err(reject(
+            field,
+            format!("{what} must be a JSON object, found {}", type_name(&other)),
+        )),
+    }
 }
 
 fn required_str<'a>(
@@ -503,5 +615,57 @@ mod tests {
             r.to_string(),
             "expires_in: \"90d\" is longer than the maximum 30d"
         );
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused_with_a_field() {
+        let rejected = |body: &str| DocumentReady::parse(body, &rules()).unwrap_err();
+        let dup = rejected(r#"{"event_id": "a", "event_id": "b"}"#);
+        assert_eq!(dup.field, "body");
+        assert!(
+            dup.reason.contains("the key \"event_id\" is given twice"),
+            "{}",
+            dup.reason
+        );
+        let nested_dup = with("recipient.email", "x@example.org".into()).replacen(
+            "\"email\":",
+            "\"email\":\"v@evil.example\",\"email\":",
+            1,
+        );
+        assert_eq!(rejected(&nested_dup).field, "body");
+        assert_eq!(rejected(&"x".repeat(MAX_BODY_BYTES + 1)).field, "body");
+        let spoof = with("recipient.name", "Bank\u{202E}gnp.exe".into());
+        assert_eq!(rejected(&spoof).field, "recipient.name");
+        assert_eq!(
+            rejected(&with("recipient.name", "\r\n".into())).field,
+            "recipient.name"
+        );
+        assert_eq!(rejected(&with("data.bad key", "x".into())).field, "data");
+        assert_eq!(
+            DocumentReady::parse_bytes(b"{\"event_id\": \"\xff\"}", &rules())
+                .unwrap_err()
+                .field,
+            "body"
+        );
+    }
+
+    #[test]
+    fn envelopes_nest_only_as_eventbridge_through_sns() {
+        let inner: Value = serde_json::from_str(GOOD).unwrap();
+        let eb =
+            serde_json::json!({"detail-type": "DocumentReady", "source": "x", "detail": inner});
+        let sns = |message: &Value| {
+            serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": message.to_string()}).to_string()
+        };
+        assert_eq!(
+            DocumentReady::parse(&sns(&eb), &rules()).unwrap().envelope,
+            Envelope::SnsEventBridge
+        );
+        let sns_in_sns: Value = serde_json::from_str(&sns(&inner)).unwrap();
+        assert_eq!(field_of(&sns(&sns_in_sns)), "Message");
+        let eb_in_eb = serde_json::json!({"detail-type": "D", "detail": eb});
+        assert_eq!(field_of(&eb_in_eb.to_string()), "detail");
+        let confirm = serde_json::json!({"Type": "SubscriptionConfirmation", "TopicArn": "t", "Message": "m"});
+        assert_eq!(field_of(&confirm.to_string()), "Type");
     }
 }

@@ -9,10 +9,13 @@
 
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod duration;
+pub mod edge;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod json;
 pub mod kms;
 pub mod letter;
 pub mod logging;

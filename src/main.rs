@@ -86,6 +86,21 @@ Examples:
 Prints From, To and Subject as they would be sent, then the text part. Branding that
 is not set (DOCLINK_ORG_NAME, DOCLINK_CONTACT) shows as a visible placeholder.")]
     Preview(commands::daemon::PreviewArgs),
+    /// Query the audit log, revoke links, purge old records.
+    Links {
+        #[command(subcommand)]
+        command: commands::links::LinksCommand,
+    },
+    /// List rejected messages, and put one back on its queue.
+    Rejections {
+        #[command(subcommand)]
+        command: commands::rejections::RejectionsCommand,
+    },
+    /// Keep the edge's revocation store in line, or export the active revocations.
+    Revocations {
+        #[command(subcommand)]
+        command: commands::revocations::RevocationsCommand,
+    },
 }
 
 /// How a command failed; each kind has its own exit status.
@@ -151,6 +166,9 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::daemon::run(args),
         Command::Migrate(args) => commands::daemon::migrate(args),
         Command::Preview(args) => commands::daemon::preview(args),
+        Command::Links { command } => commands::links::run(command),
+        Command::Rejections { command } => commands::rejections::run(command),
+        Command::Revocations { command } => commands::revocations::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,11 +193,17 @@ mod tests {
     #[test]
     fn every_help_has_an_example_and_every_option_a_line() {
         fn check(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
-            let path = format!("{path} {}", command.get_name());
+            let path = format!("{path} {}", command.get_name()).trim().to_string();
             let is_leaf = command.get_subcommands().next().is_none();
-            let own_example = command
-                .get_after_help()
-                .is_some_and(|h| h.to_string().contains("doclink "));
+            let help = command.clone().render_long_help().to_string();
+            // An example is a line that starts with the command, after "Example:" or
+            // on its own (the usage line starts with "Usage:").
+            let own_example = help.contains("Example")
+                && help.lines().any(|line| {
+                    let line = line.trim_start();
+                    let line = line.strip_prefix("Example:").unwrap_or(line).trim_start();
+                    line.starts_with(&path)
+                });
             if is_leaf && !own_example && !path.ends_with(" help") {
                 problems.push(format!("{path}: no example in --help"));
             }

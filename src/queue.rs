@@ -213,6 +213,24 @@ impl SqsQueue {
         Ok(())
     }
 
+    /// Messages waiting to be received (approximate in AWS).
+    pub async fn visible(&self) -> Result<u64, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(queue_error("GetQueueAttributes"))?;
+        Ok(output
+            .attributes
+            .unwrap_or_default()
+            .values()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum())
+    }
+
     /// Messages waiting plus messages in flight (approximate in AWS, exact in moto).
     pub async fn depth(&self) -> Result<u64, QueueError> {
         let output = self

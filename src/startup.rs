@@ -3,11 +3,13 @@
 
 use crate::audit::{self, AuditLog};
 use crate::config::{RateSetting, Settings};
+use crate::edge::RevocationStore;
 use crate::error::BoxError;
 use crate::event::EventRules;
 use crate::letter::{Limits, LinkMaker, Pipeline, RejectionDesk};
 use crate::mail::{FailureBreaker, Outbox, SendPacer, SendRate, Sender, SesMailer};
 use crate::queue::SqsQueue;
+use crate::runtime::DeliveryEvents;
 use crate::signing::{PrivateKey, UrlSigner};
 use crate::stats::Stats;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub enum StartupError {
     Queue(#[source] crate::queue::QueueError),
     #[error("the dead-letter queue DOCLINK_DEAD_LETTER_QUEUE_URL is not reachable")]
     DeadLetterQueue(#[source] crate::queue::QueueError),
+    #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
+    EventsQueue(#[source] crate::queue::QueueError),
 }
 
 /// A claim outlasts one SES call (a 30 s attempt plus a 5 s connect) with margin,
@@ -62,10 +66,18 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// What `doclink run` works with: the letter pipeline and the queue it reads.
+/// What `doclink run` works with: the letter pipeline and the queue it reads, and
+/// the duties beside it.
 pub struct Daemon {
     pub pipeline: Arc<Pipeline>,
     pub queue: SqsQueue,
+    pub audit: AuditLog,
+    /// The SES events queue, when configured.
+    pub delivery_events: Option<DeliveryEvents>,
+    /// The edge's revocation store, when configured.
+    pub revocations: Option<RevocationStore>,
+    /// Queues whose depth is a metric: documents, dead letters, events.
+    pub watched_queues: Vec<(&'static str, SqsQueue)>,
 }
 
 /// Connects, migrates, decrypts the key, checks the queues and builds the pipeline.
@@ -88,12 +100,23 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     queue.check().await.map_err(StartupError::Queue)?;
     let dead_letter = match &settings.dead_letter_queue_url {
         Some(url) => {
-            let dlq = SqsQueue::new(sqs, url);
+            let dlq = SqsQueue::new(sqs.clone(), url);
             dlq.check().await.map_err(StartupError::DeadLetterQueue)?;
             Some(dlq)
         }
         None => None,
     };
+    let events = match &settings.events_queue_url {
+        Some(url) => {
+            let queue = SqsQueue::new(sqs, url);
+            queue.check().await.map_err(StartupError::EventsQueue)?;
+            Some(queue)
+        }
+        None => None,
+    };
+    let mut watched_queues = vec![("documents", queue.clone())];
+    watched_queues.extend(dead_letter.clone().map(|q| ("dead_letter", q)));
+    watched_queues.extend(events.clone().map(|q| ("events", q)));
 
     let outbox = outbox(settings, &aws).await;
     metrics::gauge!("doclink_send_rate").set(outbox.rate());
@@ -101,7 +124,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         LinkMaker::new(signer, settings.link_base_url.clone()),
         outbox,
         audit.clone(),
-        RejectionDesk::new(audit, settings.queue_url.clone(), dead_letter),
+        RejectionDesk::new(audit.clone(), settings.queue_url.clone(), dead_letter),
         EventRules {
             default_locale: settings.default_locale,
             default_ttl: settings.link_ttl,
@@ -116,6 +139,16 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     Ok(Daemon {
         pipeline: Arc::new(pipeline),
         queue,
+        delivery_events: events.map(|queue| DeliveryEvents {
+            queue,
+            audit: audit.clone(),
+        }),
+        revocations: settings
+            .revocation_kvs_arn
+            .clone()
+            .map(|arn| RevocationStore::new(&aws, arn)),
+        audit,
+        watched_queues,
     })
 }
 

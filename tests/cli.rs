@@ -549,7 +549,7 @@ fn sign_on_a_terminal_says_it_reads_stdin() {
 }
 
 #[test]
-fn every_help_has_an_example_and_no_blank_option() {
+fn every_help_has_an_example() {
     for path in [
         &["sign"][..],
         &["verify"],
@@ -559,21 +559,33 @@ fn every_help_has_an_example_and_no_blank_option() {
         &["run"],
         &["migrate"],
         &["preview"],
+        &["links", "list"],
+        &["links", "show"],
+        &["links", "revoke"],
+        &["links", "purge"],
+        &["rejections", "list"],
+        &["rejections", "retry"],
+        &["revocations", "sync"],
+        &["revocations", "export"],
     ] {
         let mut args = path.to_vec();
         args.push("--help");
         let out = run(&args, &[], "");
         let help = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{path:?}");
+        // An example is a line that starts with the command, after "Example:" or on
+        // its own (the usage line starts with "Usage:"). Blank option help is checked
+        // on the clap definitions, in src/main.rs.
+        let example = format!("doclink {}", path.join(" "));
         assert!(
-            help.contains("Example:\n  doclink ") || help.contains("Examples:\n  doclink "),
-            "{path:?}: {help}"
+            help.contains("Example")
+                && help.lines().any(|line| {
+                    let line = line.trim_start();
+                    let line = line.strip_prefix("Example:").unwrap_or(line).trim_start();
+                    line.starts_with(&example)
+                }),
+            "{path:?}: no example in\n{help}"
         );
-        // An option line is `  --name <VALUE>  help`; one without help ends at the value.
-        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
-            let words = line.split_whitespace().count();
-            assert!(words > 2, "{path:?}: blank help: {line:?}");
-        }
     }
 }
 

@@ -162,7 +162,7 @@ impl AuditLog {
         let retaken = sqlx::query(
             "WITH retaken AS (
                 UPDATE links SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
-                WHERE event_id = $1 AND status IN ('pending', 'sending')
+                WHERE event_id = $1 AND status IN ('pending', 'sending') AND revoked_at IS NULL
                   AND (lease_until IS NULL OR lease_until < now())
                 RETURNING link_id, attempts, status
              ), attempt AS (
@@ -194,7 +194,7 @@ impl AuditLog {
         }
         let mut connection = self.letters.lease().await?;
         let row = sqlx::query(
-            "SELECT l.link_id, l.status,
+            "SELECT l.link_id, l.status, l.revoked_at IS NOT NULL AS revoked,
                     (SELECT a.message_id FROM link_attempts a WHERE a.link_id = l.link_id
                      ORDER BY a.attempt DESC LIMIT 1) AS holder_message_id
              FROM links l WHERE l.event_id = $1",
@@ -205,7 +205,13 @@ impl AuditLog {
         let row = connection.settle(row)?;
         let status: String = row.get("status");
         let link_id = row.get("link_id");
+        let revoked: bool = row.get("revoked");
         Ok(match status.as_str() {
+            // A link revoked before it went out is not sent.
+            "pending" | "sending" if revoked => Claim::Finished {
+                link_id,
+                status: "revoked".into(),
+            },
             "pending" | "sending" => Claim::Busy {
                 link_id,
                 holder_message_id: row.get("holder_message_id"),

@@ -1,5 +1,6 @@
-//! The audit log in PostgreSQL: every issued link, every attempt at it, and every
-//! rejected event.
+//! The audit log in PostgreSQL: every issued link, every attempt at it, every
+//! rejected event, every SES delivery event and every revocation; and the queries
+//! that answer "who got which link, when, until when, delivered, revoked?".
 //!
 //! It is also the shared truth between workers. An event is claimed by its id before
 //! it is sent; the claim carries a lease and a token (the attempt number), and every
@@ -8,10 +9,21 @@
 
 mod claims;
 mod connections;
+mod delivery;
+mod queries;
 mod rejections;
+mod retention;
+mod revocations;
 
 pub use claims::{AttemptEnd, Claim, ClaimToken, Held, NewLink, SendingRecord};
-pub use rejections::{Rejection, RejectionKind};
+pub use delivery::Recorded;
+pub use queries::{
+    AttemptRow, Cursor, DeliveryEventRow, DocumentMatch, LinkFilter, LinkHistory, LinkRow,
+    RevocationRow, StatusFilter, prefix_upper_bound,
+};
+pub use rejections::{Rejection, RejectionKind, RejectionRow};
+pub use retention::PurgeReport;
+pub use revocations::{ActiveRevocation, RevocationReport, RevocationSelector};
 
 use connections::Connections;
 use sqlx::postgres::{PgPool, PgPoolOptions};

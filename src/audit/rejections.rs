@@ -2,6 +2,8 @@
 //! from, and what was wrong.
 
 use super::{AuditError, AuditLog};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
 use uuid::Uuid;
 
 /// Why a message was set aside.
@@ -16,6 +18,15 @@ pub enum RejectionKind {
 }
 
 impl RejectionKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "invalid" => Self::Invalid,
+            "poison" => Self::Poison,
+            "refused" => Self::Refused,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectionKind::Invalid => "invalid",
@@ -59,6 +70,122 @@ impl AuditLog {
         .execute(connection.connection())
         .await;
         connection.settle(executed)?;
+        Ok(())
+    }
+}
+
+/// A stored rejection, as `doclink rejections` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RejectionRow {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub kind: String,
+    pub queue_url: String,
+    pub message_id: String,
+    pub event_id: Option<String>,
+    pub link_id: Option<Uuid>,
+    pub receive_count: i32,
+    pub field: String,
+    pub reason: String,
+    pub retried_at: Option<DateTime<Utc>>,
+    pub retried_by: Option<String>,
+    pub retry_count: i32,
+    /// The raw message body, as received.
+    pub body: String,
+}
+
+fn rejection_row(r: &sqlx::postgres::PgRow) -> RejectionRow {
+    RejectionRow {
+        id: r.get("id"),
+        received_at: r.get("received_at"),
+        kind: r.get("kind"),
+        queue_url: r.get("queue_url"),
+        message_id: r.get("message_id"),
+        event_id: r.get("event_id"),
+        link_id: r.get("link_id"),
+        receive_count: r.get("receive_count"),
+        field: r.get("field"),
+        reason: r.get("reason"),
+        retried_at: r.get("retried_at"),
+        retried_by: r.get("retried_by"),
+        retry_count: r.get("retry_count"),
+        body: r.get("body"),
+    }
+}
+
+const REJECTION_COLUMNS: &str = "id, received_at, kind, queue_url, message_id, event_id, link_id, receive_count, \
+     field, reason, retried_at, retried_by, retry_count, body";
+
+impl AuditLog {
+    /// Up to `page` rejections received at or after `since`, of `kind`, after id `after`.
+    pub async fn list_rejections(
+        &self,
+        since: Option<DateTime<Utc>>,
+        kind: Option<RejectionKind>,
+        after: i64,
+        page: i64,
+    ) -> Result<Vec<RejectionRow>, AuditError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REJECTION_COLUMNS} FROM rejections
+             WHERE id > $1 AND ($2::timestamptz IS NULL OR received_at >= $2) AND ($3::text IS NULL OR kind = $3)
+             ORDER BY id LIMIT $4"
+        )))
+        .bind(after)
+        .bind(since)
+        .bind(kind.map(RejectionKind::as_str))
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(rejection_row).collect())
+    }
+
+    pub async fn rejection(&self, id: i64) -> Result<Option<RejectionRow>, AuditError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REJECTION_COLUMNS} FROM rejections WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(rejection_row))
+    }
+
+    /// Makes a failed link sendable again before its event is put back on the queue:
+    /// status `pending`, and attempts that never finished closed (so the link is not
+    /// poison again at once). True when a link was reopened.
+    pub async fn reopen_link(&self, link_id: Uuid, by: &str) -> Result<bool, AuditError> {
+        let mut tx = self.pool.begin().await?;
+        let reopened = sqlx::query(
+            "UPDATE links SET status = 'pending', lease_until = NULL WHERE link_id = $1 AND status = 'failed'",
+        )
+        .bind(link_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if reopened {
+            sqlx::query(
+                "UPDATE link_attempts SET outcome = 'retry', finished_at = now(), error_class = 'abandoned',
+                        reason = 'never finished; the link was reopened by ' || $2
+                 WHERE link_id = $1 AND outcome IS NULL",
+            )
+            .bind(link_id)
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(reopened)
+    }
+
+    /// Records that rejection `id` was put back on the queue.
+    pub async fn mark_rejection_retried(&self, id: i64, by: &str) -> Result<(), AuditError> {
+        sqlx::query(
+            "UPDATE rejections SET retried_at = now(), retried_by = $2, retry_count = retry_count + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

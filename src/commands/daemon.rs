@@ -113,6 +113,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         };
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone(), stats.clone());
+        let duties = spawn_duties(&daemon, &settings, &stats, &shutdown);
         let progress =
             (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
         let options = RuntimeOptions {
@@ -127,7 +128,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             drain = args.drain,
             "receiving"
         );
-        let reason = runtime::run(daemon.pipeline, daemon.queue, options, shutdown).await;
+        let reason = runtime::run(daemon.pipeline, daemon.queue, options, shutdown.clone()).await;
+        // The duties beside the letters stop with them.
+        shutdown.cancel();
+        for duty in duties {
+            let _ = duty.await;
+        }
         if let Some(progress) = progress {
             progress.abort();
             eprintln!();
@@ -146,6 +152,35 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             ))),
         }
     })
+}
+
+/// The SES events consumer, the revocation sync and the queue-depth gauges.
+fn spawn_duties(
+    daemon: &doclink::startup::Daemon,
+    settings: &Settings,
+    stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut duties = vec![tokio::spawn(runtime::watch::queue_depths(
+        daemon.watched_queues.clone(),
+        shutdown.clone(),
+    ))];
+    if let Some(events) = &daemon.delivery_events {
+        let events = doclink::runtime::DeliveryEvents {
+            queue: events.queue.clone(),
+            audit: events.audit.clone(),
+        };
+        duties.push(tokio::spawn(events.run(stats.clone(), shutdown.clone())));
+    }
+    if let Some(store) = &daemon.revocations {
+        duties.push(tokio::spawn(runtime::watch::revocation_sync(
+            store.clone(),
+            daemon.audit.clone(),
+            settings.revocation_sync_interval,
+            shutdown.clone(),
+        )));
+    }
+    duties
 }
 
 fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {

@@ -1,9 +1,117 @@
 pub mod daemon;
 pub mod keys;
+pub mod links;
+pub mod rejections;
+pub mod revocations;
 pub mod sign;
 pub mod verify;
+
+use crate::Failure;
+use chrono::{DateTime, Utc};
+use doclink::audit::AuditLog;
+use std::io::Write;
 
 /// The current Unix time in seconds.
 pub fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A point in time on the command line: RFC 3339 (`2026-11-28T09:00:00Z`), a date
+/// (`2026-11-28`, midnight UTC), or a duration ago (`7d`, `36h`).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    if let Ok(ago) = doclink::duration::parse_duration(text) {
+        return Ok(Utc::now() - chrono::Duration::seconds(ago.as_secs() as i64));
+    }
+    Err(format!(
+        "{text:?} is not a time: use 2026-11-28T09:00:00Z, 2026-11-28, or a duration ago such as 7d"
+    ))
+}
+
+/// The audit database, for the commands that read or change it.
+pub fn open_audit(
+    runtime: &tokio::runtime::Runtime,
+    database_url: &str,
+) -> Result<AuditLog, Failure> {
+    runtime.block_on(async {
+        let pool = doclink::audit::connect(database_url, 2)
+            .await
+            .map_err(|e| {
+                Failure::Unavailable(
+                    anyhow::Error::new(e).context("cannot open the audit database"),
+                )
+            })?;
+        doclink::audit::migrate(&pool).await.map_err(|e| {
+            Failure::Unavailable(anyhow::Error::new(e).context("cannot migrate the audit database"))
+        })?;
+        Ok(AuditLog::new(pool, 2))
+    })
+}
+
+/// A one-thread runtime for a command.
+pub fn command_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::Unavailable(anyhow::Error::new(e).context("cannot start the async runtime"))
+        })
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the command quietly.
+pub struct Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+/// Raised when stdout's reader went away; the command ends with success.
+pub struct ReaderGone;
+
+impl Stdout {
+    pub fn new() -> Self {
+        Self(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+
+    pub fn line(&mut self, text: &str) -> Result<(), ReaderGone> {
+        self.0
+            .write_all(text.as_bytes())
+            .and_then(|()| self.0.write_all(b"\n"))
+            .map_err(|_| ReaderGone)
+    }
+
+    pub fn flush(&mut self) -> Result<(), ReaderGone> {
+        self.0.flush().map_err(|_| ReaderGone)
+    }
+}
+
+impl From<ReaderGone> for Failure {
+    fn from(_: ReaderGone) -> Self {
+        // Nothing more can be shown; like `grep | head`, that is not an error.
+        std::process::exit(0)
+    }
+}
+
+/// Who did it: `--by`, or the login name.
+pub fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// RFC 3339 in UTC to the second, or empty.
+pub fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A CSV field, quoted when it needs to be (RFC 4180).
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }

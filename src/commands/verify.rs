@@ -32,6 +32,10 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         .and_then(|link| link.check_window(at));
     // The exit status is the verdict, whether or not anyone still reads the output.
     match result {
+        Ok(()) if revoked_in_audit_log(&args.url) => {
+            write_stdout("revoked\n")?;
+            Err(Failure::Work)
+        }
         Ok(()) => {
             write_stdout("valid\n")?;
             Ok(())
@@ -39,6 +43,46 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         Err(why) => {
             write_stdout(&format!("{why}\n"))?;
             Err(Failure::Work)
+        }
+    }
+}
+
+/// With DATABASE_URL set and reachable, a link whose `lid` the audit log records as
+/// revoked is reported as such. Without a database, the signature is all there is
+/// to check; an unreachable one is said so on stderr.
+fn revoked_in_audit_log(url: &str) -> bool {
+    let Ok(database_url) = std::env::var("DATABASE_URL") else {
+        return false;
+    };
+    let Some(link_id) = url
+        .split_once('?')
+        .and_then(|(_, query)| query.split('&').find_map(|p| p.strip_prefix("lid=")))
+        .and_then(|lid| uuid::Uuid::parse_str(lid).ok())
+    else {
+        return false;
+    };
+    let checked = super::command_runtime().ok().and_then(|runtime| {
+        runtime.block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect(&database_url)
+                .await
+                .ok()?;
+            doclink::audit::AuditLog::new(pool, 1)
+                .is_revoked(link_id)
+                .await
+                .ok()
+        })
+    });
+    match checked {
+        Some(Some(revoked)) => revoked,
+        Some(None) => false,
+        None => {
+            eprintln!(
+                "note: DATABASE_URL is set but the audit log could not be read; revocation not checked"
+            );
+            false
         }
     }
 }

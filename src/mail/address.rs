@@ -88,11 +88,24 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub fn parse(text: &str) -> Result<Self, String> {
         check_header_safe(text, 256)?;
+        if let Some(c) = text.chars().find(|c| is_invisible_format(*c)) {
+            return Err(format!(
+                "holds the invisible formatting character U+{:04X}, which can disguise a name in a mail client",
+                c as u32
+            ));
+        }
         Ok(Self(text.trim().to_string()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Bidirectional overrides and isolates, and zero-width characters: they make a
+/// name display as something other than what it is (a spoofed sender or recipient).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
 /// Values that may reach a header (subject, names) must hold no CR, LF or other

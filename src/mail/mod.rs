@@ -77,9 +77,21 @@ impl Locale {
     pub const ALL: [Locale; 2] = [Locale::En, Locale::Fr];
     pub const ALL_NAMES: &'static str = "en, fr";
 
-    /// Accepts `fr`, `fr-FR`, `fr_CA`, `FR`: the language decides.
+    /// Accepts a language tag such as `fr`, `fr-FR`, `fr_CA` or `FR`: the language
+    /// decides. Anything that is not a well-formed tag is refused.
     pub fn parse(text: &str) -> Option<Self> {
-        let language = text.split(['-', '_']).next()?.to_ascii_lowercase();
+        let mut parts = text.split(['-', '_']);
+        let language = parts.next()?;
+        let well_formed = text.len() <= 35
+            && (2..=3).contains(&language.len())
+            && language.bytes().all(|b| b.is_ascii_alphabetic())
+            && parts.all(|p| {
+                (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+        if !well_formed {
+            return None;
+        }
+        let language = language.to_ascii_lowercase();
         Self::ALL.into_iter().find(|l| l.as_str() == language)
     }
     pub fn as_str(&self) -> &'static str {
@@ -216,6 +228,16 @@ mod tests {
         assert_eq!(Locale::parse("fr-CA"), Some(Locale::Fr));
         assert_eq!(Locale::parse("EN"), Some(Locale::En));
         assert_eq!(Locale::parse("de"), None);
+        for bad in [
+            "fr-../../etc",
+            "fr-\u{0}",
+            "fr-",
+            "f",
+            "fr-toolongsubtag",
+            "en us",
+        ] {
+            assert_eq!(Locale::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

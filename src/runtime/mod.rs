@@ -4,7 +4,11 @@
 //! the pipeline, and settled on the queue according to its [`Outcome`].
 
 mod deleter;
+mod events;
 mod heartbeat;
+pub mod watch;
+
+pub use events::DeliveryEvents;
 
 use crate::error::ErrorChain;
 use crate::letter::{Outcome, Pipeline, PipelineError, backoff};

@@ -37,6 +37,7 @@ SEED = 20260301
 MAX_BODY = 262_144  # SQS message size limit, bytes of UTF-8
 MAX_DEPTH = 128  # serde_json's default recursion limit; the corpus nests far deeper
 MIN_CASES = 300
+VALID_OUT = Path(__file__).resolve().parent / "valid.jsonl"
 OUT = Path(__file__).resolve().parent / "hostile.jsonl"
 
 rng = random.Random(SEED)
@@ -335,6 +336,8 @@ def check_event(event: dict) -> None:
             raise Rejected("data", "more than 64 entries")
         for k, v in data.items():
             field = f"data.{k}"
+            if not (1 <= len(k) <= 64 and all(c.isascii() and (c.isalnum() or c == "_") for c in k)):
+                raise Rejected("data", "keys are 1 to 64 ASCII letters, digits or '_'")
             if not isinstance(v, str):
                 raise Rejected(field, "must be a string")
             if len(v) > 2000:
@@ -1296,7 +1299,8 @@ def build() -> Corpus:
     c.event("nested-object-value", {"data": {"case_number": {"$gt": ""}}}, "data.case_number")
     c.event("bool-message", {("data", "message"): False}, "data.message")
     c.event("number-key-value", {"data": {"0": 0}}, "data.0")
-    c.event("dotted-key-number", {"data": {"a.b": 1}}, "data.a.b")
+    # Data keys are 1 to 64 ASCII letters, digits or "_": a dotted key is refused as `data`.
+    c.event("dotted-key-number", {"data": {"a.b": 1}}, "data")
     c.event("message-2001-with-newlines", {("data", "message"): ("para\n\n" * 334)[:2001]}, "data.message")
     c.event("subject-2001", {("data", "subject"): "s" * 2001}, "data.subject")
 
@@ -1406,6 +1410,11 @@ def main() -> int:
         for case in corpus.cases:
             f.write(json.dumps(case, ensure_ascii=True, separators=(",", ":")) + "\n")
     print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+    # The tricky but valid events: doclink must accept every one.
+    with VALID_OUT.open("w", encoding="ascii", newline="\n") as f:
+        for body in valid_controls():
+            f.write(json.dumps({"body": body}, ensure_ascii=True, separators=(",", ":")) + "\n")
+    print(f"wrote {VALID_OUT} ({len(valid_controls())} valid events)")
     return 0
 
 

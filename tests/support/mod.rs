@@ -3,6 +3,7 @@
 //! server and moto. Emails are told apart by a recipient domain unique to the test.
 #![allow(dead_code)]
 
+pub mod kvs_standin;
 pub mod ses_standin;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
@@ -158,7 +159,24 @@ impl TestStack {
         })
     }
 
+    /// Creates another queue for this test; returns its URL.
+    pub async fn create_queue(&self, purpose: &str) -> String {
+        let unique = &self.name[self.name.len() - 12..];
+        self.sqs
+            .create_queue()
+            .queue_name(format!("{purpose}-{unique}"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
     pub async fn enqueue(&self, bodies: &[String]) {
+        self.enqueue_to(&self.queue_url.clone(), bodies).await
+    }
+
+    pub async fn enqueue_to(&self, queue_url: &str, bodies: &[String]) {
         for chunk in bodies.chunks(10) {
             let entries = chunk
                 .iter()
@@ -174,7 +192,7 @@ impl TestStack {
             let out = self
                 .sqs
                 .send_message_batch()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .set_entries(Some(entries))
                 .send()
                 .await

@@ -51,6 +51,17 @@ pub struct Recorded {
     pub status: u16,
     pub link_id: String,
     pub to: String,
+    /// The HTML part.
+    pub html: String,
+}
+
+impl Recorded {
+    /// The signed link from the HTML part's button (entity-decoded).
+    pub fn link(&self) -> String {
+        let start = self.html.find("href=\"").expect("a link in the email") + "href=\"".len();
+        let end = start + self.html[start..].find('"').unwrap();
+        super::html_unescape(&self.html[start..end])
+    }
 }
 
 struct State {
@@ -89,6 +100,10 @@ impl Respond for Responder {
             .unwrap_or_default()
             .to_string();
         let to = body["Destination"]["ToAddresses"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let html = body["Content"]["Simple"]["Body"]["Html"]["Data"]
             .as_str()
             .unwrap_or_default()
             .to_string();
@@ -160,6 +175,7 @@ impl Respond for Responder {
             status,
             link_id,
             to,
+            html,
         });
         template.set_delay(state.delay)
     }

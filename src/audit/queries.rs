@@ -1,0 +1,380 @@
+//! Reading the audit log: links by filter, page by page in the order they were
+//! issued, and one link's whole history. Pages use keyset pagination on
+//! `(created_at, link_id)`, which every filter's index serves, so a large result is
+//! streamed a page at a time and never held in memory whole.
+
+use super::{AuditError, AuditLog};
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+/// Which document(s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentMatch {
+    Exact(String),
+    /// Keys starting with this text.
+    Prefix(String),
+}
+
+/// The `--status` filter: a sending state, revocation, or what SES reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Revoked,
+    Delivered,
+    Bounced,
+    Complained,
+}
+
+impl StatusFilter {
+    pub const NAMES: &'static str =
+        "pending, sending, sent, failed, revoked, delivered, bounced, complained";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "sending" => Self::Sending,
+            "sent" => Self::Sent,
+            "failed" => Self::Failed,
+            "revoked" => Self::Revoked,
+            "delivered" => Self::Delivered,
+            "bounced" => Self::Bounced,
+            "complained" => Self::Complained,
+            _ => return None,
+        })
+    }
+}
+
+/// Every filter of `doclink links list`; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct LinkFilter {
+    /// Matched without regard to case.
+    pub recipient: Option<String>,
+    pub document: Option<DocumentMatch>,
+    pub event_id: Option<String>,
+    pub status: Option<StatusFilter>,
+    /// Issued at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Issued before.
+    pub until: Option<DateTime<Utc>>,
+    pub key_pair_id: Option<String>,
+    pub possible_duplicate: bool,
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub link_id: Uuid,
+}
+
+/// One link as the audit queries show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinkRow {
+    pub link_id: Uuid,
+    pub event_id: String,
+    pub recipient_email: String,
+    pub document_key: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub delivery: Option<String>,
+    pub possible_duplicate: bool,
+    pub key_pair_id: String,
+    pub template: String,
+    pub ses_message_id: Option<String>,
+}
+
+impl LinkRow {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            link_id: self.link_id,
+        }
+    }
+}
+
+const LINK_COLUMNS: &str = "link_id, event_id, recipient_email, document_key, status, created_at, sent_at, \
+     expires_at, revoked_at, delivery, possible_duplicate, key_pair_id, template, ses_message_id";
+
+fn link_row(row: &sqlx::postgres::PgRow) -> LinkRow {
+    LinkRow {
+        link_id: row.get("link_id"),
+        event_id: row.get("event_id"),
+        recipient_email: row.get("recipient_email"),
+        document_key: row.get("document_key"),
+        status: row.get("status"),
+        created_at: row.get("created_at"),
+        sent_at: row.get("sent_at"),
+        expires_at: row.get("expires_at"),
+        revoked_at: row.get("revoked_at"),
+        delivery: row.get("delivery"),
+        possible_duplicate: row.get("possible_duplicate"),
+        key_pair_id: row.get("key_pair_id"),
+        template: row.get("template"),
+        ses_message_id: row.get("ses_message_id"),
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix`, in
+/// byte (code point) order: the prefix with its last character incremented.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(next) = char::from_u32(next) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Adds `filter`'s conditions to a query whose WHERE clause is already open.
+fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
+    if let Some(recipient) = &filter.recipient {
+        query
+            .push(" AND lower(recipient_email) = lower(")
+            .push_bind(recipient.clone())
+            .push(")");
+    }
+    match &filter.document {
+        Some(DocumentMatch::Exact(key)) => {
+            query
+                .push(" AND (document_key COLLATE \"C\") = ")
+                .push_bind(key.clone());
+        }
+        Some(DocumentMatch::Prefix(prefix)) => {
+            query
+                .push(" AND (document_key COLLATE \"C\") >= ")
+                .push_bind(prefix.clone());
+            if let Some(upper) = prefix_upper_bound(prefix) {
+                query
+                    .push(" AND (document_key COLLATE \"C\") < ")
+                    .push_bind(upper);
+            }
+        }
+        None => {}
+    }
+    if let Some(event_id) = &filter.event_id {
+        query.push(" AND event_id = ").push_bind(event_id.clone());
+    }
+    match filter.status {
+        Some(StatusFilter::Pending) => {
+            query.push(" AND status = 'pending'");
+        }
+        Some(StatusFilter::Sending) => {
+            query.push(" AND status = 'sending'");
+        }
+        Some(StatusFilter::Sent) => {
+            query.push(" AND status = 'sent'");
+        }
+        Some(StatusFilter::Failed) => {
+            query.push(" AND status = 'failed'");
+        }
+        Some(StatusFilter::Revoked) => {
+            query.push(" AND revoked_at IS NOT NULL");
+        }
+        Some(StatusFilter::Delivered) => {
+            query.push(" AND delivery = 'delivered'");
+        }
+        Some(StatusFilter::Bounced) => {
+            query.push(" AND delivery = 'bounced'");
+        }
+        Some(StatusFilter::Complained) => {
+            query.push(" AND delivery = 'complained'");
+        }
+        None => {}
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        query.push(" AND created_at < ").push_bind(until);
+    }
+    if let Some(key_pair_id) = &filter.key_pair_id {
+        query
+            .push(" AND key_pair_id = ")
+            .push_bind(key_pair_id.clone());
+    }
+    if filter.possible_duplicate {
+        query.push(" AND possible_duplicate");
+    }
+}
+
+/// One attempt at a link, from the attempt history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub worker: Option<String>,
+    pub message_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub sending_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub possible_duplicate: bool,
+    pub ses_message_id: Option<String>,
+    pub error_class: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// One SES event about a link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryEventRow {
+    pub event_type: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub ses_message_id: String,
+    pub bounce_type: Option<String>,
+    pub bounce_subtype: Option<String>,
+    pub recipients: Option<String>,
+}
+
+/// The revocation of a link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RevocationRow {
+    pub id: i64,
+    pub revoked_at: DateTime<Utc>,
+    pub revoked_by: String,
+    pub reason: String,
+    pub selector: String,
+}
+
+/// A link's whole history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinkHistory {
+    pub link: LinkRow,
+    pub resource_url: String,
+    pub hash_algorithm: String,
+    pub failure_reason: Option<String>,
+    pub attempts: Vec<AttemptRow>,
+    pub delivery_events: Vec<DeliveryEventRow>,
+    pub revocation: Option<RevocationRow>,
+}
+
+impl AuditLog {
+    /// Up to `page` links matching `filter`, after `after`, in the order they were issued.
+    pub async fn list_links(
+        &self,
+        filter: &LinkFilter,
+        after: Option<Cursor>,
+        page: i64,
+    ) -> Result<Vec<LinkRow>, AuditError> {
+        let mut query =
+            QueryBuilder::<Postgres>::new(format!("SELECT {LINK_COLUMNS} FROM links WHERE true"));
+        push_filter(&mut query, filter);
+        if let Some(after) = after {
+            query
+                .push(" AND (created_at, link_id) > (")
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.link_id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at, link_id LIMIT ")
+            .push_bind(page);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(link_row).collect())
+    }
+
+    /// A link's row, attempts, delivery events and revocation; `None` if unknown.
+    pub async fn link_history(&self, link_id: Uuid) -> Result<Option<LinkHistory>, AuditError> {
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS}, resource_url, hash_algorithm, failure_reason, revocation_id FROM links WHERE link_id = $1"
+        )))
+        .bind(link_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query(
+            "SELECT attempt, worker, message_id, started_at, sending_at, finished_at, outcome, possible_duplicate,
+                    ses_message_id, error_class, reason
+             FROM link_attempts WHERE link_id = $1 ORDER BY attempt",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| AttemptRow {
+            attempt: r.get("attempt"),
+            worker: r.get("worker"),
+            message_id: r.get("message_id"),
+            started_at: r.get("started_at"),
+            sending_at: r.get("sending_at"),
+            finished_at: r.get("finished_at"),
+            outcome: r.get("outcome"),
+            possible_duplicate: r.get("possible_duplicate"),
+            ses_message_id: r.get("ses_message_id"),
+            error_class: r.get("error_class"),
+            reason: r.get("reason"),
+        })
+        .collect();
+        let delivery_events = sqlx::query(
+            "SELECT event_type, occurred_at, received_at, ses_message_id, bounce_type, bounce_subtype, recipients
+             FROM delivery_events WHERE link_id = $1 ORDER BY coalesce(occurred_at, received_at), id",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| DeliveryEventRow {
+            event_type: r.get("event_type"),
+            occurred_at: r.get("occurred_at"),
+            received_at: r.get("received_at"),
+            ses_message_id: r.get("ses_message_id"),
+            bounce_type: r.get("bounce_type"),
+            bounce_subtype: r.get("bounce_subtype"),
+            recipients: r.get("recipients"),
+        })
+        .collect();
+        let revocation_id: Option<i64> = row.get("revocation_id");
+        let revocation = match revocation_id {
+            Some(id) => sqlx::query("SELECT id, revoked_at, revoked_by, reason, selector FROM revocations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| RevocationRow {
+                    id: r.get("id"),
+                    revoked_at: r.get("revoked_at"),
+                    revoked_by: r.get("revoked_by"),
+                    reason: r.get("reason"),
+                    selector: r.get("selector"),
+                }),
+            None => None,
+        };
+        Ok(Some(LinkHistory {
+            link: link_row(&row),
+            resource_url: row.get("resource_url"),
+            hash_algorithm: row.get("hash_algorithm"),
+            failure_reason: row.get("failure_reason"),
+            attempts,
+            delivery_events,
+            revocation,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound(""), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! Retention: `doclink links purge` deletes what is older than a cutoff, in batches,
+//! and never a revocation the edge still needs (a revoked link not yet expired).
+
+use super::{AuditError, AuditLog};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// What a purge removed (or, dry, would remove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeReport {
+    pub links: i64,
+    pub attempts: i64,
+    pub delivery_events: i64,
+    pub rejections: i64,
+    /// Revoked links older than the cutoff kept because they have not expired.
+    pub kept_revoked: i64,
+}
+
+/// Links a purge may remove: finished, older than the cutoff, and not a revocation
+/// that still matters.
+const PURGEABLE: &str = "created_at < $1 AND status IN ('sent', 'failed')
+     AND NOT (revoked_at IS NOT NULL AND expires_at > now())";
+
+impl AuditLog {
+    /// Deletes links (with their attempts and delivery events), unmatched delivery
+    /// events and rejections older than `cutoff`, `batch` links per transaction.
+    /// Idempotent: a second run finds nothing left to remove.
+    pub async fn purge(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: i64,
+        dry_run: bool,
+    ) -> Result<PurgeReport, AuditError> {
+        let kept_revoked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM links WHERE created_at < $1 AND revoked_at IS NOT NULL AND expires_at > now()",
+        )
+        .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        if dry_run {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT (SELECT count(*) FROM links WHERE {PURGEABLE}) AS links,
+                        (SELECT count(*) FROM link_attempts a JOIN links l USING (link_id) WHERE {}) AS attempts,
+                        (SELECT count(*) FROM delivery_events e WHERE (e.link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}))
+                            OR (e.link_id IS NULL AND e.received_at < $1)) AS events,
+                        (SELECT count(*) FROM rejections WHERE received_at < $1) AS rejections",
+                PURGEABLE.replace("created_at", "l.created_at").replace("status", "l.status")
+                    .replace("revoked_at", "l.revoked_at").replace("expires_at", "l.expires_at")
+            )))
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+            return Ok(PurgeReport {
+                links: row.get("links"),
+                attempts: row.get("attempts"),
+                delivery_events: row.get("events"),
+                rejections: row.get("rejections"),
+                kept_revoked,
+            });
+        }
+        let mut report = PurgeReport {
+            kept_revoked,
+            ..PurgeReport::default()
+        };
+        loop {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH doomed AS (
+                    SELECT link_id FROM links WHERE {PURGEABLE}
+                    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
+                 ), attempts AS (
+                    DELETE FROM link_attempts WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+                 ), events AS (
+                    DELETE FROM delivery_events WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+                 ), gone AS (
+                    DELETE FROM links WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+                 )
+                 SELECT (SELECT count(*) FROM gone) AS links, (SELECT count(*) FROM attempts) AS attempts,
+                        (SELECT count(*) FROM events) AS events"
+            )))
+            .bind(cutoff)
+            .bind(batch)
+            .fetch_one(&self.pool)
+            .await?;
+            let links: i64 = row.get("links");
+            report.links += links;
+            report.attempts += row.get::<i64, _>("attempts");
+            report.delivery_events += row.get::<i64, _>("events");
+            if links < batch {
+                break;
+            }
+        }
+        report.delivery_events +=
+            sqlx::query("DELETE FROM delivery_events WHERE link_id IS NULL AND received_at < $1")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected() as i64;
+        report.rejections += sqlx::query("DELETE FROM rejections WHERE received_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected() as i64;
+        Ok(report)
+    }
+}

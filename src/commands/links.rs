@@ -1,0 +1,551 @@
+//! `doclink links`: list, show, revoke and purge issued links.
+
+use super::{Stdout, command_runtime, csv_field, open_audit, parse_time, time, who};
+use crate::Failure;
+use doclink::audit::{
+    AuditLog, DocumentMatch, LinkFilter, LinkHistory, LinkRow, RevocationSelector, StatusFilter,
+};
+use doclink::config::SomeSettings;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+#[derive(clap::Subcommand)]
+pub enum LinksCommand {
+    /// List links, oldest first, streamed page by page.
+    ///
+    /// Example: doclink links list --recipient jane@example.org --since 30d --format json
+    List(ListArgs),
+    /// Print one link's whole history: claimed, each attempt, sent, delivery, revocation.
+    ///
+    /// Example: doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+    Show {
+        /// The link id (the `lid` in the URL).
+        link_id: Uuid,
+        /// Output: a table to read, or JSON for scripts.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ShowFormat,
+        /// TOML settings file; DATABASE_URL overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revoke links: recorded in the audit log and, with DOCLINK_REVOCATION_KVS_ARN,
+    /// refused at the edge at once.
+    ///
+    /// Example: doclink links revoke --recipient jane@example.org --reason "sent to the wrong address" --by alice
+    Revoke(RevokeArgs),
+    /// Delete links, attempts, delivery events and rejections older than a duration.
+    ///
+    /// Example: doclink links purge --older-than 400d --dry-run
+    Purge {
+        /// Age beyond which records go, e.g. 400d.
+        #[arg(long, value_parser = doclink::duration::parse_duration)]
+        older_than: std::time::Duration,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Links deleted per transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: i64,
+        /// TOML settings file; DATABASE_URL overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Recipient address (any case).
+    #[arg(long)]
+    recipient: Option<String>,
+    /// Document key, or a prefix ending in '*' (e.g. 'decisions/2026/*').
+    #[arg(long)]
+    document: Option<String>,
+    /// The producer's event id.
+    #[arg(long)]
+    event: Option<String>,
+    /// pending, sending, sent, failed, revoked, delivered, bounced or complained.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<StatusFilter>,
+    /// Issued at or after: 2026-11-28T09:00:00Z, 2026-11-28, or a duration ago (7d).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Issued before (same forms as --since).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// CloudFront key-pair id the links were signed with.
+    #[arg(long)]
+    key_pair_id: Option<String>,
+    /// Only links that may have reached the recipient twice.
+    #[arg(long)]
+    possible_duplicate: bool,
+    /// At most this many links.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Output: a table to read, or JSON or CSV for scripts.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// TOML settings file; DATABASE_URL overrides it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["link_id", "recipient", "document", "event", "key_pair_id"])))]
+pub struct RevokeArgs {
+    /// One link id.
+    link_id: Option<Uuid>,
+    /// Every link to this recipient (any case).
+    #[arg(long)]
+    recipient: Option<String>,
+    /// Every link to this document key.
+    #[arg(long)]
+    document: Option<String>,
+    /// The link of this event.
+    #[arg(long)]
+    event: Option<String>,
+    /// Every link signed with this key.
+    #[arg(long)]
+    key_pair_id: Option<String>,
+    /// Why; kept in the audit log.
+    #[arg(long)]
+    reason: String,
+    /// Who; kept in the audit log (default: the login name).
+    #[arg(long)]
+    by: Option<String>,
+    /// Say what would be revoked, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// TOML settings file; DOCLINK_* environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn parse_status(text: &str) -> Result<StatusFilter, String> {
+    StatusFilter::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of {}", StatusFilter::NAMES))
+}
+
+pub fn run(command: LinksCommand) -> Result<(), Failure> {
+    match command {
+        LinksCommand::List(args) => list(args),
+        LinksCommand::Show {
+            link_id,
+            format,
+            config,
+        } => show(link_id, format, config),
+        LinksCommand::Revoke(args) => revoke(args),
+        LinksCommand::Purge {
+            older_than,
+            dry_run,
+            batch,
+            config,
+        } => purge(older_than, dry_run, batch.max(1), config),
+    }
+}
+
+/// Links per page: the memory `list` holds, whatever the result's size.
+const PAGE: i64 = 500;
+
+fn list(args: ListArgs) -> Result<(), Failure> {
+    let settings = SomeSettings::load(args.config.as_deref())?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let filter = LinkFilter {
+        recipient: args.recipient,
+        document: args.document.map(|d| match d.strip_suffix('*') {
+            Some(prefix) => DocumentMatch::Prefix(prefix.to_string()),
+            None => DocumentMatch::Exact(d),
+        }),
+        event_id: args.event,
+        status: args.status,
+        since: args.since,
+        until: args.until,
+        key_pair_id: args.key_pair_id,
+        possible_duplicate: args.possible_duplicate,
+    };
+    let mut out = Stdout::new();
+    let mut writer = ListWriter::new(args.format);
+    writer.start(&mut out)?;
+    let mut left = args.limit.unwrap_or(u64::MAX);
+    let mut after = None;
+    while left > 0 {
+        let page = PAGE.min(left.min(i64::MAX as u64) as i64);
+        let rows = runtime
+            .block_on(audit.list_links(&filter, after, page))
+            .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("listing links")))?;
+        for row in &rows {
+            writer.row(&mut out, row)?;
+        }
+        left -= rows.len() as u64;
+        match rows.last() {
+            Some(last) if rows.len() as i64 == page => after = Some(last.cursor()),
+            _ => break,
+        }
+    }
+    writer.finish(&mut out)?;
+    Ok(out.flush()?)
+}
+
+/// Writes rows as they come, in the chosen format.
+struct ListWriter {
+    format: ListFormat,
+    rows: u64,
+}
+
+impl ListWriter {
+    fn new(format: ListFormat) -> Self {
+        Self { format, rows: 0 }
+    }
+
+    fn start(&mut self, out: &mut Stdout) -> Result<(), super::ReaderGone> {
+        match self.format {
+            ListFormat::Table => out.line(&format!(
+                "{:<36}  {:<7}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  DOCUMENT",
+                "LINK_ID", "STATUS", "DELIVERY", "SENT_AT", "EXPIRES_AT", "REVOKED_AT", "RECIPIENT"
+            )),
+            ListFormat::Json => out.line("["),
+            ListFormat::Csv => out.line(
+                "link_id,event_id,recipient_email,document_key,status,created_at,sent_at,expires_at,revoked_at,delivery,possible_duplicate,key_pair_id,template,ses_message_id",
+            ),
+        }
+    }
+
+    fn row(&mut self, out: &mut Stdout, row: &LinkRow) -> Result<(), super::ReaderGone> {
+        self.rows += 1;
+        match self.format {
+            ListFormat::Table => out.line(&format!(
+                "{:<36}  {:<7}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  {}",
+                row.link_id,
+                row.status,
+                row.delivery.as_deref().unwrap_or(""),
+                time(row.sent_at),
+                time(row.expires_at),
+                time(row.revoked_at),
+                row.recipient_email,
+                row.document_key
+            )),
+            ListFormat::Json => {
+                let json = serde_json::to_string(row).expect("a link serializes");
+                if self.rows > 1 {
+                    out.line(&format!(",{json}"))
+                } else {
+                    out.line(&json)
+                }
+            }
+            ListFormat::Csv => out.line(
+                &[
+                    row.link_id.to_string(),
+                    row.event_id.clone(),
+                    row.recipient_email.clone(),
+                    row.document_key.clone(),
+                    row.status.clone(),
+                    time(Some(row.created_at)),
+                    time(row.sent_at),
+                    time(row.expires_at),
+                    time(row.revoked_at),
+                    row.delivery.clone().unwrap_or_default(),
+                    row.possible_duplicate.to_string(),
+                    row.key_pair_id.clone(),
+                    row.template.clone(),
+                    row.ses_message_id.clone().unwrap_or_default(),
+                ]
+                .iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+            ),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Stdout) -> Result<(), super::ReaderGone> {
+        match self.format {
+            ListFormat::Json => out.line("]"),
+            ListFormat::Table if self.rows == 0 => {
+                eprintln!("no links match");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn show(link_id: Uuid, format: ShowFormat, config: Option<PathBuf>) -> Result<(), Failure> {
+    let settings = SomeSettings::load(config.as_deref())?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let Some(history) = runtime
+        .block_on(audit.link_history(link_id))
+        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link")))?
+    else {
+        eprintln!("doclink: no link {link_id} in the audit log");
+        return Err(Failure::Work);
+    };
+    let mut out = Stdout::new();
+    match format {
+        ShowFormat::Json => {
+            out.line(&serde_json::to_string_pretty(&history).expect("history serializes"))?
+        }
+        ShowFormat::Table => {
+            for line in history_lines(&history) {
+                out.line(&line)?;
+            }
+        }
+    }
+    Ok(out.flush()?)
+}
+
+/// A link's history as text: its facts, then what happened, in order.
+fn history_lines(h: &LinkHistory) -> Vec<String> {
+    let link = &h.link;
+    let mut lines = vec![
+        format!("link        {}", link.link_id),
+        format!("event       {}", link.event_id),
+        format!("recipient   {}", link.recipient_email),
+        format!("document    {}", link.document_key),
+        format!("resource    {}", h.resource_url),
+        format!("template    {}", link.template),
+        format!("signed with {} ({})", link.key_pair_id, h.hash_algorithm),
+        format!(
+            "status      {}{}",
+            link.status,
+            if link.possible_duplicate {
+                " (possible duplicate)"
+            } else {
+                ""
+            }
+        ),
+    ];
+    if let Some(delivery) = &link.delivery {
+        lines.push(format!("delivery    {delivery}"));
+    }
+    lines.push(format!("expires     {}", time(link.expires_at)));
+    if let Some(reason) = &h.failure_reason {
+        lines.push(format!("last error  {reason}"));
+    }
+    lines.push(String::new());
+    lines.push("history".into());
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, String)> =
+        vec![(link.created_at, "claimed".to_string())];
+    for a in &h.attempts {
+        events.push((
+            a.started_at,
+            format!(
+                "attempt {} started (worker {}, message {})",
+                a.attempt,
+                a.worker.as_deref().unwrap_or("?"),
+                a.message_id.as_deref().unwrap_or("?")
+            ),
+        ));
+        if let Some(at) = a.sending_at {
+            let flag = if a.possible_duplicate {
+                ", possible duplicate"
+            } else {
+                ""
+            };
+            events.push((at, format!("attempt {} handed to SES{flag}", a.attempt)));
+        }
+        let ended = match (&a.outcome, &a.ses_message_id) {
+            (Some(outcome), Some(id)) => {
+                format!("attempt {} {outcome}: SES message {id}", a.attempt)
+            }
+            (Some(outcome), None) => format!(
+                "attempt {} {outcome}{}{}",
+                a.attempt,
+                a.error_class
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
+                a.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            (None, _) => format!("attempt {} never finished (the worker stopped)", a.attempt),
+        };
+        events.push((a.finished_at.unwrap_or(a.started_at), ended));
+    }
+    if let Some(sent) = link.sent_at {
+        events.push((
+            sent,
+            format!(
+                "sent (SES message {})",
+                link.ses_message_id.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
+    for e in &h.delivery_events {
+        let bounce = match (&e.bounce_type, &e.bounce_subtype) {
+            (Some(t), Some(s)) => format!(" {t}/{s}"),
+            (Some(t), None) => format!(" {t}"),
+            _ => String::new(),
+        };
+        events.push((
+            e.occurred_at.unwrap_or(e.received_at),
+            format!(
+                "SES {}{bounce} ({})",
+                e.event_type,
+                e.recipients.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(r) = &h.revocation {
+        events.push((
+            r.revoked_at,
+            format!(
+                "revoked by {}: {} (revocation {}, {})",
+                r.revoked_by, r.reason, r.id, r.selector
+            ),
+        ));
+    }
+    events.sort_by_key(|(at, _)| *at);
+    lines.extend(
+        events
+            .into_iter()
+            .map(|(at, what)| format!("  {}  {what}", time(Some(at)))),
+    );
+    lines
+}
+
+fn revoke(args: RevokeArgs) -> Result<(), Failure> {
+    let selector = match (
+        args.link_id,
+        args.recipient,
+        args.document,
+        args.event,
+        args.key_pair_id,
+    ) {
+        (Some(id), ..) => RevocationSelector::Link(id),
+        (_, Some(email), ..) => RevocationSelector::Recipient(email),
+        (_, _, Some(key), ..) => RevocationSelector::Document(key),
+        (_, _, _, Some(event), _) => RevocationSelector::Event(event),
+        (_, _, _, _, Some(key)) => RevocationSelector::KeyPairId(key),
+        _ => unreachable!("clap requires one selector"),
+    };
+    if args.reason.trim().is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--reason: say why the links are revoked"
+        )));
+    }
+    let settings = SomeSettings::load(args.config.as_deref())?;
+    let store_arn = settings.revocation_kvs_arn()?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let by = who(args.by);
+    let report = runtime
+        .block_on(audit.revoke(&selector, args.reason.trim(), &by, args.dry_run))
+        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("revoking")))?;
+    let verb = if args.dry_run {
+        "would revoke"
+    } else {
+        "revoked"
+    };
+    println!(
+        "{verb} {} link{} ({} already revoked, {} expired){}",
+        report.revoked,
+        if report.revoked == 1 { "" } else { "s" },
+        report.already_revoked,
+        report.expired,
+        report
+            .revocation_id
+            .map(|id| format!("; revocation {id}, by {by}"))
+            .unwrap_or_default()
+    );
+    if let RevocationSelector::KeyPairId(key) = &selector {
+        print_key_rotation(key);
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    match store_arn {
+        Some(arn) => sync_edge(&runtime, &audit, arn),
+        None => {
+            eprintln!(
+                "note: DOCLINK_REVOCATION_KVS_ARN is not set, so the edge does not refuse these links yet; \
+                 they are revoked in the audit log only"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Brings the edge store in line right after a revocation.
+fn sync_edge(
+    runtime: &tokio::runtime::Runtime,
+    audit: &AuditLog,
+    arn: doclink::edge::KvsArn,
+) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        let aws = doclink::startup::aws_config().await;
+        let store = doclink::edge::RevocationStore::new(&aws, arn);
+        doclink::runtime::watch::sync_once(&store, audit).await
+    });
+    match result {
+        Ok(report) => {
+            println!(
+                "edge revocation store updated in {} ms: {} put, {} deleted, {} unchanged",
+                started.elapsed().as_millis(),
+                report.put,
+                report.deleted,
+                report.unchanged
+            );
+            Ok(())
+        }
+        Err(why) => Err(Failure::Unavailable(anyhow::anyhow!(
+            "the links are revoked in the audit log, but the edge store could not be updated: {why}; \
+             `doclink run` retries every DOCLINK_REVOCATION_SYNC_INTERVAL, or run `doclink revocations sync`"
+        ))),
+    }
+}
+
+/// Revoking every link of a key at once is a key rotation at CloudFront.
+fn print_key_rotation(key: &str) {
+    println!(
+        "\nTo make CloudFront refuse every link signed with {key} at once (also those the edge store\n\
+         would not hold), remove that public key from the key group:\n\
+         \n  aws cloudfront get-key-group --id <KEY_GROUP_ID>     # note the ETag and the Items\n\
+         \x20 aws cloudfront update-key-group --id <KEY_GROUP_ID> --if-match <ETAG> \\\n\
+         \x20     --key-group-config 'Name=<NAME>,Items=[<the other key ids>]'\n\
+         \nSign new links with another key first (see \"Key rotation\" in the README)."
+    );
+}
+
+fn purge(
+    older_than: std::time::Duration,
+    dry_run: bool,
+    batch: i64,
+    config: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let settings = SomeSettings::load(config.as_deref())?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
+    let report = runtime
+        .block_on(audit.purge(cutoff, batch, dry_run))
+        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
+    println!(
+        "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
+         kept {} revoked links that have not expired",
+        if dry_run { "would remove" } else { "removed" },
+        report.links,
+        report.attempts,
+        report.delivery_events,
+        report.rejections,
+        time(Some(cutoff)),
+        report.kept_revoked
+    );
+    Ok(())
+}

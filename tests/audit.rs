@@ -1,0 +1,815 @@
+//! The audit log's commands against real PostgreSQL: `links list|show|revoke|purge`,
+//! `rejections list|retry`, `revocations sync|export`, `verify` of a revoked link,
+//! SES delivery events through the events queue, and revocation at the edge (a
+//! KeyValueStore stand-in, and the CloudFront Function under node).
+
+mod support;
+
+use doclink::signing::KeyKind;
+use sqlx::Row;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use support::kvs_standin::KvsStandIn;
+use support::ses_standin::{Behaviour, SesStandIn};
+use support::{TestStack, stderr, stdout};
+
+const ARN: &str = "arn:aws:cloudfront::123456789012:key-value-store/0a1b2c3d-4e5f";
+
+/// A migrated stack with `n` links sent through the real pipeline.
+async fn with_sent_links(name: &str, n: usize) -> (TestStack, SesStandIn) {
+    let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| {
+            stack
+                .event(i, &format!("decisions/2026/C-{i}/Décision.pdf"))
+                .to_string()
+        })
+        .collect();
+    stack.enqueue(&bodies).await;
+    let ses = SesStandIn::start(Behaviour::Accept, Duration::ZERO).await;
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    (stack, ses)
+}
+
+/// Adds `n` synthetic links (statuses, keys and times varied) straight to the table.
+async fn seed(stack: &TestStack, n: i64) {
+    sqlx::query(
+        "INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, template, locale,
+                            key_pair_id, hash_algorithm, status, attempts, created_at, sent_at, expires_at, delivery,
+                            possible_duplicate)
+         SELECT gen_random_uuid(), 'seed-' || i, 'archive/' || (i % 50) || '/letter-' || i || '.pdf',
+                'https://letters.example.net/x', 'Person' || (i % 20) || '@Example.org', 'correspondence', 'en',
+                CASE WHEN i % 10 = 0 THEN 'KOLDKEY' ELSE 'K2JCJMDEHXQW5F' END, 'SHA1',
+                CASE WHEN i % 7 = 0 THEN 'failed' ELSE 'sent' END, 1,
+                now() - make_interval(days => 400) + make_interval(secs => i),
+                now() - make_interval(days => 400) + make_interval(secs => i),
+                now() + make_interval(days => 7),
+                CASE WHEN i % 11 = 0 THEN 'bounced' WHEN i % 13 = 0 THEN 'complained' END,
+                i % 17 = 0
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(n)
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+#[tokio::test]
+async fn links_list_filters_formats_and_pages() {
+    let (stack, _ses) = with_sent_links("list", 6).await;
+    seed(&stack, 1_200).await;
+    let list = |args: &'static [&'static str]| {
+        let stack = &stack;
+        async move {
+            let mut all = vec!["links", "list"];
+            all.extend_from_slice(args);
+            let out = stack.doclink(&all, &[]).await;
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            stdout(&out)
+        }
+    };
+    let json = |text: String| -> Vec<serde_json::Value> { serde_json::from_str(&text).unwrap() };
+
+    // Everything, in issue order, across pages of 500.
+    let all = json(list(&["--format", "json"]).await);
+    assert_eq!(all.len(), 1_206);
+    let created: Vec<&str> = all
+        .iter()
+        .map(|l| l["created_at"].as_str().unwrap())
+        .collect();
+    assert!(
+        created.windows(2).all(|w| w[0] <= w[1]),
+        "ordered by issue time"
+    );
+    for key in [
+        "link_id",
+        "event_id",
+        "recipient_email",
+        "document_key",
+        "status",
+        "sent_at",
+        "expires_at",
+        "revoked_at",
+        "delivery",
+    ] {
+        assert!(all[0].get(key).is_some(), "json has {key}");
+    }
+    assert_eq!(
+        json(list(&["--format", "json", "--limit", "700"]).await).len(),
+        700
+    );
+
+    // Each filter.
+    let recipient = json(list(&["--recipient", "PERSON3@example.ORG", "--format", "json"]).await);
+    assert_eq!(recipient.len(), 60, "recipient is case-insensitive");
+    let exact = json(list(&["--document", "archive/7/letter-57.pdf", "--format", "json"]).await);
+    assert_eq!(exact.len(), 1);
+    let prefix = json(list(&["--document", "archive/7/*", "--format", "json"]).await);
+    assert_eq!(prefix.len(), 24);
+    assert!(prefix.iter().all(|l| {
+        l["document_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("archive/7/")
+    }));
+    let event = json(list(&["--event", "seed-42", "--format", "json"]).await);
+    assert_eq!(event[0]["event_id"], "seed-42");
+    assert_eq!(
+        json(list(&["--status", "failed", "--format", "json"]).await).len(),
+        171
+    );
+    assert_eq!(
+        json(list(&["--status", "bounced", "--format", "json"]).await).len(),
+        109
+    );
+    assert_eq!(
+        json(list(&["--status", "complained", "--format", "json"]).await).len(),
+        84
+    );
+    assert_eq!(
+        json(list(&["--key-pair-id", "KOLDKEY", "--format", "json"]).await).len(),
+        120
+    );
+    assert_eq!(
+        json(list(&["--possible-duplicate", "--format", "json"]).await).len(),
+        70
+    );
+    let recent = json(list(&["--since", "1d", "--format", "json"]).await);
+    assert_eq!(recent.len(), 6, "only the pipeline's links are recent");
+    assert!(
+        recent
+            .iter()
+            .all(|l| l["status"] == "sent" && l["sent_at"].is_string())
+    );
+    assert_eq!(
+        json(list(&["--until", "1d", "--format", "json"]).await).len(),
+        1_200
+    );
+    assert_eq!(
+        json(
+            list(&[
+                "--key-pair-id",
+                "KOLDKEY",
+                "--status",
+                "failed",
+                "--format",
+                "json"
+            ])
+            .await
+        )
+        .len(),
+        17,
+        "filters combine"
+    );
+
+    // Table and CSV.
+    let table = list(&["--event", "seed-42"]).await;
+    assert!(lines(&table)[0].starts_with("LINK_ID"), "{table}");
+    assert!(lines(&table)[1].contains("Person2@Example.org"), "{table}");
+    let csv = list(&["--event", "seed-42", "--format", "csv"]).await;
+    assert!(lines(&csv)[0].starts_with("link_id,event_id,recipient_email,document_key,status"));
+    assert!(
+        lines(&csv)[1].contains(",seed-42,Person2@Example.org,archive/42/letter-42.pdf,failed,"),
+        "{csv}"
+    );
+
+    // A reader that stops early (`| head -1`) ends the command quietly, with success.
+    let mut child = stack.spawn(&["links", "list"], &[]);
+    let mut first = String::new();
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut reader = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        reader.read_line(&mut first).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert!(first.starts_with("LINK_ID"), "{first}");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    let out = stack
+        .doclink(&["links", "list", "--status", "bogus"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("\"bogus\" is not one of pending, sending, sent, failed, revoked, delivered, bounced, complained"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn revoking_records_who_when_why_and_is_idempotent() {
+    let (stack, _ses) = with_sent_links("revoke", 4).await;
+    seed(&stack, 40).await;
+    // One link has expired: revoking it is pointless, its signature already fails.
+    sqlx::query(
+        "UPDATE links SET expires_at = now() - interval '1 day' WHERE event_id = 'seed-20'",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let recipient = "person0@example.org";
+    let dry = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--recipient",
+                recipient,
+                "--reason",
+                "wrong address",
+                "--dry-run",
+            ],
+            &[],
+        )
+        .await;
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would revoke 1 link (0 already revoked, 1 expired)"
+    );
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM links WHERE revoked_at IS NOT NULL")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(revoked, 0, "a dry run changes nothing");
+
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--recipient",
+                recipient,
+                "--reason",
+                "wrong address",
+                "--by",
+                "alice",
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("revoked 1 link (0 already revoked, 1 expired); revocation "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("DOCLINK_REVOCATION_KVS_ARN is not set"),
+        "{}",
+        stderr(&out)
+    );
+    let again = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--recipient",
+                recipient,
+                "--reason",
+                "again",
+                "--by",
+                "bob",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        stdout(&again).trim(),
+        "revoked 0 links (1 already revoked, 1 expired)"
+    );
+    let row = sqlx::query("SELECT revoked_by, reason, selector, links_revoked FROM revocations")
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        row.len(),
+        1,
+        "a revocation that revoked nothing is not recorded"
+    );
+    assert_eq!(row[0].get::<String, _>("revoked_by"), "alice");
+    assert_eq!(row[0].get::<String, _>("reason"), "wrong address");
+    assert_eq!(
+        row[0].get::<String, _>("selector"),
+        "recipient person0@example.org"
+    );
+    assert_eq!(row[0].get::<i32, _>("links_revoked"), 1);
+
+    // By link, event, document and key.
+    let link: String = sqlx::query_scalar("SELECT link_id::text FROM links WHERE event_id = $1")
+        .bind(format!("{}-1", stack.name))
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    for args in [
+        vec!["links", "revoke", link.as_str(), "--reason", "r"],
+        vec!["links", "revoke", "--event", "seed-3", "--reason", "r"],
+        vec![
+            "links",
+            "revoke",
+            "--document",
+            "archive/5/letter-5.pdf",
+            "--reason",
+            "r",
+        ],
+    ] {
+        let out = stack.doclink(&args, &[]).await;
+        assert!(
+            stdout(&out).starts_with("revoked 1 link "),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--key-pair-id",
+                "KOLDKEY",
+                "--reason",
+                "key leaked",
+            ],
+            &[],
+        )
+        .await;
+    // Seeded KOLDKEY links are 10, 20, 30 and 40: 40 was revoked with its recipient, 20 expired.
+    assert!(
+        stdout(&out).starts_with("revoked 2 links (1 already revoked, 1 expired)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("remove that public key from the key group"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("aws cloudfront update-key-group"),
+        "{}",
+        stdout(&out)
+    );
+    let out = stack
+        .doclink(&["links", "revoke", "--reason", "r"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "a selector is required");
+
+    // The revocation is in the link's history and in `links list --status revoked`.
+    let out = stack.doclink(&["links", "show", &link], &[]).await;
+    let history = stdout(&out);
+    for expected in [
+        "claimed",
+        "attempt 1 started",
+        "attempt 1 handed to SES",
+        "attempt 1 sent: SES message",
+        "sent (SES message",
+        "revoked by",
+    ] {
+        assert!(history.contains(expected), "{expected} in:\n{history}");
+    }
+    let out = stack
+        .doclink(
+            &["links", "list", "--status", "revoked", "--format", "json"],
+            &[],
+        )
+        .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        listed.len(),
+        6,
+        "seed-40, the pipeline's link, seed-3, seed-5, seed-10 and seed-30"
+    );
+    assert!(listed.iter().all(|l| l["revoked_at"].is_string()));
+}
+
+#[tokio::test]
+async fn a_revoked_link_is_refused_at_the_edge_and_by_verify() {
+    let (stack, ses) = with_sent_links("edge", 3).await;
+    let kvs = KvsStandIn::start().await;
+    let env = [
+        ("DOCLINK_REVOCATION_KVS_ARN", ARN),
+        ("AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE", &kvs.uri()),
+    ];
+    let links: Vec<(String, String)> =
+        sqlx::query("SELECT link_id::text, event_id FROM links ORDER BY event_id")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    // Another writer's entry, and a stale revocation the store must drop.
+    kvs.put("not-a-link-id", "keep me");
+    kvs.put("0192f3a4-5b6c-7d8e-9f01-23456789abcd", "1");
+    kvs.inject_conflicts(1);
+
+    let started = std::time::Instant::now();
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                &links[0].0,
+                "--reason",
+                "sent to the wrong person",
+            ],
+            &env,
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("edge revocation store updated"),
+        "{}",
+        stdout(&out)
+    );
+    let items = kvs.items();
+    assert!(
+        items.contains_key(&links[0].0),
+        "revoked at the edge: {items:?}"
+    );
+    assert!(!items.contains_key(&links[1].0));
+    assert_eq!(
+        items.get("not-a-link-id").map(String::as_str),
+        Some("keep me")
+    );
+    assert!(
+        !items.contains_key("0192f3a4-5b6c-7d8e-9f01-23456789abcd"),
+        "no longer revoked: dropped"
+    );
+    assert_eq!(
+        kvs.conflicts_answered(),
+        1,
+        "a conflicting ETag is read again"
+    );
+    let expires: i64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at)::bigint FROM links WHERE link_id = $1::uuid",
+    )
+    .bind(&links[0].0)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(items[&links[0].0], expires.to_string());
+    // The store held the revocation when the command returned; the whole call is quick.
+    assert!(
+        took < Duration::from_secs(2),
+        "revoke to edge took {took:?}"
+    );
+    println!("revoke to edge: {} ms", took.as_millis());
+
+    // A second sync changes nothing.
+    let out = stack.doclink(&["revocations", "sync"], &env).await;
+    assert_eq!(
+        stdout(&out).trim(),
+        "edge revocation store in line: 0 put, 0 deleted, 1 unchanged",
+        "{}",
+        stderr(&out)
+    );
+
+    // Once expired, it leaves the store.
+    sqlx::query(
+        "UPDATE links SET expires_at = now() - interval '1 second' WHERE link_id = $1::uuid",
+    )
+    .bind(&links[0].0)
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let out = stack.doclink(&["revocations", "sync"], &env).await;
+    assert_eq!(
+        stdout(&out).trim(),
+        "edge revocation store in line: 0 put, 1 deleted, 0 unchanged"
+    );
+    sqlx::query("UPDATE links SET expires_at = now() + interval '1 day' WHERE link_id = $1::uuid")
+        .bind(&links[0].0)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+
+    // The exported list feeds the CloudFront Function under node: revoked is 403,
+    // the others pass.
+    let file = stack.dir.path().join("revoked.kvs.json");
+    let out = stack
+        .doclink(
+            &[
+                "revocations",
+                "export",
+                "--format",
+                "kvs-json",
+                "--out",
+                file.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let passing = format!("{},{}", links[1].0, links[2].0);
+    let node = std::process::Command::new("node")
+        .args([
+            "--test",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/edge/revocation.test.mjs"
+            ),
+        ])
+        .env("REVOCATION_KVS_FILE", &file)
+        .env("REVOCATION_EXPECT_PASS", &passing)
+        .output()
+        .expect("node runs the edge function's tests");
+    assert!(
+        node.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&node.stdout),
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported["data"].as_array().unwrap().len(), 1);
+    let out = stack.doclink(&["revocations", "export"], &[]).await;
+    let plain: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plain[0]["link_id"], links[0].0.as_str());
+
+    // verify says revoked for the revoked link's URL, valid for another.
+    let emails = ses.accepted();
+    assert_eq!(emails.len(), 3);
+    let _ = &stack.endpoint;
+    let public = stack.dir.path().join("public.pem");
+    std::fs::write(&public, &stack.public_key_pem).unwrap();
+    for email in emails {
+        let (link_id, url) = (email.link_id.clone(), email.link());
+        let out = stack
+            .doclink(
+                &["verify", "--public-key", public.to_str().unwrap(), &url],
+                &[],
+            )
+            .await;
+        let expected = if link_id == links[0].0 {
+            "revoked"
+        } else {
+            "valid"
+        };
+        assert_eq!(stdout(&out).trim(), expected, "{link_id}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn a_store_over_five_megabytes_is_refused_with_the_way_out() {
+    let stack = TestStack::new("kvsfull", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    seed(&stack, 120_000).await;
+    sqlx::query("UPDATE links SET revoked_at = now()")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let kvs = KvsStandIn::start().await;
+    let out = stack
+        .doclink(
+            &["revocations", "sync"],
+            &[
+                ("DOCLINK_REVOCATION_KVS_ARN", ARN),
+                ("AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE", &kvs.uri()),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "more than the KeyValueStore's 5 MB: revoke by key-pair id (rotate the key) instead"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(kvs.items().is_empty());
+}
+
+#[tokio::test]
+async fn ses_events_set_delivery_state_and_nothing_is_dropped() {
+    let (stack, _ses) = with_sent_links("events", 3).await;
+    let events_queue = stack.create_queue("events").await;
+    let rows: Vec<(String, String)> =
+        sqlx::query("SELECT link_id::text, ses_message_id FROM links ORDER BY event_id")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    let fixture = |name: &str, link: &(String, String)| -> String {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/ses-notifications/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        text.replace("0192f3a4-5b6c-7d8e-9f01-23456789abcd", &link.0)
+            .replace(
+                "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000",
+                &link.1,
+            )
+    };
+    let unknown = fixture(
+        "delivery.json",
+        &(
+            "0192f3a4-5b6c-7d8e-9f01-000000000000".into(),
+            "no-such-message".into(),
+        ),
+    );
+    let bodies = vec![
+        // Link 0: delivered, then a transient bounce (must not undo the delivery).
+        fixture("sns-wrapped-delivery.json", &rows[0]),
+        fixture("bounce-transient.json", &rows[0]),
+        // Link 1: bounced for good, reported twice (stored once).
+        fixture("bounce-permanent.json", &rows[1]),
+        fixture("bounce-permanent.json", &rows[1]),
+        // Link 2: delivered, then complained.
+        fixture("delivery.json", &rows[2]),
+        fixture("complaint.json", &rows[2]),
+        unknown,
+        "this is not a notification".to_string(),
+    ];
+    stack.enqueue_to(&events_queue, &bodies).await;
+    let child = stack.spawn(&["run"], &[("DOCLINK_EVENTS_QUEUE_URL", &events_queue)]);
+    stack
+        .wait_for_count("SELECT count(*)::bigint FROM delivery_events", 6)
+        .await;
+    stack
+        .wait_for_count(
+            "SELECT count(*)::bigint FROM rejections WHERE field = 'body'",
+            1,
+        )
+        .await;
+    support::terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = |link: &str| {
+        let pool = stack.pool.clone();
+        let link = link.to_string();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT delivery FROM links WHERE link_id = $1::uuid",
+            )
+            .bind(link)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(state(&rows[0].0).await.as_deref(), Some("delivered"));
+    assert_eq!(state(&rows[1].0).await.as_deref(), Some("bounced"));
+    assert_eq!(state(&rows[2].0).await.as_deref(), Some("complained"));
+    let unmatched: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_events WHERE link_id IS NULL")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(unmatched, 1, "an event for an unknown message is kept");
+    assert_eq!(stack.queue_counts(&events_queue).await, (0, 0));
+    // The history shows them.
+    let out = stack.doclink(&["links", "show", &rows[0].0], &[]).await;
+    assert!(stdout(&out).contains("SES delivery"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("SES bounce Transient/General"),
+        "{}",
+        stdout(&out)
+    );
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "list",
+                "--status",
+                "complained",
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["delivery"], "complained");
+}
+
+#[tokio::test]
+async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed() {
+    let stack = TestStack::new("retry", KeyKind::EcdsaP256).await;
+    let mut refused = stack.event(1, "docs/a.pdf");
+    refused["recipient"]["email"] = format!("blocked@{}", stack.domain).into();
+    stack
+        .enqueue(&[
+            refused.to_string(),
+            "not json at all".to_string(),
+            stack.event(2, "docs/b.pdf").to_string(),
+        ])
+        .await;
+    let ses = SesStandIn::start(Behaviour::RejectRecipients("blocked"), Duration::ZERO).await;
+    let env = [("AWS_ENDPOINT_URL_SESV2", ses.uri())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = stack.drain(&env).await;
+    assert!(
+        stdout(&out).starts_with("sent 1, duplicates skipped 0, rejected 1, failed 1"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = stack
+        .doclink(&["rejections", "list", "--format", "json"], &[])
+        .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed.len(), 2);
+    let kinds: BTreeSet<&str> = listed.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, BTreeSet::from(["invalid", "refused"]));
+    let refused_row = listed.iter().find(|r| r["kind"] == "refused").unwrap();
+    assert_eq!(refused_row["body"], refused.to_string());
+    let out = stack
+        .doclink(&["rejections", "list", "--kind", "invalid"], &[])
+        .await;
+    assert_eq!(lines(&stdout(&out)).len(), 2, "{}", stdout(&out));
+    assert!(stdout(&out).contains("is not JSON"), "{}", stdout(&out));
+
+    // The suppression is lifted: retry puts the letter back and reopens its link.
+    ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
+    let id = refused_row["id"].as_i64().unwrap().to_string();
+    let out = stack
+        .doclink(&["rejections", "retry", &id, "--by", "carol"], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("; link "), "{}", stdout(&out));
+    let out = stack.drain(&env).await;
+    assert!(stdout(&out).starts_with("sent 1,"), "{}", stdout(&out));
+    let row =
+        sqlx::query("SELECT status, attempts FROM links WHERE recipient_email LIKE 'blocked@%'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(row.get::<String, _>("status"), "sent");
+    assert_eq!(row.get::<i32, _>("attempts"), 2);
+    let retried =
+        sqlx::query("SELECT retried_by, retry_count FROM rejections WHERE kind = 'refused'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(retried.get::<String, _>("retried_by"), "carol");
+    assert_eq!(retried.get::<i32, _>("retry_count"), 1);
+    let out = stack.doclink(&["rejections", "retry", "999999"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no rejection 999999"));
+}
+
+#[tokio::test]
+async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
+    let (stack, _ses) = with_sent_links("purge", 2).await;
+    seed(&stack, 300).await;
+    // An old link revoked but still valid must stay: the edge still refuses it.
+    sqlx::query("UPDATE links SET revoked_at = now() WHERE event_id IN ('seed-1', 'seed-2')")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE event_id = 'seed-2'")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let dry = stack
+        .doclink(&["links", "purge", "--older-than", "30d", "--dry-run"], &[])
+        .await;
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).starts_with("would remove 299 links, 0 attempts"),
+        "{}",
+        stdout(&dry)
+    );
+    let out = stack
+        .doclink(
+            &["links", "purge", "--older-than", "30d", "--batch", "64"],
+            &[],
+        )
+        .await;
+    assert!(
+        stdout(&out).starts_with("removed 299 links,"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("kept 1 revoked links that have not expired"),
+        "{}",
+        stdout(&out)
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM links ORDER BY event_id")
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&"seed-1".to_string()));
+    let again = stack
+        .doclink(&["links", "purge", "--older-than", "30d"], &[])
+        .await;
+    assert!(
+        stdout(&again)
+            .starts_with("removed 0 links, 0 attempts, 0 delivery events and 0 rejections"),
+        "{}",
+        stdout(&again)
+    );
+}
