@@ -96,6 +96,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "SES configuration set (event destinations)",
     },
     SettingSpec {
+        key: "ses_timeout",
+        env: "DOCLINK_SES_TIMEOUT",
+        default: Some("30s"),
+        help: "how long one SendEmail call may take; past it, the outcome is unknown and the letter is retried, flagged",
+    },
+    SettingSpec {
         key: "send_rate",
         env: "DOCLINK_SEND_RATE",
         default: Some("auto"),
@@ -252,6 +258,7 @@ pub struct Settings {
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
     pub ses_configuration_set: Option<String>,
+    pub ses_timeout: Duration,
     pub send_rate: RateSetting,
     pub send_rate_fallback: SendRate,
     pub workers: u32,
@@ -496,6 +503,10 @@ impl Settings {
         let from = p.check(raw.parse("from", mailbox));
         let reply_to = p.check(raw.parse_optional("reply_to", mailbox));
         let ses_configuration_set = p.check(raw.optional("ses_configuration_set"));
+        let ses_timeout = p.check(raw.parse(
+            "ses_timeout",
+            duration_in(Duration::from_secs(1), Duration::from_secs(120)),
+        ));
         let send_rate = p.check(raw.parse("send_rate", |v| {
             if v.eq_ignore_ascii_case("auto") {
                 Ok(RateSetting::Auto)
@@ -557,6 +568,7 @@ impl Settings {
             Some(from),
             Some(reply_to),
             Some(ses_configuration_set),
+            Some(ses_timeout),
             Some(send_rate),
             Some(send_rate_fallback),
             Some(workers),
@@ -586,6 +598,7 @@ impl Settings {
             from,
             reply_to,
             ses_configuration_set,
+            ses_timeout,
             send_rate,
             send_rate_fallback,
             workers,
@@ -622,6 +635,7 @@ impl Settings {
             from,
             reply_to,
             ses_configuration_set,
+            ses_timeout,
             send_rate,
             send_rate_fallback,
             workers,
