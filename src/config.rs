@@ -180,6 +180,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "how often `run` brings the KeyValueStore in line with the audit log",
     },
     SettingSpec {
+        key: "distribution_id",
+        env: "DOCLINK_DISTRIBUTION_ID",
+        default: Some(""),
+        help: "the CloudFront distribution serving the links, for `doclink doctor` to check",
+    },
+    SettingSpec {
         key: "shutdown_grace",
         env: "DOCLINK_SHUTDOWN_GRACE",
         default: Some("30s"),
@@ -272,6 +278,7 @@ pub struct Settings {
     pub events_queue_url: Option<String>,
     pub revocation_kvs_arn: Option<KvsArn>,
     pub revocation_sync_interval: Duration,
+    pub distribution_id: Option<String>,
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -534,6 +541,13 @@ impl Settings {
             "revocation_sync_interval",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
         ));
+        let distribution_id = p.check(raw.parse_optional("distribution_id", |v| {
+            if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("{v:?} is not a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL)"))
+            }
+        }));
         let shutdown_grace = p.check(raw.parse(
             "shutdown_grace",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
@@ -582,6 +596,7 @@ impl Settings {
             Some(events_queue_url),
             Some(revocation_kvs_arn),
             Some(revocation_sync_interval),
+            Some(distribution_id),
             Some(shutdown_grace),
             Some(http_addr),
             Some(log_format),
@@ -612,6 +627,7 @@ impl Settings {
             events_queue_url,
             revocation_kvs_arn,
             revocation_sync_interval,
+            distribution_id,
             shutdown_grace,
             http_addr,
             log_format,
@@ -649,6 +665,7 @@ impl Settings {
             events_queue_url,
             revocation_kvs_arn,
             revocation_sync_interval,
+            distribution_id,
             shutdown_grace,
             http_addr,
             log_format,
