@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
+.PHONY: demo test chaos bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
 
 build:
 	$(CARGO) build --release
@@ -19,6 +19,11 @@ test:
 	$(CARGO) build --tests --bins
 	scripts/stack.sh $(CARGO) test --lib --bins --tests --no-fail-fast
 	scripts/lint-deploy.sh
+
+# The reliability tests at full size; writes RELIABILITY.md.
+chaos:
+	$(CARGO) build --tests --bins
+	scripts/stack.sh scripts/chaos.sh
 
 bench: bench-signing bench-audit bench-pipeline
 

@@ -96,6 +96,13 @@ is not set (DOCLINK_ORG_NAME, DOCLINK_CONTACT) shows as a visible placeholder.")
         #[command(subcommand)]
         command: commands::rejections::RejectionsCommand,
     },
+    /// Check a live configuration end to end: one line per check, and what to do.
+    #[command(after_help = "\
+Example:
+  doclink doctor --config /etc/doclink.toml
+
+Exits 0 when every check passes, and 1 otherwise.")]
+    Doctor(commands::doctor::DoctorArgs),
     /// Keep the edge's revocation store in line, or export the active revocations.
     Revocations {
         #[command(subcommand)]
@@ -169,6 +176,7 @@ fn main() -> ExitCode {
         Command::Links { command } => commands::links::run(command),
         Command::Rejections { command } => commands::rejections::run(command),
         Command::Revocations { command } => commands::revocations::run(command),
+        Command::Doctor(args) => commands::doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

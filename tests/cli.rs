@@ -567,6 +567,7 @@ fn every_help_has_an_example() {
         &["rejections", "retry"],
         &["revocations", "sync"],
         &["revocations", "export"],
+        &["doctor"],
     ] {
         let mut args = path.to_vec();
         args.push("--help");
