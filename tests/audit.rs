@@ -728,7 +728,11 @@ async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed
         .doclink(&["rejections", "list", "--kind", "invalid"], &[])
         .await;
     assert_eq!(lines(&stdout(&out)).len(), 2, "{}", stdout(&out));
-    assert!(stdout(&out).contains("is not JSON"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("is not valid JSON"),
+        "{}",
+        stdout(&out)
+    );
 
     // The suppression is lifted: retry puts the letter back and reopens its link.
     ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
