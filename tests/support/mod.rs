@@ -3,7 +3,9 @@
 //! server and moto. Emails are told apart by a recipient domain unique to the test.
 #![allow(dead_code)]
 
+pub mod kms_standin;
 pub mod kvs_standin;
+pub mod reliability;
 pub mod ses_standin;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
@@ -35,6 +37,9 @@ pub struct TestStack {
     pub dir: tempfile::TempDir,
     pub ciphertext: PathBuf,
     pub public_key_pem: Vec<u8>,
+    /// The plaintext PKCS#8 PEM that `ciphertext` holds: for tests that look for it
+    /// where it must never be (logs, metrics, the database).
+    pub private_key_pem: Vec<u8>,
     pub endpoint: String,
 }
 
@@ -96,10 +101,10 @@ impl TestStack {
         let key = PrivateKey::generate(key_kind).unwrap();
         let public_key_pem = key.public_key().unwrap().to_pem().into_bytes();
         let context = doclink::kms::EncryptionContext::parse_list(CONTEXT).unwrap();
-        let ciphertext_bytes =
-            doclink::kms::encrypt(&kms, &kms_key_id, &key.to_pkcs8_pem().unwrap(), &context)
-                .await
-                .unwrap();
+        let private_key_pem = key.to_pkcs8_pem().unwrap().to_vec();
+        let ciphertext_bytes = doclink::kms::encrypt(&kms, &kms_key_id, &private_key_pem, &context)
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ciphertext = dir.path().join("signing-key.ct");
         std::fs::write(&ciphertext, &ciphertext_bytes).unwrap();
@@ -116,6 +121,7 @@ impl TestStack {
             dir,
             ciphertext,
             public_key_pem,
+            private_key_pem,
             endpoint,
         }
     }
