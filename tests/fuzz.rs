@@ -12,8 +12,15 @@
 //!
 //! The budget is `PROPTEST_CASES` (with the other `PROPTEST_*` variables, such as
 //! `PROPTEST_RNG_SEED` to replay a run); without it each target runs a few seconds'
-//! worth. `make chaos` sets a large budget per target, e.g.
-//! `PROPTEST_CASES=200000 cargo test --release --test fuzz event_parsing`.
+//! worth. A large budget per target, as `make chaos` runs it:
+//!
+//! ```sh
+//! PROPTEST_CASES=200000 cargo test --test fuzz event_parsing
+//! PROPTEST_CASES=20000 cargo test --test fuzz url_building
+//! ```
+//!
+//! With `DOCLINK_RELIABILITY_DIR` set, each target writes its count to `fuzz.json`
+//! (`event_cases`, `url_cases`, and `panics` summed over both).
 
 mod support;
 
