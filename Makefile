@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test audit bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build
+.PHONY: demo test chaos audit bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build
 
 build:
 	$(CARGO) build --release
@@ -19,6 +19,11 @@ test:
 	$(CARGO) build --tests --bins
 	scripts/stack.sh $(CARGO) test --lib --bins --tests --no-fail-fast
 	scripts/lint-deploy.sh
+
+# The reliability tests at full size; writes RELIABILITY.md.
+chaos:
+	$(CARGO) build --tests --bins
+	scripts/stack.sh scripts/chaos.sh
 
 # Supply chain: `cargo deny check bans licenses sources` against deny.toml. Installs
 # cargo-deny under CARGO_HOME on first use; needs no advisory database.

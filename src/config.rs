@@ -96,6 +96,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "SES configuration set (event destinations)",
     },
     SettingSpec {
+        key: "ses_timeout",
+        env: "DOCLINK_SES_TIMEOUT",
+        default: Some("30s"),
+        help: "how long one SendEmail call may take; past it, the outcome is unknown and the letter is retried, flagged",
+    },
+    SettingSpec {
         key: "send_rate",
         env: "DOCLINK_SEND_RATE",
         default: Some("auto"),
@@ -172,6 +178,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         env: "DOCLINK_REVOCATION_SYNC_INTERVAL",
         default: Some("60s"),
         help: "how often `run` brings the KeyValueStore in line with the audit log",
+    },
+    SettingSpec {
+        key: "distribution_id",
+        env: "DOCLINK_DISTRIBUTION_ID",
+        default: Some(""),
+        help: "the CloudFront distribution serving the links, for `doclink doctor` to check",
     },
     SettingSpec {
         key: "shutdown_grace",
@@ -252,6 +264,7 @@ pub struct Settings {
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
     pub ses_configuration_set: Option<String>,
+    pub ses_timeout: Duration,
     pub send_rate: RateSetting,
     pub send_rate_fallback: SendRate,
     pub workers: u32,
@@ -265,6 +278,7 @@ pub struct Settings {
     pub events_queue_url: Option<String>,
     pub revocation_kvs_arn: Option<KvsArn>,
     pub revocation_sync_interval: Duration,
+    pub distribution_id: Option<String>,
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -496,6 +510,10 @@ impl Settings {
         let from = p.check(raw.parse("from", mailbox));
         let reply_to = p.check(raw.parse_optional("reply_to", mailbox));
         let ses_configuration_set = p.check(raw.optional("ses_configuration_set"));
+        let ses_timeout = p.check(raw.parse(
+            "ses_timeout",
+            duration_in(Duration::from_secs(1), Duration::from_secs(120)),
+        ));
         let send_rate = p.check(raw.parse("send_rate", |v| {
             if v.eq_ignore_ascii_case("auto") {
                 Ok(RateSetting::Auto)
@@ -523,6 +541,13 @@ impl Settings {
             "revocation_sync_interval",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
         ));
+        let distribution_id = p.check(raw.parse_optional("distribution_id", |v| {
+            if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("{v:?} is not a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL)"))
+            }
+        }));
         let shutdown_grace = p.check(raw.parse(
             "shutdown_grace",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
@@ -557,6 +582,7 @@ impl Settings {
             Some(from),
             Some(reply_to),
             Some(ses_configuration_set),
+            Some(ses_timeout),
             Some(send_rate),
             Some(send_rate_fallback),
             Some(workers),
@@ -570,6 +596,7 @@ impl Settings {
             Some(events_queue_url),
             Some(revocation_kvs_arn),
             Some(revocation_sync_interval),
+            Some(distribution_id),
             Some(shutdown_grace),
             Some(http_addr),
             Some(log_format),
@@ -586,6 +613,7 @@ impl Settings {
             from,
             reply_to,
             ses_configuration_set,
+            ses_timeout,
             send_rate,
             send_rate_fallback,
             workers,
@@ -599,6 +627,7 @@ impl Settings {
             events_queue_url,
             revocation_kvs_arn,
             revocation_sync_interval,
+            distribution_id,
             shutdown_grace,
             http_addr,
             log_format,
@@ -622,6 +651,7 @@ impl Settings {
             from,
             reply_to,
             ses_configuration_set,
+            ses_timeout,
             send_rate,
             send_rate_fallback,
             workers,
@@ -635,6 +665,7 @@ impl Settings {
             events_queue_url,
             revocation_kvs_arn,
             revocation_sync_interval,
+            distribution_id,
             shutdown_grace,
             http_addr,
             log_format,

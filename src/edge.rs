@@ -166,6 +166,18 @@ impl RevocationStore {
         Err(EdgeError::Conflict)
     }
 
+    /// The store's item count and size, as `doclink doctor` reports them.
+    pub async fn describe(&self) -> Result<(i32, i64), EdgeError> {
+        let out = self
+            .client
+            .describe_key_value_store()
+            .kvs_arn(self.arn.as_str())
+            .send()
+            .await
+            .map_err(call("DescribeKeyValueStore"))?;
+        Ok((out.item_count(), out.total_size_in_bytes()))
+    }
+
     async fn etag(&self) -> Result<String, EdgeError> {
         let out = self
             .client

@@ -519,7 +519,7 @@ impl Pipeline {
         result: Result<String, SendError>,
     ) -> Result<Outcome, PipelineError> {
         match result {
-            Ok(ses_message_id) => match self.audit.mark_sent(token, &ses_message_id).await? {
+            Ok(ses_message_id) => match self.record_sent(token, &ses_message_id).await? {
                 Held::Kept => {
                     info!(%ses_message_id, possible_duplicate, "sent");
                     Ok(Outcome::Sent { possible_duplicate })
@@ -528,6 +528,29 @@ impl Pipeline {
             },
             Err(err) => self.after_send_error(message, event, token, err).await,
         }
+    }
+
+    /// Records that SES accepted the letter. A database that does not answer is
+    /// asked again for a while first: if it never hears of this send, the next
+    /// attempt sends the letter again (flagged), which a short outage need not cost.
+    async fn record_sent(
+        &self,
+        token: ClaimToken,
+        ses_message_id: &str,
+    ) -> Result<Held, PipelineError> {
+        let mut pause = Duration::from_millis(500);
+        for _ in 0..5 {
+            match self.audit.mark_sent(token, ses_message_id).await {
+                Ok(held) => return Ok(held),
+                Err(err) => {
+                    warn!(error = %ErrorChain(&err), %ses_message_id, retry_in_ms = pause.as_millis() as u64,
+                        "SES accepted the letter but the audit log did not record it; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        Ok(self.audit.mark_sent(token, ses_message_id).await?)
     }
 
     async fn after_send_error(

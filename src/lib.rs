@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod config;
 pub mod delivery;
+pub mod doctor;
 pub mod duration;
 pub mod edge;
 pub mod error;

@@ -53,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: commands::rejections::RejectionsCommand,
     },
+    /// Check a live configuration end to end: one line per check, and what to do.
+    Doctor(commands::doctor::DoctorArgs),
     /// Keep the edge's revocation store in line, or export the active revocations.
     Revocations {
         #[command(subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Links { command } => commands::links::run(command),
         Command::Rejections { command } => commands::rejections::run(command),
         Command::Revocations { command } => commands::revocations::run(command),
+        Command::Doctor(args) => commands::doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,9 +42,9 @@ pub enum StartupError {
     EventsQueue(#[source] crate::queue::QueueError),
 }
 
-/// A claim outlasts one SES call (a 30 s attempt plus a 5 s connect) with margin,
-/// and at least the visibility timeout.
-const MIN_LEASE: Duration = Duration::from_secs(45);
+/// A claim outlasts one SES call (DOCLINK_SES_TIMEOUT plus a 5 s connect) with
+/// margin, and at least the visibility timeout.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
 
 /// The AWS configuration from the standard chain, with explicit timeouts instead of
 /// the SDK's stalled-stream protection: a hung call fails into the retry path, and the
@@ -131,7 +131,9 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
             max_ttl: settings.link_max_ttl,
         },
         Limits {
-            lease: settings.visibility_timeout.max(MIN_LEASE),
+            lease: settings
+                .visibility_timeout
+                .max(settings.ses_timeout + LEASE_MARGIN),
             poison_after: settings.poison_after,
         },
         stats,
@@ -187,6 +189,12 @@ async fn outbox(settings: &Settings, aws: &aws_config::SdkConfig) -> Outbox {
     // and flags such retries as possible duplicates in the audit log.
     let ses_config = aws_sdk_sesv2::config::Builder::from(aws)
         .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(settings.ses_timeout)
+                .build(),
+        )
         .build();
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::from_conf(ses_config));
     let rate = match settings.send_rate {

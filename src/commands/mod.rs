@@ -1,4 +1,5 @@
 pub mod daemon;
+pub mod doctor;
 pub mod keys;
 pub mod links;
 pub mod rejections;

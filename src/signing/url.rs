@@ -132,6 +132,18 @@ impl BaseUrl {
         &self.0
     }
 
+    /// The host (and port, if any): what a CloudFront alias must match.
+    pub fn host(&self) -> &str {
+        let rest = &self.0["https://".len()..];
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// The path under the host, `""` when the documents are at the root.
+    pub fn path(&self) -> &str {
+        let rest = &self.0["https://".len()..];
+        rest.find('/').map_or("", |at| &rest[at..])
+    }
+
     /// The URL a browser will request for `key`, without query.
     pub fn document_url(&self, key: &DocumentKey) -> SignableUrl {
         SignableUrl(format!("{}/{}", self.0, key.percent_encoded()))

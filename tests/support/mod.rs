@@ -5,8 +5,12 @@
 
 pub mod kms_standin;
 pub mod kvs_standin;
+pub mod private_pg;
+pub mod raw_http;
 pub mod reliability;
+pub mod reset_standin;
 pub mod ses_standin;
+pub mod sqs_faults;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use doclink::signing::{KeyKind, PrivateKey};
@@ -417,4 +421,17 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// When DOCLINK_RELIABILITY_DIR is set (`make chaos`), a test records what it
+/// proved there, as `<name>.json`, for scripts/reliability_report.py.
+pub fn record_reliability(name: &str, fragment: serde_json::Value) {
+    if let Ok(dir) = std::env::var("DOCLINK_RELIABILITY_DIR") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.json")),
+            serde_json::to_string_pretty(&fragment).unwrap(),
+        )
+        .unwrap();
+    }
 }

@@ -1,0 +1,526 @@
+//! `doclink doctor`: checks a live configuration end to end, the way links come
+//! back 403 when something is off: settings, database, clock, KMS, the key and its
+//! CloudFront public half, the distribution that must trust it, the edge revocation
+//! function, SES, the queues, and which old signing keys links still depend on.
+
+use crate::audit::AuditLog;
+use crate::config::Settings;
+use crate::error::ErrorChain;
+use crate::signing::{PrivateKey, PublicKey};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::time::Duration;
+
+/// One check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    /// `None` when it passed.
+    pub problem: Option<String>,
+    /// What was found (passed), or what to do (problem).
+    pub detail: String,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            problem: None,
+            detail: detail.into(),
+        }
+    }
+    fn problem(name: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            problem: Some(problem.into()),
+            detail: fix.into(),
+        }
+    }
+}
+
+/// A cache behaviour as the doctor reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// `None` for the default behaviour.
+    pub path_pattern: Option<String>,
+    pub trusted_key_groups: Vec<String>,
+    /// Function ARNs associated on viewer request.
+    pub viewer_request_functions: Vec<String>,
+}
+
+/// CloudFront path patterns: `*` any characters, `?` one, case-sensitive; the
+/// leading `/` is optional.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/').as_bytes();
+    let path = path.trim_start_matches('/').as_bytes();
+    // Iterative wildcard match with backtracking on the last '*'.
+    let (mut p, mut s, mut star, mut mark) = (0, 0, None, 0);
+    while s < path.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == path[s]) {
+            p += 1;
+            s += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            p += 1;
+            mark = s;
+        } else if let Some(star_at) = star {
+            p = star_at + 1;
+            mark += 1;
+            s = mark;
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+/// The behaviour CloudFront uses for `path`: the first cache behaviour whose pattern
+/// matches, in order, else the default.
+pub fn behaviour_for<'a>(
+    behaviours: &'a [Behaviour],
+    default: &'a Behaviour,
+    path: &str,
+) -> &'a Behaviour {
+    behaviours
+        .iter()
+        .find(|b| {
+            b.path_pattern
+                .as_deref()
+                .is_some_and(|p| path_matches(p, path))
+        })
+        .unwrap_or(default)
+}
+
+/// Runs every check; the settings come first, since the others need them.
+pub async fn examine(settings: &Settings) -> Vec<Check> {
+    let mut checks = vec![Check::ok("settings", "every setting is valid")];
+    let aws = crate::startup::aws_config().await;
+    let audit = database_checks(settings, &mut checks).await;
+    let key = key_checks(settings, &aws, &mut checks).await;
+    if let Some(key) = &key {
+        cloudfront_checks(settings, &aws, key, &mut checks).await;
+    }
+    ses_checks(settings, &aws, &mut checks).await;
+    queue_checks(settings, &aws, &mut checks).await;
+    if let Some(arn) = &settings.revocation_kvs_arn {
+        let store = crate::edge::RevocationStore::new(&aws, arn.clone());
+        checks.push(match store.describe().await {
+            Ok((items, bytes)) => Check::ok("revocation store", format!("{} answers: {items} revoked links, {bytes} bytes of 5 MB", arn.as_str())),
+            Err(e) => Check::problem("revocation store", format!("{}: {}", arn.as_str(), ErrorChain(&e)), "check DOCLINK_REVOCATION_KVS_ARN and the role's cloudfront-keyvaluestore permissions"),
+        });
+    }
+    if let Some(audit) = &audit {
+        rotation_checks(settings, audit, &mut checks).await;
+    }
+    checks
+}
+
+async fn database_checks(settings: &Settings, checks: &mut Vec<Check>) -> Option<AuditLog> {
+    let pool = match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&settings.database_url)
+        .await
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            checks.push(Check::problem(
+                "database",
+                format!("cannot connect: {}", ErrorChain(&e)),
+                "check DATABASE_URL, the server and the network",
+            ));
+            return None;
+        }
+    };
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    let known: Vec<i64> = sqlx::migrate!("./migrations")
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let missing = known.iter().filter(|v| !applied.contains(v)).count();
+    checks.push(if missing == 0 {
+        Check::ok(
+            "database",
+            format!("reachable; all {} migrations applied", known.len()),
+        )
+    } else {
+        Check::problem(
+            "database",
+            format!("{missing} of {} migrations not applied", known.len()),
+            "run `doclink migrate` (doclink run also applies them)",
+        )
+    });
+    match sqlx::query_scalar::<_, DateTime<Utc>>("SELECT now()")
+        .fetch_one(&pool)
+        .await
+    {
+        Ok(db_now) => {
+            let skew = (Utc::now() - db_now).num_milliseconds().abs() as f64 / 1000.0;
+            checks.push(if skew <= 30.0 {
+                Check::ok("clock", format!("within {skew:.1} s of the database's"))
+            } else {
+                Check::problem("clock", format!("{skew:.0} s away from the database's clock"), "link expiries and AWS request signatures depend on the time: fix NTP on this host or the database's")
+            });
+        }
+        Err(e) => checks.push(Check::problem(
+            "clock",
+            format!("cannot read the database's time: {}", ErrorChain(&e)),
+            "check the database",
+        )),
+    }
+    (missing == 0).then(|| AuditLog::new(pool, 1))
+}
+
+/// KMS decrypts, and the key is one CloudFront accepts.
+async fn key_checks(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+    checks: &mut Vec<Check>,
+) -> Option<PrivateKey> {
+    let bytes = match std::fs::read(&settings.private_key_ciphertext) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            checks.push(Check::problem(
+                "KMS",
+                format!(
+                    "cannot read {}: {e}",
+                    settings.private_key_ciphertext.display()
+                ),
+                "check DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+            ));
+            return None;
+        }
+    };
+    let ciphertext = crate::kms::read_ciphertext(&bytes);
+    let pem = match crate::kms::decrypt(
+        &aws_sdk_kms::Client::new(aws),
+        &ciphertext,
+        &settings.kms_encryption_context,
+    )
+    .await
+    {
+        Ok(pem) => pem,
+        Err(e) => {
+            checks.push(Check::problem("KMS", ErrorChain(&e).to_string(), "check the ciphertext file, the KMS key's policy (Decrypt for this role) and DOCLINK_KMS_ENCRYPTION_CONTEXT (it must equal the --context given to `doclink keys encrypt`)"));
+            return None;
+        }
+    };
+    checks.push(Check::ok(
+        "KMS",
+        "the ciphertext decrypts with the encryption context",
+    ));
+    match PrivateKey::from_pem(&pem) {
+        Ok(key) => {
+            checks.push(Check::ok("key", format!("{} private key", key.kind())));
+            Some(key)
+        }
+        Err(e) => {
+            checks.push(Check::problem(
+                "key",
+                ErrorChain(&e).to_string(),
+                "encrypt an RSA-2048 or P-256 private key made by `doclink keys generate`",
+            ));
+            None
+        }
+    }
+}
+
+async fn cloudfront_checks(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+    key: &PrivateKey,
+    checks: &mut Vec<Check>,
+) {
+    let cloudfront = aws_sdk_cloudfront::Client::new(aws);
+    let id = settings.key_pair_id.as_str();
+    let ours = key.public_key().ok();
+    let theirs = cloudfront.get_public_key().id(id).send().await;
+    checks.push(match theirs {
+        Err(e) => Check::problem("public key", format!("CloudFront public key {id}: {}", ErrorChain(&e)), "upload the output of `doclink keys public` as a CloudFront public key and set DOCLINK_KEY_PAIR_ID to its id"),
+        Ok(out) => {
+            let pem = out.public_key().and_then(|k| k.public_key_config()).map(|c| c.encoded_key()).unwrap_or_default();
+            match (PublicKey::from_pem(pem.as_bytes()), ours) {
+                (Ok(theirs), Some(ours)) if theirs.spki_der() == ours.spki_der() => {
+                    Check::ok("public key", format!("CloudFront public key {id} is the decrypted key's public half"))
+                }
+                (Ok(_), _) => Check::problem("public key", format!("CloudFront public key {id} is another key's public half: every link would be refused with 403"), "upload the output of `doclink keys public` as a new public key, add it to the key group, and set DOCLINK_KEY_PAIR_ID to its id"),
+                (Err(e), _) => Check::problem("public key", format!("CloudFront public key {id} is not readable: {}", ErrorChain(&e)), "upload the output of `doclink keys public`"),
+            }
+        }
+    });
+    let Some(distribution) = &settings.distribution_id else {
+        checks.push(Check::ok(
+            "distribution",
+            "not checked: set DOCLINK_DISTRIBUTION_ID to check the key group and the edge function",
+        ));
+        return;
+    };
+    distribution_checks(settings, &cloudfront, distribution, checks).await;
+}
+
+async fn distribution_checks(
+    settings: &Settings,
+    cloudfront: &aws_sdk_cloudfront::Client,
+    distribution: &str,
+    checks: &mut Vec<Check>,
+) {
+    let config = match cloudfront
+        .get_distribution_config()
+        .id(distribution)
+        .send()
+        .await
+    {
+        Ok(out) => out.distribution_config,
+        Err(e) => {
+            checks.push(Check::problem(
+                "distribution",
+                format!("{distribution}: {}", ErrorChain(&e)),
+                "check DOCLINK_DISTRIBUTION_ID and cloudfront:GetDistributionConfig",
+            ));
+            return;
+        }
+    };
+    let Some(config) = config else {
+        checks.push(Check::problem(
+            "distribution",
+            format!("{distribution} returned no configuration"),
+            "check DOCLINK_DISTRIBUTION_ID",
+        ));
+        return;
+    };
+    let host = settings.link_base_url.host();
+    let aliases: Vec<&str> = config
+        .aliases()
+        .map(|a| a.items().iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if !aliases.contains(&host) {
+        checks.push(Check::problem("distribution", format!("{distribution} does not serve {host} (its aliases: {})", if aliases.is_empty() { "none".to_string() } else { aliases.join(", ") }), format!("add {host} to the distribution's alternate domain names, or fix DOCLINK_LINK_BASE_URL")));
+        return;
+    }
+    let read =
+        |path_pattern: Option<String>,
+         groups: Option<&aws_sdk_cloudfront::types::TrustedKeyGroups>,
+         functions: Option<&aws_sdk_cloudfront::types::FunctionAssociations>| Behaviour {
+            path_pattern,
+            trusted_key_groups: groups
+                .filter(|g| g.enabled())
+                .map(|g| g.items().to_vec())
+                .unwrap_or_default(),
+            viewer_request_functions: functions
+                .map(|f| {
+                    f.items()
+                        .iter()
+                        .filter(|a| a.event_type().as_str() == "viewer-request")
+                        .map(|a| a.function_arn().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+    let default = config
+        .default_cache_behavior()
+        .map(|d| read(None, d.trusted_key_groups(), d.function_associations()))
+        .unwrap_or(Behaviour {
+            path_pattern: None,
+            trusted_key_groups: vec![],
+            viewer_request_functions: vec![],
+        });
+    let behaviours: Vec<Behaviour> = config
+        .cache_behaviors()
+        .map(|c| {
+            c.items()
+                .iter()
+                .map(|b| {
+                    read(
+                        Some(b.path_pattern().to_string()),
+                        b.trusted_key_groups(),
+                        b.function_associations(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let probe = format!(
+        "{}/a-document.pdf",
+        settings.link_base_url.path().trim_end_matches('/')
+    );
+    let behaviour = behaviour_for(&behaviours, &default, &probe);
+    let which = behaviour
+        .path_pattern
+        .clone()
+        .map_or("the default behaviour".to_string(), |p| {
+            format!("the behaviour {p}")
+        });
+    let mut trusting = None;
+    for group in &behaviour.trusted_key_groups {
+        if let Ok(out) = cloudfront.get_key_group().id(group).send().await
+            && out
+                .key_group()
+                .and_then(|g| g.key_group_config())
+                .is_some_and(|c| c.items().iter().any(|k| k == settings.key_pair_id.as_str()))
+        {
+            trusting = Some(group.clone());
+        }
+    }
+    checks.push(match trusting {
+        Some(group) => Check::ok("key group", format!("{which} of {distribution} trusts key group {group}, which holds {}", settings.key_pair_id.as_str())),
+        None => Check::problem("key group", format!("{which} of {distribution} (serving {host}{probe}) trusts no key group holding {}: links are not required to be signed, or are refused", settings.key_pair_id.as_str()), "add the public key to a key group and list that group in the behaviour's trusted key groups"),
+    });
+    if settings.revocation_kvs_arn.is_some() {
+        checks.push(match behaviour.viewer_request_functions.first() {
+            Some(arn) => Check::ok("edge function", format!("{which} runs {arn} on viewer request")),
+            None => Check::problem("edge function", format!("{which} of {distribution} runs no function on viewer request: revoked links still open"), "associate deploy/edge/revocation.js (with the KeyValueStore) on viewer request; deploy/cloudformation.yaml does"),
+        });
+    }
+}
+
+async fn ses_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &mut Vec<Check>) {
+    let ses = aws_sdk_sesv2::Client::new(aws);
+    let address = settings.from.address.as_str();
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or(address);
+    let mut verified = None;
+    for identity in [address, domain] {
+        if let Ok(out) = ses
+            .get_email_identity()
+            .email_identity(identity)
+            .send()
+            .await
+        {
+            let ok = out.verified_for_sending_status()
+                || out
+                    .verification_status()
+                    .is_some_and(|s| s.as_str() == "SUCCESS");
+            verified = Some((identity, ok));
+            break;
+        }
+    }
+    checks.push(match verified {
+        Some((identity, true)) => Check::ok(
+            "SES identity",
+            format!("{identity} is verified for sending {address}"),
+        ),
+        Some((identity, false)) => Check::problem(
+            "SES identity",
+            format!("{identity} is not verified yet"),
+            "finish the SES verification (DNS records for a domain, the link for an address)",
+        ),
+        None => Check::problem(
+            "SES identity",
+            format!("neither {address} nor {domain} is an SES identity in this account and region"),
+            "create and verify the identity in SES, or fix DOCLINK_FROM / AWS_REGION",
+        ),
+    });
+    checks.push(match ses.get_account().send().await {
+        Ok(account) if account.sending_enabled() => Check::ok("SES account", format!("sending enabled{}", if account.production_access_enabled() { "" } else { " (sandbox: only verified recipients)" })),
+        Ok(_) => Check::problem("SES account", "sending is paused for this account", "resume sending in SES (or find out why it was paused)"),
+        Err(_) => Check::ok("SES account", "not reported by this endpoint (GetAccount unavailable); sending is checked when letters go out"),
+    });
+}
+
+async fn queue_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &mut Vec<Check>) {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let queues = [
+        ("queue", Some(&settings.queue_url), "DOCLINK_QUEUE_URL"),
+        (
+            "dead-letter queue",
+            settings.dead_letter_queue_url.as_ref(),
+            "DOCLINK_DEAD_LETTER_QUEUE_URL",
+        ),
+        (
+            "events queue",
+            settings.events_queue_url.as_ref(),
+            "DOCLINK_EVENTS_QUEUE_URL",
+        ),
+    ];
+    for (name, url, setting) in queues {
+        let Some(url) = url else { continue };
+        let queue = crate::queue::SqsQueue::new(sqs.clone(), url);
+        checks.push(match queue.visible().await {
+            Ok(waiting) => Check::ok(name, format!("{url} answers ({waiting} waiting)")),
+            Err(e) => Check::problem(
+                name,
+                format!("{url}: {}", ErrorChain(&e)),
+                format!("check {setting} and the role's SQS permissions"),
+            ),
+        });
+    }
+}
+
+/// Which other signing keys sent links still depend on: a key may leave the key
+/// group once its last link has expired.
+async fn rotation_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Check>) {
+    let rows = sqlx::query(
+        "SELECT key_pair_id, count(*) FILTER (WHERE expires_at > now()) AS valid, max(expires_at) AS last
+         FROM links WHERE status = 'sent' AND key_pair_id <> $1 GROUP BY key_pair_id ORDER BY key_pair_id",
+    )
+    .bind(settings.key_pair_id.as_str())
+    .fetch_all(audit.pool())
+    .await
+    .unwrap_or_default();
+    for row in rows {
+        let key: String = row.get("key_pair_id");
+        let valid: i64 = row.get("valid");
+        let last: Option<DateTime<Utc>> = row.get("last");
+        let last = last
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        checks.push(if valid > 0 {
+            Check::ok("old key", format!("{valid} sent links signed with {key} are valid until {last}: keep it in the key group until then"))
+        } else {
+            Check::ok("old key", format!("no valid link depends on {key} (the last expired {last}): it can be removed from the key group"))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudfront_path_patterns() {
+        assert!(path_matches("/docs/*", "/docs/a/b.pdf"));
+        assert!(path_matches("docs/*", "/docs/a.pdf"));
+        assert!(path_matches("*.pdf", "/x/y.pdf"));
+        assert!(path_matches("/a?c/*", "/abc/x"));
+        assert!(!path_matches("/docs/*", "/Docs/a.pdf"), "case-sensitive");
+        assert!(!path_matches("/images/*", "/docs/a.pdf"));
+        assert!(path_matches("*", "/anything"));
+    }
+
+    #[test]
+    fn the_first_matching_behaviour_serves_a_path() {
+        let b = |pattern: &str, group: &str| Behaviour {
+            path_pattern: Some(pattern.into()),
+            trusted_key_groups: vec![group.into()],
+            viewer_request_functions: vec![format!("arn:fn:{group}")],
+        };
+        let default = Behaviour {
+            path_pattern: None,
+            trusted_key_groups: vec![],
+            viewer_request_functions: vec![],
+        };
+        let behaviours = [b("/public/*", "none"), b("/letters/*", "G1"), b("*", "G2")];
+        assert_eq!(
+            behaviour_for(&behaviours, &default, "/letters/a.pdf").trusted_key_groups,
+            ["G1"]
+        );
+        assert_eq!(
+            behaviour_for(&behaviours, &default, "/other/a.pdf").trusted_key_groups,
+            ["G2"]
+        );
+        assert_eq!(
+            behaviour_for(&behaviours[..2], &default, "/other/a.pdf"),
+            &default
+        );
+        assert_eq!(
+            behaviour_for(&behaviours, &default, "/letters/a.pdf").viewer_request_functions,
+            ["arn:fn:G1"]
+        );
+    }
+}

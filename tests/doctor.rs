@@ -1,0 +1,360 @@
+//! `doclink doctor` against moto (KMS, SES, SQS, CloudFront public keys, key groups
+//! and distributions) and PostgreSQL: all ok for a good configuration, and one
+//! problem line, with what to do, for each thing that would make links fail.
+
+mod support;
+
+use aws_sdk_cloudfront::types::{
+    Aliases, CacheBehavior, CacheBehaviors, DefaultCacheBehavior, DistributionConfig,
+    KeyGroupConfig, Origin, Origins, PublicKeyConfig, S3OriginConfig, TrustedKeyGroups,
+    ViewerProtocolPolicy,
+};
+use doclink::signing::{KeyKind, PrivateKey};
+use support::{TestStack, stderr, stdout};
+
+struct CloudFront {
+    client: aws_sdk_cloudfront::Client,
+}
+
+impl CloudFront {
+    async fn new() -> Self {
+        let aws = aws_config::load_from_env().await;
+        Self {
+            client: aws_sdk_cloudfront::Client::new(&aws),
+        }
+    }
+
+    async fn public_key(&self, pem: &str, name: &str) -> String {
+        let config = PublicKeyConfig::builder()
+            .caller_reference(name)
+            .name(name)
+            .encoded_key(pem)
+            .build()
+            .unwrap();
+        self.client
+            .create_public_key()
+            .public_key_config(config)
+            .send()
+            .await
+            .unwrap()
+            .public_key
+            .unwrap()
+            .id
+    }
+
+    async fn key_group(&self, name: &str, keys: &[&str]) -> String {
+        let config = KeyGroupConfig::builder()
+            .name(name)
+            .set_items(Some(keys.iter().map(|k| k.to_string()).collect()))
+            .build()
+            .unwrap();
+        self.client
+            .create_key_group()
+            .key_group_config(config)
+            .send()
+            .await
+            .unwrap()
+            .key_group
+            .unwrap()
+            .id
+    }
+
+    /// A distribution for `alias`: `/letters/*` trusts `group`, the default trusts `default_group`.
+    async fn distribution(
+        &self,
+        reference: &str,
+        alias: &str,
+        group: &str,
+        default_group: Option<&str>,
+    ) -> String {
+        let trusted = |g: Option<&str>| {
+            TrustedKeyGroups::builder()
+                .enabled(g.is_some())
+                .quantity(g.is_some() as i32)
+                .set_items(g.map(|g| vec![g.to_string()]))
+                .build()
+                .unwrap()
+        };
+        let origin = Origin::builder()
+            .id("documents")
+            .domain_name("documents-bucket.s3.us-east-1.amazonaws.com")
+            .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+            .build()
+            .unwrap();
+        let letters = CacheBehavior::builder()
+            .path_pattern("/letters/*")
+            .target_origin_id("documents")
+            .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+            .trusted_key_groups(trusted(Some(group)))
+            .cache_policy_id("4135ea2d-6df8-44a3-9df3-4b5a84be39ad")
+            .build()
+            .unwrap();
+        let config = DistributionConfig::builder()
+            .caller_reference(reference)
+            .aliases(Aliases::builder().quantity(1).items(alias).build().unwrap())
+            .origins(
+                Origins::builder()
+                    .quantity(1)
+                    .items(origin)
+                    .build()
+                    .unwrap(),
+            )
+            .default_cache_behavior(
+                DefaultCacheBehavior::builder()
+                    .target_origin_id("documents")
+                    .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                    .trusted_key_groups(trusted(default_group))
+                    .cache_policy_id("4135ea2d-6df8-44a3-9df3-4b5a84be39ad")
+                    .build()
+                    .unwrap(),
+            )
+            .cache_behaviors(
+                CacheBehaviors::builder()
+                    .quantity(1)
+                    .items(letters)
+                    .build()
+                    .unwrap(),
+            )
+            .comment("doclink doctor test")
+            .enabled(true)
+            .build()
+            .unwrap();
+        self.client
+            .create_distribution()
+            .distribution_config(config)
+            .send()
+            .await
+            .unwrap()
+            .distribution
+            .unwrap()
+            .id
+    }
+}
+
+fn line<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines()
+        .find(|l| {
+            l.get(9..)
+                .is_some_and(|rest| rest.starts_with(&format!("{check}:")))
+        })
+        .unwrap_or_else(|| panic!("no {check} line in:\n{out}"))
+}
+
+#[tokio::test]
+async fn doctor_passes_a_good_configuration_and_names_each_fault() {
+    let stack = TestStack::new("doctor", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let cf = CloudFront::new().await;
+    let unique = &stack.name[stack.name.len() - 12..];
+    let ours = cf
+        .public_key(
+            std::str::from_utf8(&stack.public_key_pem).unwrap(),
+            &format!("ours-{unique}"),
+        )
+        .await;
+    let other_pem = PrivateKey::generate(KeyKind::EcdsaP256)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .to_pem();
+    let other = cf.public_key(&other_pem, &format!("other-{unique}")).await;
+    let group = cf.key_group(&format!("group-{unique}"), &[&ours]).await;
+    let other_group = cf
+        .key_group(&format!("other-group-{unique}"), &[&other])
+        .await;
+    let good = cf
+        .distribution(
+            &format!("good-{unique}"),
+            "letters.example.net",
+            &group,
+            None,
+        )
+        .await;
+    let untrusting = cf
+        .distribution(
+            &format!("bad-{unique}"),
+            "letters.example.net",
+            &other_group,
+            None,
+        )
+        .await;
+    let elsewhere = cf
+        .distribution(
+            &format!("alias-{unique}"),
+            "files.example.org",
+            &group,
+            None,
+        )
+        .await;
+    let base = "https://letters.example.net/letters";
+
+    let run = |extra: Vec<(&'static str, String)>| {
+        let stack = &stack;
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let out = stack.doclink(&["doctor"], &extra).await;
+            (out.status.code(), stdout(&out), stderr(&out))
+        }
+    };
+    let good_env = || {
+        vec![
+            ("DOCLINK_KEY_PAIR_ID", ours.clone()),
+            ("DOCLINK_DISTRIBUTION_ID", good.clone()),
+            ("DOCLINK_LINK_BASE_URL", base.to_string()),
+            ("DOCLINK_DEAD_LETTER_QUEUE_URL", stack.dlq_url.clone()),
+        ]
+    };
+
+    let (code, out, err) = run(good_env()).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    for check in [
+        "settings",
+        "database",
+        "clock",
+        "KMS",
+        "key",
+        "public key",
+        "key group",
+        "SES identity",
+        "SES account",
+        "queue",
+        "dead-letter queue",
+    ] {
+        assert!(line(&out, check).starts_with("ok "), "{check}: {out}");
+    }
+    assert!(line(&out, "key group").contains(&group), "{out}");
+
+    // A key-pair id that names another key's public half.
+    let mut env = good_env();
+    env[0].1 = other.clone();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&out, "public key").starts_with("problem  public key: CloudFront public key"),
+        "{out}"
+    );
+    assert!(out.contains("is another key's public half"), "{out}");
+    assert!(
+        out.contains("→ upload the output of `doclink keys public`"),
+        "{out}"
+    );
+
+    // The behaviour serving the links trusts a group without our key.
+    let mut env = good_env();
+    env[1].1 = untrusting.clone();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&out, "key group").starts_with("problem  key group: the behaviour /letters/* of"),
+        "{out}"
+    );
+
+    // Links outside /letters/ are served by the default behaviour, which trusts nothing.
+    let mut env = good_env();
+    env[2].1 = "https://letters.example.net/other".into();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&out, "key group").contains("the default behaviour"),
+        "{out}"
+    );
+
+    // The distribution does not serve the links' domain.
+    let mut env = good_env();
+    env[1].1 = elsewhere.clone();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&out, "distribution").contains("does not serve letters.example.net"),
+        "{out}"
+    );
+
+    // With a revocation store, the edge function must run on that behaviour
+    // (moto keeps no function associations, so this is the problem it reports).
+    let kvs = support::kvs_standin::KvsStandIn::start().await;
+    let mut env = good_env();
+    env.push((
+        "DOCLINK_REVOCATION_KVS_ARN",
+        "arn:aws:cloudfront::123456789012:key-value-store/abc-123".into(),
+    ));
+    env.push(("AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE", kvs.uri()));
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&out, "edge function")
+            .contains("runs no function on viewer request: revoked links still open"),
+        "{out}"
+    );
+    assert!(line(&out, "revocation store").starts_with("ok "), "{out}");
+
+    // SES, queues, KMS, database, settings.
+    let mut env = good_env();
+    env.push((
+        "DOCLINK_FROM",
+        "Letters <letters@unverified.example>".into(),
+    ));
+    let (_, out, _) = run(env).await;
+    assert!(
+        line(&out, "SES identity").starts_with(
+            "problem  SES identity: neither letters@unverified.example nor unverified.example"
+        ),
+        "{out}"
+    );
+    let mut env = good_env();
+    env[3].1 = format!("{}-missing", stack.dlq_url);
+    let (_, out, _) = run(env).await;
+    assert!(
+        line(&out, "dead-letter queue").starts_with("problem "),
+        "{out}"
+    );
+    let mut env = good_env();
+    env.push(("DOCLINK_KMS_ENCRYPTION_CONTEXT", "purpose=wrong".into()));
+    let (_, out, _) = run(env).await;
+    assert!(line(&out, "KMS").starts_with("problem  KMS:"), "{out}");
+    assert!(
+        out.contains("DOCLINK_KMS_ENCRYPTION_CONTEXT (it must equal"),
+        "{out}"
+    );
+    let mut env = good_env();
+    env.push((
+        "DATABASE_URL",
+        "postgres://doclink@127.0.0.1:1/nowhere".into(),
+    ));
+    let (_, out, _) = run(env).await;
+    assert!(
+        line(&out, "database").starts_with("problem  database: cannot connect"),
+        "{out}"
+    );
+    let (code, out, _) = run(vec![("DOCLINK_QUEUE_URL", String::new())]).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        out.starts_with(
+            "problem  settings: setting DOCLINK_QUEUE_URL (queue_url): is required but not set"
+        ),
+        "{out}"
+    );
+
+    // Key rotation: an old key some sent links still depend on, and one none does.
+    sqlx::query(
+        "INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, template, locale,
+                            key_pair_id, hash_algorithm, status, expires_at)
+         VALUES (gen_random_uuid(), 'old-1', 'a.pdf', 'https://x', 'a@example.org', 'correspondence', 'en', 'KOLDVALID', 'SHA1', 'sent', now() + interval '3 days'),
+                (gen_random_uuid(), 'old-2', 'a.pdf', 'https://x', 'a@example.org', 'correspondence', 'en', 'KOLDDONE', 'SHA1', 'sent', now() - interval '3 days')",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let (code, out, _) = run(good_env()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("1 sent links signed with KOLDVALID are valid until"),
+        "{out}"
+    );
+    assert!(out.contains("keep it in the key group until then"), "{out}");
+    assert!(out.contains("no valid link depends on KOLDDONE"), "{out}");
+    assert!(
+        out.contains("it can be removed from the key group"),
+        "{out}"
+    );
+}

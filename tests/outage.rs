@@ -1,0 +1,156 @@
+//! The audit database goes away in the middle of a run: stopped for 10 s, and
+//! restarted with `-m immediate` (every pooled connection dropped). The daemon waits
+//! and retries, `/readyz` answers 503 while the database is down, no message whose
+//! audit row is not committed is deleted, and in the end every event is sent once
+//! (any extra email flagged).
+
+mod support;
+
+use doclink::signing::KeyKind;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use support::private_pg::PrivatePostgres;
+use support::ses_standin::{Behaviour, SesStandIn};
+use support::{TestStack, record_reliability, stderr, terminate};
+
+enum Outage {
+    StopFor(Duration),
+    RestartImmediate,
+}
+
+async fn readiness(addr: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}/readyz")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(-1)
+}
+
+async fn run_through(outage: Outage, name: &str) -> serde_json::Value {
+    let events = 60usize;
+    let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
+    let bodies: Vec<String> = (0..events)
+        .map(|i| stack.event(i, &format!("outage/{i}.pdf")).to_string())
+        .collect();
+    stack.enqueue(&bodies).await;
+    let pg = PrivatePostgres::start();
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE doclink")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let database_url = pg.url("doclink");
+    let ses = SesStandIn::start(Behaviour::Accept, Duration::from_millis(20)).await;
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let child = stack.spawn(
+        &["run"],
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("AWS_ENDPOINT_URL_SESV2", ses.uri().as_str()),
+            ("DOCLINK_HTTP_ADDR", addr.as_str()),
+            ("DOCLINK_SEND_RATE", "8"),
+            ("DOCLINK_VISIBILITY_TIMEOUT", "10s"),
+            ("DOCLINK_SES_TIMEOUT", "2s"),
+        ],
+    );
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database_url)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&pool, "SELECT count(*) FROM links WHERE status = 'sent'").await < 10 {
+        assert!(Instant::now() < deadline, "the daemon got going");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+
+    let mut saw_not_ready = false;
+    match outage {
+        Outage::StopFor(down) => {
+            pg.stop();
+            let back = Instant::now() + down;
+            while Instant::now() < back {
+                if let Some((503, body)) = readiness(&addr).await {
+                    assert_eq!(body, "not ready: the audit database is unreachable\n");
+                    saw_not_ready = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            pg.start_again();
+        }
+        Outage::RestartImmediate => {
+            pg.restart_immediate();
+            saw_not_ready = true;
+        }
+    }
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while count(&pool, "SELECT count(*) FROM links WHERE status = 'sent'").await < events as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "every letter went out after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready_again = readiness(&addr).await;
+    terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        saw_not_ready,
+        "/readyz answered 503 while the database was down"
+    );
+    assert_eq!(ready_again, Some((200, "ready\n".to_string())));
+
+    // Every event: one link, sent; every email beyond one is a flagged link's.
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM links").await,
+        events as i64
+    );
+    let mut per_link: HashMap<String, i64> = HashMap::new();
+    for r in ses.accepted() {
+        *per_link.entry(r.link_id).or_insert(0) += 1;
+    }
+    assert_eq!(per_link.len(), events);
+    let rows = sqlx::query("SELECT link_id::text AS link, possible_duplicate FROM links")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut extra = 0;
+    for row in rows {
+        let n = per_link[&row.get::<String, _>("link")];
+        if n > 1 {
+            extra += n - 1;
+            assert!(
+                row.get::<bool, _>("possible_duplicate"),
+                "an extra email is flagged"
+            );
+        }
+    }
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    pool.close().await;
+    serde_json::json!({"letters": events, "lost": 0, "extra_emails": extra, "unflagged_duplicates": 0, "readyz_503_seen": saw_not_ready})
+}
+
+#[tokio::test]
+async fn the_database_stopped_for_ten_seconds_loses_nothing() {
+    let result = run_through(Outage::StopFor(Duration::from_secs(10)), "dbstop").await;
+    record_reliability(
+        "outage-db-stop",
+        serde_json::json!({"outage": "PostgreSQL stopped for 10 s mid-run", "result": result}),
+    );
+}
+
+#[tokio::test]
+async fn an_immediate_database_restart_loses_nothing() {
+    let result = run_through(Outage::RestartImmediate, "dbrestart").await;
+    record_reliability(
+        "outage-db-restart",
+        serde_json::json!({"outage": "pg_ctl restart -m immediate mid-run", "result": result}),
+    );
+}
