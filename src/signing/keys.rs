@@ -214,6 +214,13 @@ fn supported_kind<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<KeyKind,
                 None => Err(KeyError::Unsupported("EC key on an unnamed curve".into())),
             }
         }
-        other => Err(KeyError::Unsupported(format!("{other:?} key"))),
+        // The key type's OpenSSL name (`ED25519`, `DSA`), not its number: `Id`'s
+        // Debug would print `Id(1087)`, which names nothing to the reader.
+        other => Err(KeyError::Unsupported(format!(
+            "{} key",
+            Nid::from_raw(other.as_raw())
+                .short_name()
+                .unwrap_or("unknown type of")
+        ))),
     }
 }
