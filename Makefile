@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test chaos bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
+.PHONY: demo test chaos audit bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
 
 build:
 	$(CARGO) build --release
@@ -24,6 +24,11 @@ test:
 chaos:
 	$(CARGO) build --tests --bins
 	scripts/stack.sh scripts/chaos.sh
+
+# Supply chain: `cargo deny check bans licenses sources` against deny.toml. Installs
+# cargo-deny under CARGO_HOME on first use; needs no advisory database.
+audit:
+	scripts/audit.sh
 
 bench: bench-signing bench-audit bench-pipeline
 

@@ -32,7 +32,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 ensure_python_env() {
-    if [ ! -x "$venv/bin/moto_server" ] || ! cmp -s "$root/scripts/requirements-stack.txt" "$venv/.requirements"; then
+    if [ ! -x "$venv/bin/python" ] || ! cmp -s "$root/scripts/requirements-stack.txt" "$venv/.requirements"; then
         log "installing moto into $venv"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements-stack.txt"
@@ -64,7 +64,8 @@ start_postgres() {
 
 start_moto() {
     local port; port=$(free_port)
-    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+    # moto's server with its SQS state changed atomically (see scripts/moto_server.py).
+    "$venv/bin/python" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
     moto_pid=$!
     export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
     for _ in $(seq 1 150); do

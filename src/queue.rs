@@ -8,6 +8,9 @@ use aws_sdk_sqs::types::{
 };
 use std::time::Duration;
 
+/// How long a receive may take beyond its long poll before it is given up.
+const RECEIVE_MARGIN: Duration = Duration::from_secs(40);
+
 /// An SQS call that failed, with the SDK's error as its cause.
 #[derive(Debug, thiserror::Error)]
 #[error("SQS {operation} failed")]
@@ -68,6 +71,11 @@ impl SqsQueue {
     }
 
     /// Long-polls for up to `max` (1..=10) messages, hidden for `visibility`.
+    ///
+    /// The SDK does not retry a receive, and waits well past the long poll: when an
+    /// attempt is given up after SQS handed messages out, those messages stay
+    /// invisible, unseen by anyone, until their visibility timeout. A failed receive
+    /// is retried by the caller, with a log line.
     pub async fn receive(
         &self,
         max: i32,
@@ -82,6 +90,16 @@ impl SqsQueue {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .visibility_timeout(visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::new()
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .operation_attempt_timeout(wait + RECEIVE_MARGIN)
+                            .build(),
+                    ),
+            )
             .send()
             .await
             .map_err(queue_error("ReceiveMessage"))?;

@@ -508,7 +508,7 @@ fn an_ed25519_key_is_named() {
         &out,
         2,
         &format!(
-            "doclink: --private-key {key}: Ed25519 key: CloudFront accepts only RSA-2048 and ECDSA P-256 keys\n"
+            "doclink: --private-key {key}: ED25519 key: CloudFront accepts only RSA-2048 and ECDSA P-256 keys\n"
         ),
     );
 }

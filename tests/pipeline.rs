@@ -176,9 +176,11 @@ async fn three_workers_share_one_queue_and_send_each_event_exactly_once() {
     for worker in &workers {
         support::terminate(worker);
     }
+    let mut logs = String::new();
     for worker in workers {
         let out = worker.wait_with_output().await.unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
+        logs.push_str(&stderr(&out));
     }
     let emails = stack.emails().await;
     assert_eq!(emails.len(), events);
@@ -192,7 +194,7 @@ async fn three_workers_share_one_queue_and_send_each_event_exactly_once() {
             .unwrap();
     assert_eq!(flagged, 0);
     // Nothing is left waiting, and nothing is held in flight after the shutdown.
-    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0), "{logs}");
 }
 
 #[tokio::test]
@@ -207,7 +209,8 @@ async fn sigterm_leaves_nothing_in_flight_across_twenty_three_worker_shutdowns()
         ("AWS_ENDPOINT_URL_SESV2", uri.as_str()),
         ("DOCLINK_CONCURRENCY", "8"),
         ("DOCLINK_SEND_RATE", "300"),
-        ("DOCLINK_LOG", "warn"),
+        ("DOCLINK_LOG", "warn,doclink::runtime=debug"),
+        ("DOCLINK_LOG_FORMAT", "text"),
     ];
     let per_round = 40;
     let mut enqueued = 0;

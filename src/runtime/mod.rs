@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, field, info, info_span, warn};
+use tracing::{Instrument, debug, error, field, info, info_span, warn};
 
 /// How the receive loop behaves.
 #[derive(Debug, Clone)]
@@ -200,14 +200,24 @@ async fn receive(
     let receive = shared.queue.receive(max as i32, wait, visibility);
     tokio::pin!(receive);
     tokio::select! {
-        received = &mut receive => Some(received),
+        received = &mut receive => {
+            if let Ok(messages) = &received {
+                debug!(received = messages.len(), "received");
+            }
+            Some(received)
+        }
         _ = shared.shutdown.cancelled() => {
-            if let Ok(messages) = receive.await {
-                for message in messages {
-                    if let Err(err) = shared.queue.change_visibility(&message.receipt_handle, Duration::ZERO).await {
-                        warn!(error = %ErrorChain(&err), "could not release a message received during shutdown");
+            match receive.await {
+                Ok(messages) => {
+                    info!(released = messages.len(), "the receive under way at shutdown returned; releasing what it brought");
+                    for message in messages {
+                        if let Err(err) = shared.queue.change_visibility(&message.receipt_handle, Duration::ZERO).await {
+                            warn!(error = %ErrorChain(&err), "could not release a message received during shutdown");
+                        }
                     }
                 }
+                Err(err) => warn!(error = %ErrorChain(&err),
+                    "the receive under way at shutdown failed; anything SQS handed out returns after its visibility timeout"),
             }
             None
         }
@@ -272,6 +282,11 @@ async fn handle_message(shared: &Shared, message: QueueMessage) {
     let tracked = shared.in_flight.track(&message.receipt_handle);
     let outcome = shared.pipeline.process(&message, &shared.shutdown).await;
     let visibility = settle_visibility(stats, &message, outcome);
+    debug!(
+        delete = visibility.is_none(),
+        visible_in_s = visibility.map(|v| v.as_secs()),
+        "settled"
+    );
     match visibility {
         None => {
             shared.in_flight.forget(tracked);

@@ -215,21 +215,13 @@ fn supported_kind<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<KeyKind,
                 None => Err(KeyError::Unsupported("EC key on an unnamed curve".into())),
             }
         }
-        other => Err(KeyError::Unsupported(key_type_name(other))),
+        // The key type's OpenSSL name (`ED25519`, `DSA`), not its number: `Id`'s
+        // Debug would print `Id(1087)`, which names nothing to the reader.
+        other => Err(KeyError::Unsupported(format!(
+            "{} key",
+            Nid::from_raw(other.as_raw())
+                .short_name()
+                .unwrap_or("unknown type of")
+        ))),
     }
-}
-
-/// A refused key type by the name people know it by (OpenSSL's `Debug` is `Id(1087)`).
-fn key_type_name(id: Id) -> String {
-    let name = match id {
-        Id::ED25519 => "Ed25519",
-        Id::ED448 => "Ed448",
-        Id::X25519 => "X25519",
-        Id::X448 => "X448",
-        Id::DSA => "DSA",
-        Id::DH => "Diffie-Hellman",
-        Id::RSA_PSS => "RSA-PSS",
-        other => return format!("a key of OpenSSL type {}", other.as_raw()),
-    };
-    format!("{name} key")
 }

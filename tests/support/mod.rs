@@ -3,9 +3,11 @@
 //! server and moto. Emails are told apart by a recipient domain unique to the test.
 #![allow(dead_code)]
 
+pub mod kms_standin;
 pub mod kvs_standin;
 pub mod private_pg;
 pub mod raw_http;
+pub mod reliability;
 pub mod reset_standin;
 pub mod ses_standin;
 pub mod sqs_faults;
@@ -39,6 +41,9 @@ pub struct TestStack {
     pub dir: tempfile::TempDir,
     pub ciphertext: PathBuf,
     pub public_key_pem: Vec<u8>,
+    /// The plaintext PKCS#8 PEM that `ciphertext` holds: for tests that look for it
+    /// where it must never be (logs, metrics, the database).
+    pub private_key_pem: Vec<u8>,
     pub endpoint: String,
 }
 
@@ -100,10 +105,10 @@ impl TestStack {
         let key = PrivateKey::generate(key_kind).unwrap();
         let public_key_pem = key.public_key().unwrap().to_pem().into_bytes();
         let context = doclink::kms::EncryptionContext::parse_list(CONTEXT).unwrap();
-        let ciphertext_bytes =
-            doclink::kms::encrypt(&kms, &kms_key_id, &key.to_pkcs8_pem().unwrap(), &context)
-                .await
-                .unwrap();
+        let private_key_pem = key.to_pkcs8_pem().unwrap().to_vec();
+        let ciphertext_bytes = doclink::kms::encrypt(&kms, &kms_key_id, &private_key_pem, &context)
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ciphertext = dir.path().join("signing-key.ct");
         std::fs::write(&ciphertext, &ciphertext_bytes).unwrap();
@@ -120,6 +125,7 @@ impl TestStack {
             dir,
             ciphertext,
             public_key_pem,
+            private_key_pem,
             endpoint,
         }
     }
