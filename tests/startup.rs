@@ -47,7 +47,11 @@ async fn every_kms_fault_at_start_up_exits_3_with_one_clear_message_and_consumes
         Fault {
             name: "KMS unreachable",
             env: vec![("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1".into())],
-            phrases: vec![KMS_FAILED, "KMS Decrypt failed", "Connection refused"],
+            phrases: vec![
+                KMS_FAILED,
+                "KMS Decrypt failed: cannot connect to the KMS endpoint (connection refused); \
+                 check AWS_ENDPOINT_URL / AWS_REGION and your network",
+            ],
         },
         Fault {
             name: "access denied",
