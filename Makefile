@@ -17,7 +17,7 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build --tests --bins
-	scripts/stack.sh $(CARGO) test --lib --bins --tests --no-fail-fast
+	scripts/stack.sh scripts/run-tests.sh
 	scripts/lint-deploy.sh
 
 # The reliability tests at full size; writes RELIABILITY.md.
