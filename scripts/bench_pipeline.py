@@ -189,8 +189,25 @@ ms = lambda v: float(v.rstrip("ms"))
 mib = lambda v: float(v.rstrip("MiB"))
 per_link, peer_link = ms(ours["cpu/link"]), ms(peer["cpu/link"])
 ratio = per_link / peer_link
+# A part's milliseconds per letter: its share of the profile times the CPU per letter
+# of the unprofiled run (perf's sampling inflates the profiled run's own total).
 profile_table = "(perf is not installed: no profile)\n" if shares is None else (
-    "| part | share of doclink's CPU |\n|---|---:|\n" + "".join(f"| {g} | {p:.1f}% |\n" for g, p in shares))
+    "| part | share of doclink's CPU | ms per letter |\n|---|---:|---:|\n"
+    + "".join(f"| {g} | {p:.1f}% | {p / 100 * per_link:.3f} |\n" for g, p in shares))
+# The floor: what no change inside doclink removes while it signs with OpenSSL, checks
+# with AWS-LC, talks TCP to SES, SQS and PostgreSQL, and goes through the AWS SDK
+# that the product is built on.
+FLOOR = ("OpenSSL", "AWS-LC", "kernel", "AWS SDK")
+floor_ms = None if shares is None else sum(p for g, p in shares if g.startswith(FLOOR)) / 100 * per_link
+floor_text = "" if floor_ms is None else (
+    f"The floor, from the profile: the signature (OpenSSL), its independent check (AWS-LC), the kernel's "
+    f"part of the network round trips and the AWS SDK's request path come to {floor_ms:.3f} ms per letter, "
+    f"**{floor_ms / peer_link:.2f}×** the peer's CPU on their own; everything else doclink does (the "
+    f"audit statements' client side, the templates, the queue runtime, allocation, logging) costs "
+    f"{per_link - floor_ms:.3f} ms. "
+    + ("So 0.25× cannot be reached on this stack without leaving the AWS SDK or the one TCP round trip per "
+       "call; the part above the floor is what is left to cut.\n" if floor_ms / peer_link > 0.25 else
+       "The floor is below 0.25×.\n"))
 flat = max(rss_small[0], rss_big[0]) <= 32 and mib(ours["maxrss"]) <= 32
 section = f"""## Pipeline (`make bench-pipeline`, scripts/bench_pipeline.py)
 
@@ -211,6 +228,7 @@ One RSA-2048 signature costs {sign_ms:.3f} ms on this CPU (`openssl speed rsa204
 Where doclink's CPU goes (`perf record` over {PROFILE_EVENTS:,} letters on the same yardstick):
 
 {profile_table}
+{floor_text}
 The signature and its check are the part a letter cannot avoid. The kernel share is the network round
 trips each letter makes (one SES call, two audit statements, a share of the SQS receive and delete) and
 the wake-ups while the daemon waits for the emulator; the SDK share is the AWS SDK building, signing
