@@ -166,6 +166,40 @@ async fn links_list_filters_formats_and_pages() {
         17,
         "filters combine"
     );
+    // What still depends on the old key: its sent links that have not expired.
+    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE event_id IN ('seed-10', 'seed-20', 'seed-30')")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let old_key = |unexpired: bool| {
+        let mut args = vec![
+            "--key-pair-id",
+            "KOLDKEY",
+            "--status",
+            "sent",
+            "--format",
+            "json",
+        ];
+        if unexpired {
+            args.push("--unexpired");
+        }
+        let stack = &stack;
+        async move {
+            let mut all = vec!["links", "list"];
+            all.extend(args);
+            let out = stack.doclink(&all, &[]).await;
+            assert!(out.status.success(), "{}", stderr(&out));
+            serde_json::from_str::<Vec<serde_json::Value>>(&stdout(&out))
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(old_key(false).await, 103);
+    assert_eq!(
+        old_key(true).await,
+        100,
+        "--unexpired leaves out the expired"
+    );
 
     // Table and CSV.
     let table = list(&["--event", "seed-42"]).await;
@@ -552,6 +586,9 @@ async fn a_revoked_link_is_refused_at_the_edge_and_by_verify() {
             "valid"
         };
         assert_eq!(stdout(&out).trim(), expected, "{link_id}: {}", stderr(&out));
+        // A revoked link is a failed check (exit 1), a valid one exit 0.
+        let code = if expected == "revoked" { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(code), "{link_id}: {}", stderr(&out));
     }
 }
 
@@ -816,4 +853,105 @@ async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
         "{}",
         stdout(&again)
     );
+}
+
+/// The README's read-only role, created from the README's own SQL: `links list` and
+/// `links show` work as that role (the audit commands check the schema instead of
+/// migrating it), and a command that writes is refused by PostgreSQL.
+#[tokio::test]
+async fn the_readme_auditor_role_can_read_and_cannot_write() {
+    let (stack, _ses) = with_sent_links("auditor", 2).await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### A read-only role for auditors").unwrap()..];
+    let sql = &section[section.find("```sql").unwrap() + 6..];
+    let sql = &sql[..sql.find("```").unwrap()];
+    // Roles are cluster-wide: give this one the test's own name.
+    let database = stack.database_url.rsplit('/').next().unwrap().to_string();
+    let role = format!("auditor_{}", database.trim_start_matches("doclink_"));
+    let sql = sql
+        .replace("doclink_auditor", &role)
+        .replace("DATABASE doclink ", &format!("DATABASE {database} "));
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+            .execute(&stack.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let as_auditor = stack
+        .database_url
+        .replacen("://doclink@", &format!("://{role}@"), 1);
+    assert_ne!(as_auditor, stack.database_url);
+    let env = [("DATABASE_URL", as_auditor.as_str())];
+
+    let list = stack
+        .doclink(&["links", "list", "--format", "json"], &env)
+        .await;
+    assert!(list.status.success(), "{}", stderr(&list));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let link = rows[0]["link_id"].as_str().unwrap();
+    let show = stack.doclink(&["links", "show", link], &env).await;
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert!(stdout(&show).contains(link), "{}", stdout(&show));
+
+    let revoke = stack
+        .doclink(&["links", "revoke", link, "--reason", "test"], &env)
+        .await;
+    assert_eq!(revoke.status.code(), Some(3), "{}", stderr(&revoke));
+    assert!(
+        stderr(&revoke).contains("permission denied"),
+        "{}",
+        stderr(&revoke)
+    );
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM links WHERE revoked_at IS NOT NULL")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(revoked, 0);
+}
+
+/// A database no migration has touched: the audit commands say to migrate, and
+/// leave the schema as they found it.
+#[tokio::test]
+async fn audit_commands_on_an_unmigrated_database_say_to_migrate_and_change_nothing() {
+    let stack = TestStack::new("unmigrated", KeyKind::EcdsaP256).await;
+    let out = stack.doclink(&["links", "list"], &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `doclink migrate`"),
+        "{}",
+        stderr(&out)
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+}
+
+/// An attempt's outcome is written once: the database refuses to change an ended
+/// attempt, so the history an auditor reads cannot be rewritten.
+#[tokio::test]
+async fn an_ended_attempt_cannot_be_rewritten() {
+    let (stack, _ses) = with_sent_links("appendonly", 1).await;
+    let ended: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM link_attempts WHERE outcome = 'sent'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(ended, 1);
+    let err = sqlx::query("UPDATE link_attempts SET outcome = 'failed', reason = 'rewritten'")
+        .execute(&stack.pool)
+        .await
+        .expect_err("an ended attempt was rewritten");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM link_attempts")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "sent");
 }

@@ -36,6 +36,10 @@ pub enum AuditError {
     Database(#[from] sqlx::Error),
     #[error("audit database migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the audit database lacks {missing} of this doclink's {known} migrations: run `doclink migrate` (or start `doclink run`) as a role that may change the schema"
+    )]
+    NotMigrated { missing: usize, known: usize },
 }
 
 /// Connects to PostgreSQL.
@@ -57,6 +61,34 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
 pub async fn migrate(pool: &PgPool) -> Result<(), AuditError> {
     sqlx::migrate!("./migrations").run(pool).await?;
     Ok(())
+}
+
+/// Checks that every migration embedded in this binary has been applied, changing
+/// nothing. The audit commands use this rather than [`migrate`], so that a role
+/// that may only read (an auditor's) can run them, and so that only `migrate` and
+/// `run` ever change the schema.
+pub async fn check_migrated(pool: &PgPool) -> Result<(), AuditError> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // 42P01 undefined_table: nothing was ever migrated here.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+    let migrator = sqlx::migrate!("./migrations");
+    let known = migrator.iter().count();
+    let missing = migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    if missing == 0 {
+        Ok(())
+    } else {
+        Err(AuditError::NotMigrated { missing, known })
+    }
 }
 
 /// The audit repository.

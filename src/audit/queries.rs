@@ -62,6 +62,8 @@ pub struct LinkFilter {
     pub until: Option<DateTime<Utc>>,
     pub key_pair_id: Option<String>,
     pub possible_duplicate: bool,
+    /// Only links whose signature still opens the document: not yet expired.
+    pub unexpired: bool,
 }
 
 /// Where the next page starts.
@@ -207,6 +209,9 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     }
     if filter.possible_duplicate {
         query.push(" AND possible_duplicate");
+    }
+    if filter.unexpired {
+        query.push(" AND expires_at > now()");
     }
 }
 

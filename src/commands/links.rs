@@ -91,6 +91,10 @@ pub struct ListArgs {
     /// Only links that may have reached the recipient twice.
     #[arg(long)]
     possible_duplicate: bool,
+    /// Only links not yet expired (that still open the document): with
+    /// --key-pair-id OLD --status sent, what still depends on an old key.
+    #[arg(long)]
+    unexpired: bool,
     /// At most this many links.
     #[arg(long)]
     limit: Option<u64>,
@@ -175,6 +179,7 @@ fn list(args: ListArgs) -> Result<(), Failure> {
         until: args.until,
         key_pair_id: args.key_pair_id,
         possible_duplicate: args.possible_duplicate,
+        unexpired: args.unexpired,
     };
     let mut out = Stdout::new();
     let mut writer = ListWriter::new(args.format);
@@ -452,7 +457,7 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
     } else {
         "revoked"
     };
-    println!(
+    say!(
         "{verb} {} link{} ({} already revoked, {} expired){}",
         report.revoked,
         if report.revoked == 1 { "" } else { "s" },
@@ -495,7 +500,7 @@ fn sync_edge(
     });
     match result {
         Ok(report) => {
-            println!(
+            say!(
                 "edge revocation store updated in {} ms: {} put, {} deleted, {} unchanged",
                 started.elapsed().as_millis(),
                 report.put,
@@ -513,7 +518,7 @@ fn sync_edge(
 
 /// Revoking every link of a key at once is a key rotation at CloudFront.
 fn print_key_rotation(key: &str) {
-    println!(
+    say!(
         "\nTo make CloudFront refuse every link signed with {key} at once (also those the edge store\n\
          would not hold), remove that public key from the key group:\n\
          \n  aws cloudfront get-key-group --id <KEY_GROUP_ID>     # note the ETag and the Items\n\
@@ -536,7 +541,7 @@ fn purge(
     let report = runtime
         .block_on(audit.purge(cutoff, batch, dry_run))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
-    println!(
+    say!(
         "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
          kept {} revoked links that have not expired",
         if dry_run { "would remove" } else { "removed" },

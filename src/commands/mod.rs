@@ -34,7 +34,8 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
-/// The audit database, for the commands that read or change it.
+/// The audit database, for the commands that read or change it. It must be migrated
+/// already: these commands never change the schema (see `audit::check_migrated`).
 pub fn open_audit(
     runtime: &tokio::runtime::Runtime,
     database_url: &str,
@@ -47,8 +48,8 @@ pub fn open_audit(
                     anyhow::Error::new(e).context("cannot open the audit database"),
                 )
             })?;
-        doclink::audit::migrate(&pool).await.map_err(|e| {
-            Failure::Unavailable(anyhow::Error::new(e).context("cannot migrate the audit database"))
+        doclink::audit::check_migrated(&pool).await.map_err(|e| {
+            Failure::Unavailable(anyhow::Error::new(e).context("cannot use the audit database"))
         })?;
         Ok(AuditLog::new(pool, 2))
     })
