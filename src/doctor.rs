@@ -419,6 +419,13 @@ async fn ses_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &m
     checks.push(match ses.get_account().send().await {
         Ok(account) if account.sending_enabled() => Check::ok("SES account", format!("sending enabled{}", if account.production_access_enabled() { "" } else { " (sandbox: only verified recipients)" })),
         Ok(_) => Check::problem("SES account", "sending is paused for this account", "resume sending in SES (or find out why it was paused)"),
+        // Refused (403: credentials, permissions) is a problem: the send will be refused
+        // alike. An endpoint without GetAccount (moto) only cannot tell.
+        Err(aws_sdk_sesv2::error::SdkError::ServiceError(e)) if e.raw().status().as_u16() == 403 => Check::problem(
+            "SES account",
+            format!("GetAccount refused: {}", ErrorChain(e.err())),
+            "check the credentials and the role's SES permissions (ses:GetAccount, ses:SendEmail)",
+        ),
         Err(_) => Check::ok("SES account", "not reported by this endpoint (GetAccount unavailable); sending is checked when letters go out"),
     });
 }

@@ -432,9 +432,15 @@ impl Pipeline {
             Err(err) => {
                 let outcome = self.draft_failed(message, &err);
                 let reason = ErrorChain(&err).to_string();
-                self.audit
+                let held = self
+                    .audit
                     .release(token, true, AttemptEnd::Retry, "draft", &reason)
                     .await?;
+                if held == Held::Lost {
+                    return Ok(Step::Done(
+                        self.claim_lost("releasing an unsignable link", false),
+                    ));
+                }
                 return Ok(Step::Done(outcome));
             }
         };
@@ -567,7 +573,7 @@ impl Pipeline {
             SendError::Refused { .. } => return self.refused(message, event, token, &reason).await,
             SendError::Account { .. } => {
                 error!(error = %reason, "SES refuses the account: receiving stops; every unsent message stays on the queue");
-                self.stats.health.set_account_blocked();
+                self.stats.health.set_account_blocked(&reason);
                 (AttemptEnd::AccountBlocked, Outcome::AccountBlocked)
             }
             SendError::Throttled { .. } => {

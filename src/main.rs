@@ -4,6 +4,15 @@
 //! configuration, 3 something doclink needs is unavailable (database, KMS, key,
 //! queue), 4 the SES account cannot send, 130 a second signal during shutdown.
 
+/// `println!` for a command's results, through [`write_stdout`]: a reader that went
+/// away (`| head`) is not a panic. Used where the work is already done, so nothing
+/// is left to stop.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        let _ = $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)));
+    };
+}
+
 mod commands;
 
 /// mimalloc: a letter makes hundreds of small allocations (mostly in the AWS SDK's
@@ -164,6 +173,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Writes the final error to stderr, waiting at most two seconds: a stderr nobody
+/// reads (a stuck log shipper) must not keep a daemon that is done from exiting.
+fn report_on_stderr(text: String) {
+    let (written, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        let _ = written.send(());
+    });
+    let _ = wait.recv_timeout(std::time::Duration::from_secs(2));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -184,7 +204,7 @@ fn main() -> ExitCode {
             match &failure {
                 Failure::Work => {}
                 Failure::Usage(err) | Failure::Unavailable(err) | Failure::AccountBlocked(err) => {
-                    eprintln!("doclink: {err:#}")
+                    report_on_stderr(format!("doclink: {err:#}\n"))
                 }
             }
             ExitCode::from(failure.exit_code())

@@ -106,6 +106,8 @@ impl Drop for InFlightGuard<'_> {
 pub struct Health {
     shutting_down: AtomicBool,
     account_blocked: AtomicBool,
+    /// What SES said when the account was first found blocked, for the exit message.
+    account_blocked_reason: std::sync::Mutex<Option<String>>,
     database_down: AtomicBool,
     account_blocked_gauge: Gauge,
     database_up_gauge: Gauge,
@@ -116,6 +118,7 @@ impl Health {
         let health = Self {
             shutting_down: AtomicBool::new(false),
             account_blocked: AtomicBool::new(false),
+            account_blocked_reason: std::sync::Mutex::new(None),
             database_down: AtomicBool::new(false),
             account_blocked_gauge: metrics::gauge!("doclink_account_blocked"),
             database_up_gauge: metrics::gauge!("doclink_database_up"),
@@ -128,12 +131,25 @@ impl Health {
     pub fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
-    pub fn set_account_blocked(&self) {
+    /// Marks the account blocked; the first `reason` is kept.
+    pub fn set_account_blocked(&self, reason: &str) {
+        let mut first = self
+            .account_blocked_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.get_or_insert_with(|| reason.to_string());
         self.account_blocked.store(true, Ordering::SeqCst);
         self.account_blocked_gauge.set(1.0);
     }
     pub fn account_blocked(&self) -> bool {
         self.account_blocked.load(Ordering::SeqCst)
+    }
+    /// What SES said when the account was first found blocked.
+    pub fn account_blocked_reason(&self) -> Option<String> {
+        self.account_blocked_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
     /// Records whether the last database call worked.
     pub fn set_database_up(&self, up: bool) {

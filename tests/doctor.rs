@@ -301,6 +301,25 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
         ),
         "{out}"
     );
+    // An SES that refuses these credentials: the account check says so, rather
+    // than passing because it could not ask.
+    let refusing = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(403)
+                .insert_header("x-amzn-ErrorType", "AccessDeniedException")
+                .set_body_json(serde_json::json!({"message": "User is not authorized to perform ses:GetAccount"})),
+        )
+        .mount(&refusing)
+        .await;
+    let mut env = good_env();
+    env.push(("AWS_ENDPOINT_URL_SESV2", refusing.uri()));
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "SES account").starts_with("problem  SES account: GetAccount refused"),
+        "{out}"
+    );
     let mut env = good_env();
     env[3].1 = format!("{}-missing", stack.dlq_url);
     let (_, out, _) = run(env).await;

@@ -66,6 +66,7 @@ pub enum Claim {
 
 /// Whether a conditioned change found the claim still held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a lost claim means another worker owns the link: the caller must not settle it"]
 pub enum Held {
     Kept,
     /// Another worker took the link over: nothing was changed on the link.

@@ -140,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         tracing::info!(summary = %stats.summary(), ?reason, "stopped");
         if args.drain {
-            println!("{}", stats.summary());
+            say!("{}", stats.summary());
         }
         if let Some(http) = http {
             http.stop().await;
@@ -148,7 +148,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         match reason {
             StopReason::Drained | StopReason::Shutdown => Ok(()),
             StopReason::AccountBlocked => Err(Failure::AccountBlocked(anyhow::anyhow!(
-                "SES refuses the account (see the log); every unsent message is still on the queue"
+                "{}; no letter can go until that is fixed, and every unsent message is still on the queue",
+                stats
+                    .health
+                    .account_blocked_reason()
+                    .unwrap_or_else(|| "SES refuses the account".into())
             ))),
         }
     })

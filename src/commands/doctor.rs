@@ -16,9 +16,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
         Ok(settings) => settings,
         Err(errors) => {
             for error in &errors.0 {
-                println!("problem  settings: {error}");
+                say!("problem  settings: {error}");
             }
-            println!("         → set them (README, \"Configuration\"), then run doctor again");
+            say!("         → set them (README, \"Configuration\"), then run doctor again");
             return Err(Failure::Work);
         }
     };

@@ -167,7 +167,7 @@ fn retry(id: i64, by: Option<String>, config: Option<PathBuf>) -> Result<(), Fai
     runtime
         .block_on(audit.mark_rejection_retried(id, &by))
         .map_err(unavailable("recording the retry"))?;
-    println!(
+    say!(
         "rejection {id} is back on {}{}",
         rejection.queue_url,
         reopened

@@ -69,9 +69,11 @@ fn sync(config: Option<PathBuf>) -> Result<(), Failure> {
                 "the edge revocation store could not be synced: {why}"
             ))
         })?;
-    println!(
+    say!(
         "edge revocation store in line: {} put, {} deleted, {} unchanged",
-        report.put, report.deleted, report.unchanged
+        report.put,
+        report.deleted,
+        report.unchanged
     );
     Ok(())
 }

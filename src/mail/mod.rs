@@ -16,25 +16,45 @@ pub use templates::{Branding, Letter, RenderedEmail};
 
 use tokio_util::sync::CancellationToken;
 
-/// The letters doclink knows how to write; each has templates in every [`Locale`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LetterKind {
-    DecisionLetter,
-    Correspondence,
+/// Declares a closed set of names once: the enum, `ALL` (every variant, in order),
+/// `ALL_NAMES` (for error messages) and `as_str`, so that a new variant cannot be
+/// left out of any of them.
+macro_rules! named_set {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $first:ident => $first_text:literal $(, $variant:ident => $text:literal)* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $first,
+            $($variant,)*
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$first_text $(, $text)*].len()] = [$name::$first $(, $name::$variant)*];
+            pub const ALL_NAMES: &'static str = concat!($first_text $(, ", ", $text)*);
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $name::$first => $first_text,
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+named_set! {
+    /// The letters doclink knows how to write; each has templates in every [`Locale`].
+    pub enum LetterKind {
+        DecisionLetter => "decision_letter",
+        Correspondence => "correspondence",
+    }
 }
 
 impl LetterKind {
-    pub const ALL: [LetterKind; 2] = [LetterKind::DecisionLetter, LetterKind::Correspondence];
-    pub const ALL_NAMES: &'static str = "decision_letter, correspondence";
-
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            LetterKind::DecisionLetter => "decision_letter",
-            LetterKind::Correspondence => "correspondence",
-        }
     }
 
     /// The `data` keys this kind's templates read. This list is the one place they
@@ -66,17 +86,15 @@ impl LetterKind {
 /// obeys header rules. Subjects are also folded to one line when rendered.
 pub const BODY_ONLY_DATA_KEYS: &[&str] = &["message"];
 
-/// Languages with templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Locale {
-    En,
-    Fr,
+named_set! {
+    /// Languages with templates.
+    pub enum Locale {
+        En => "en",
+        Fr => "fr",
+    }
 }
 
 impl Locale {
-    pub const ALL: [Locale; 2] = [Locale::En, Locale::Fr];
-    pub const ALL_NAMES: &'static str = "en, fr";
-
     /// Accepts a language tag such as `fr`, `fr-FR`, `fr_CA` or `FR`: the language
     /// decides. Anything that is not a well-formed tag is refused.
     pub fn parse(text: &str) -> Option<Self> {
@@ -93,12 +111,6 @@ impl Locale {
         }
         let language = language.to_ascii_lowercase();
         Self::ALL.into_iter().find(|l| l.as_str() == language)
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Locale::En => "en",
-            Locale::Fr => "fr",
-        }
     }
 }
 
@@ -209,6 +221,7 @@ impl Outbox {
                          treats it as a configuration fault)"
                     ),
                     code,
+                    source: None,
                 })
             }
             Err(err) => Err(err),

@@ -51,7 +51,13 @@ pub enum SendError {
     /// No letter can go: credentials, permissions, a missing configuration set,
     /// sending paused or the account suspended. Not sent.
     #[error("SES refuses the account ({code}): {message}")]
-    Account { code: String, message: String },
+    Account {
+        code: String,
+        message: String,
+        /// The SDK's error, when the refusal came from it rather than from SES's answer.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// An answer doclink does not recognise. A 4xx answer means SES did not take
     /// the letter; it is retried later, never failed for good.
     #[error("SES answered HTTP {status} {code}: {message}")]
@@ -122,9 +128,12 @@ pub fn classify(err: SdkError<SendEmailError>) -> SendError {
             classify_service(service.into_err(), status)
         }
         // A request that cannot be built fails every letter alike: configuration.
-        SdkError::ConstructionFailure(_) => SendError::Account {
+        SdkError::ConstructionFailure(failure) => SendError::Account {
             code: "ConstructionFailure".into(),
             message: "the SES request could not be built (configuration)".into(),
+            source: Some(Box::new(SdkError::<SendEmailError>::ConstructionFailure(
+                failure,
+            ))),
         },
         SdkError::DispatchFailure(failure) => classify_dispatch(failure),
         other => SendError::OutcomeUnknown {
@@ -167,7 +176,13 @@ fn classify_dispatch(failure: DispatchFailure) -> SendError {
                 "InvalidRequest"
             }
             .into(),
-            message: crate::error::ErrorChain(&error).to_string(),
+            message: if no_credentials {
+                "no AWS credentials could be loaded"
+            } else {
+                "the SES request could not be sent (configuration)"
+            }
+            .into(),
+            source: Some(Box::new(error)),
         }
     } else if never_connected {
         SendError::Unreachable {
@@ -195,9 +210,9 @@ fn classify_service(err: SendEmailError, status: u16) -> SendError {
         | SendEmailError::SendingPausedException(_)
         | SendEmailError::MailFromDomainNotVerifiedException(_)
         // A configuration set (or identity) that does not exist stops every send alike.
-        | SendEmailError::NotFoundException(_) => SendError::Account { code, message },
+        | SendEmailError::NotFoundException(_) => SendError::Account { code, message, source: None },
         _ if CREDENTIAL_CODES.contains(&code.as_str()) || status == 401 || status == 403 => {
-            SendError::Account { code, message }
+            SendError::Account { code, message, source: None }
         }
         _ if THROTTLING_CODES.contains(&code.as_str()) || status == 429 => SendError::Throttled {
             code,
