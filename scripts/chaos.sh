@@ -11,7 +11,7 @@ export DOCLINK_RELIABILITY_DIR="$fragments"
 export CHAOS_EVENTS=${CHAOS_EVENTS:-2000} CHAOS_KILLS=${CHAOS_KILLS:-12}
 export PROPTEST_CASES=${PROPTEST_CASES:-20000}
 tests=()
-for t in chaos outage faults hostile fuzz secrets startup corpus; do
+for t in chaos outage faults resilience hostile fuzz secrets startup corpus; do
     [ -f "tests/$t.rs" ] && tests+=(--test "$t")
 done
 ${CARGO:-cargo} test "${tests[@]}" -- --test-threads=2

@@ -20,7 +20,8 @@ def need(name):
 
 chaos = need("chaos")
 outages = [(n, need(n)) for n in ("outage-db-stop", "outage-db-restart")]
-faults = [(n, need(n)) for n in ("fault-ses-timeout", "fault-ses-reset", "fault-sqs-receive", "fault-sqs-delete", "fault-sqs-visibility", "fault-sqs-purged")]
+faults = [(n, need(n)) for n in ("fault-ses-throttle", "fault-ses-5xx", "fault-ses-timeout", "fault-ses-reset",
+                                 "fault-ses-expired-credentials", "fault-ses-rejected", "fault-sqs-receive", "fault-sqs-delete", "fault-sqs-visibility", "fault-sqs-purged")]
 hostile, fuzz, secrets, kms = need("hostile"), need("fuzz"), need("secrets"), need("kms")
 
 lost = sum(x.get("lost", 0) for x in [chaos] + [f for _, f in faults] if x) + sum((o or {}).get("result", {}).get("lost", 0) for _, o in outages)
@@ -44,7 +45,9 @@ if chaos:
     ]
 for name, o in outages:
     if o:
-        lines.append(f"| {o['outage']}: letters, extra emails (flagged) | {o['result']['letters']}, {o['result']['extra_emails']} |")
+        seen = o['result'].get('readyz_503_seen')
+        readyz = {True: "; /readyz 503 while down", False: "; /readyz NOT 503", None: ""}[seen]
+        lines.append(f"| {o['outage']}{readyz}: letters, extra emails (flagged) | {o['result']['letters']}, {o['result']['extra_emails']} |")
 for name, f in faults:
     if f:
         lines.append(f"| fault injected: {f['fault']} | {f.get('injected', 'yes')} |")

@@ -10,7 +10,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
 use support::ses_standin::{Behaviour, SesStandIn};
-use support::{TestStack, stderr, stdout, terminate};
+use support::{TestStack, record_reliability, stderr, stdout, terminate};
 
 async fn setup(
     name: &str,
@@ -66,6 +66,10 @@ async fn throttling_is_retried_with_backoff_and_nothing_is_lost() {
         )
         .await;
     assert!(stderr(&out).contains("throttled by SES"));
+    record_reliability(
+        "fault-ses-throttle",
+        serde_json::json!({"fault": "SES throttling burst (12 answers of 429 TooManyRequests)", "letters": 10, "lost": 0, "unflagged_duplicates": 0}),
+    );
 }
 
 #[tokio::test]
@@ -97,6 +101,10 @@ async fn server_errors_are_retried_and_the_retries_flagged_as_possible_duplicate
             .into_iter()
             .collect::<std::collections::HashSet<_>>(),
         failed_links
+    );
+    record_reliability(
+        "fault-ses-5xx",
+        serde_json::json!({"fault": "SES HTTP 500 on every second call (outcome unknown, retried, flagged)", "letters": 6, "lost": 0, "unflagged_duplicates": 0}),
     );
 }
 
@@ -137,6 +145,10 @@ async fn a_permanent_rejection_marks_the_link_failed_and_the_others_go_out() {
         );
     }
     assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    record_reliability(
+        "fault-ses-rejected",
+        serde_json::json!({"fault": "SES MessageRejected for 2 of 6 letters (recorded failed with the reason, the others sent)", "letters": 6, "lost": 0, "unflagged_duplicates": 0}),
+    );
 }
 
 #[tokio::test]
@@ -504,6 +516,10 @@ async fn credentials_expiring_in_the_middle_of_a_batch_fail_nothing_and_keep_the
     let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     accepted_once_each(&ses, events);
+    record_reliability(
+        "fault-ses-expired-credentials",
+        serde_json::json!({"fault": "SES credentials expiring after 4 of 12 letters (exit 4, the other 8 kept queued, sent once after new credentials)", "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+    );
 }
 
 #[tokio::test]
@@ -604,6 +620,20 @@ async fn a_worker_whose_lease_lapsed_changes_nothing_and_keeps_its_message() {
         "{}",
         stderr(&out_a)
     );
+    // Worker A did not delete the message it held when it found the claim lost: it
+    // left it for a redelivery (worker B's drain waits for it), and whichever worker
+    // received it again found the event finished and deleted it then.
+    let log_a = stderr(&out_a);
+    let lost = log_a
+        .find("the message is left for a redelivery")
+        .expect("claim lost");
+    let skipped = "event already handled; deleting the redelivered message";
+    assert!(
+        log_a[lost..].contains(skipped) || stderr(&out).contains(skipped),
+        "{log_a}\n---\n{}",
+        stderr(&out)
+    );
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
 
     let b_id = fast.accepted()[0].clone();
     let row = sqlx::query("SELECT status, ses_message_id, possible_duplicate, attempts FROM links")
