@@ -240,6 +240,27 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
         "{out}"
     );
 
+    // A key-pair id CloudFront does not know.
+    let mut env = good_env();
+    env[0].1 = "KNOSUCHKEY0000".into();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "public key")
+            .starts_with("problem  public key: CloudFront public key KNOSUCHKEY0000"),
+        "{out}"
+    );
+
+    // A distribution id that does not exist.
+    let mut env = good_env();
+    env[1].1 = "E0NOSUCHDIST00".into();
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "distribution").starts_with("problem  distribution: E0NOSUCHDIST00"),
+        "{out}"
+    );
+
     // The behaviour serving the links trusts a group without our key.
     let mut env = good_env();
     env[1].1 = untrusting.clone();
@@ -335,6 +356,32 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
         out.contains("DOCLINK_KMS_ENCRYPTION_CONTEXT (it must equal"),
         "{out}"
     );
+    // An events queue that does not exist.
+    let mut env = good_env();
+    env.push((
+        "DOCLINK_EVENTS_QUEUE_URL",
+        format!("{}-no-such-events", stack.queue_url),
+    ));
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "events queue").starts_with("problem "), "{out}");
+    // A reachable database that was never migrated.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {}_empty",
+        stack.database_url.rsplit('/').next().unwrap()
+    )))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let mut env = good_env();
+    env.push(("DATABASE_URL", format!("{}_empty", stack.database_url)));
+    let (code, out, _) = run(env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "database").contains("migrations not applied"),
+        "{out}"
+    );
+    assert!(out.contains("run `doclink migrate`"), "{out}");
     let mut env = good_env();
     env.push((
         "DATABASE_URL",
