@@ -955,3 +955,37 @@ async fn an_ended_attempt_cannot_be_rewritten() {
         .unwrap();
     assert_eq!(outcome, "sent");
 }
+
+/// A revocation, once its transaction has committed, cannot be changed: who, when,
+/// why and how many stay as the revoking command wrote them.
+#[tokio::test]
+async fn a_committed_revocation_cannot_be_rewritten() {
+    let (stack, _ses) = with_sent_links("revkeep", 2).await;
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--recipient",
+                &stack.recipient("u0"),
+                "--reason",
+                "wrong address",
+                "--by",
+                "alice",
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = sqlx::query("UPDATE revocations SET revoked_by = 'mallory', links_revoked = 0")
+        .execute(&stack.pool)
+        .await
+        .expect_err("a committed revocation was rewritten");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let row = sqlx::query("SELECT revoked_by, links_revoked FROM revocations")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("revoked_by"), "alice");
+    assert_eq!(row.get::<i32, _>("links_revoked"), 1);
+}
