@@ -135,27 +135,26 @@ async fn database_checks(settings: &Settings, checks: &mut Vec<Check>) -> Option
             return None;
         }
     };
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
-    let known: Vec<i64> = sqlx::migrate!("./migrations")
-        .iter()
-        .map(|m| m.version)
-        .collect();
-    let missing = known.iter().filter(|v| !applied.contains(v)).count();
-    checks.push(if missing == 0 {
-        Check::ok(
+    let status = crate::audit::migration_status(&pool).await;
+    let migrated = matches!(status, Ok(crate::audit::MigrationStatus { missing: 0, .. }));
+    checks.push(match status {
+        Ok(status) if status.missing == 0 => Check::ok(
             "database",
-            format!("reachable; all {} migrations applied", known.len()),
-        )
-    } else {
-        Check::problem(
+            format!("reachable; all {} migrations applied", status.known),
+        ),
+        Ok(status) => Check::problem(
             "database",
-            format!("{missing} of {} migrations not applied", known.len()),
+            format!(
+                "{} of {} migrations not applied",
+                status.missing, status.known
+            ),
             "run `doclink migrate` (doclink run also applies them)",
-        )
+        ),
+        Err(e) => Check::problem(
+            "database",
+            format!("cannot read the applied migrations: {}", ErrorChain(&e)),
+            "grant SELECT on _sqlx_migrations to this role, or run `doclink migrate`",
+        ),
     });
     match sqlx::query_scalar::<_, DateTime<Utc>>("SELECT now()")
         .fetch_one(&pool)
@@ -175,7 +174,7 @@ async fn database_checks(settings: &Settings, checks: &mut Vec<Check>) -> Option
             "check the database",
         )),
     }
-    (missing == 0).then(|| AuditLog::new(pool, 1))
+    migrated.then(|| AuditLog::new(pool, 1))
 }
 
 /// KMS decrypts, and the key is one CloudFront accepts.

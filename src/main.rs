@@ -5,11 +5,11 @@
 //! queue), 4 the SES account cannot send, 130 a second signal during shutdown.
 
 /// `println!` for a command's results, through [`write_stdout`]: a reader that went
-/// away (`| head`) is not a panic. Used where the work is already done, so nothing
-/// is left to stop.
+/// away (`| head`) ends the output quietly instead of a panic, and any other write
+/// failure (a full disk) fails the command. Used where the work is already done.
 macro_rules! say {
     ($($arg:tt)*) => {
-        let _ = $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)));
+        $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)))?;
     };
 }
 

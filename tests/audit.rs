@@ -933,6 +933,15 @@ async fn audit_commands_on_an_unmigrated_database_say_to_migrate_and_change_noth
     assert_eq!(tables, 0);
 }
 
+/// Runs `sql` and checks that an append-only trigger refused it.
+async fn refused_as_append_only(stack: &TestStack, sql: &'static str) {
+    let err = sqlx::query(sql)
+        .execute(&stack.pool)
+        .await
+        .expect_err("an append-only row was rewritten");
+    assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+}
+
 /// An attempt's outcome is written once: the database refuses to change an ended
 /// attempt, so the history an auditor reads cannot be rewritten.
 #[tokio::test]
@@ -944,11 +953,11 @@ async fn an_ended_attempt_cannot_be_rewritten() {
             .await
             .unwrap();
     assert_eq!(ended, 1);
-    let err = sqlx::query("UPDATE link_attempts SET outcome = 'failed', reason = 'rewritten'")
-        .execute(&stack.pool)
-        .await
-        .expect_err("an ended attempt was rewritten");
-    assert!(err.to_string().contains("append-only"), "{err}");
+    refused_as_append_only(
+        &stack,
+        "UPDATE link_attempts SET outcome = 'failed', reason = 'rewritten'",
+    )
+    .await;
     let outcome: String = sqlx::query_scalar("SELECT outcome FROM link_attempts")
         .fetch_one(&stack.pool)
         .await
@@ -977,11 +986,11 @@ async fn a_committed_revocation_cannot_be_rewritten() {
         )
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let err = sqlx::query("UPDATE revocations SET revoked_by = 'mallory', links_revoked = 0")
-        .execute(&stack.pool)
-        .await
-        .expect_err("a committed revocation was rewritten");
-    assert!(err.to_string().contains("append-only"), "{err}");
+    refused_as_append_only(
+        &stack,
+        "UPDATE revocations SET revoked_by = 'mallory', links_revoked = 0",
+    )
+    .await;
     let row = sqlx::query("SELECT revoked_by, links_revoked FROM revocations")
         .fetch_one(&stack.pool)
         .await

@@ -63,11 +63,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// Checks that every migration embedded in this binary has been applied, changing
-/// nothing. The audit commands use this rather than [`migrate`], so that a role
-/// that may only read (an auditor's) can run them, and so that only `migrate` and
-/// `run` ever change the schema.
-pub async fn check_migrated(pool: &PgPool) -> Result<(), AuditError> {
+/// How the database stands against the migrations embedded in this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Embedded migrations the database has not applied.
+    pub missing: usize,
+    /// Embedded migrations in all.
+    pub known: usize,
+}
+
+/// Reads which embedded migrations the database has applied, changing nothing.
+pub async fn migration_status(pool: &PgPool) -> Result<MigrationStatus, AuditError> {
     let applied: Vec<i64> =
         match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(pool)
@@ -79,15 +85,23 @@ pub async fn check_migrated(pool: &PgPool) -> Result<(), AuditError> {
             Err(e) => return Err(e.into()),
         };
     let migrator = sqlx::migrate!("./migrations");
-    let known = migrator.iter().count();
-    let missing = migrator
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .count();
-    if missing == 0 {
-        Ok(())
-    } else {
-        Err(AuditError::NotMigrated { missing, known })
+    Ok(MigrationStatus {
+        missing: migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count(),
+        known: migrator.iter().count(),
+    })
+}
+
+/// Checks that every embedded migration has been applied, changing nothing. The
+/// audit commands use this rather than [`migrate`], so that a role that may only
+/// read (an auditor's) can run them, and so that only `migrate` and `run` ever
+/// change the schema.
+pub async fn check_migrated(pool: &PgPool) -> Result<(), AuditError> {
+    match migration_status(pool).await? {
+        MigrationStatus { missing: 0, .. } => Ok(()),
+        MigrationStatus { missing, known } => Err(AuditError::NotMigrated { missing, known }),
     }
 }
 

@@ -469,7 +469,7 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
             .unwrap_or_default()
     );
     if let RevocationSelector::KeyPairId(key) = &selector {
-        print_key_rotation(key);
+        print_key_rotation(key)?;
     }
     if args.dry_run {
         return Ok(());
@@ -517,7 +517,7 @@ fn sync_edge(
 }
 
 /// Revoking every link of a key at once is a key rotation at CloudFront.
-fn print_key_rotation(key: &str) {
+fn print_key_rotation(key: &str) -> Result<(), Failure> {
     say!(
         "\nTo make CloudFront refuse every link signed with {key} at once (also those the edge store\n\
          would not hold), remove that public key from the key group:\n\
@@ -526,6 +526,7 @@ fn print_key_rotation(key: &str) {
          \x20     --key-group-config 'Name=<NAME>,Items=[<the other key ids>]'\n\
          \nSign new links with another key first (see \"Key rotation\" in the README)."
     );
+    Ok(())
 }
 
 fn purge(
