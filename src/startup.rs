@@ -182,21 +182,26 @@ async fn decrypt_signer(
     Ok(signer)
 }
 
-/// The SES side: client without SDK retries, the pace, the sender and the breaker.
-async fn outbox(settings: &Settings, aws: &aws_config::SdkConfig) -> Outbox {
-    // No SDK retries for SendEmail: SES has no idempotency token, so a retry after a
-    // 5xx or timeout may send twice. The worker retries instead, through the queue,
-    // and flags such retries as possible duplicates in the audit log.
+/// The SES client the letters go through: no SDK retries, since SES has no
+/// idempotency token and a retry after a 5xx or timeout may send twice. The worker
+/// retries instead, through the queue, and flags such retries as possible
+/// duplicates in the audit log.
+pub fn ses_client(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_sdk_sesv2::Client {
     let ses_config = aws_sdk_sesv2::config::Builder::from(aws)
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(settings.ses_timeout)
+                .operation_attempt_timeout(timeout)
                 .build(),
         )
         .build();
-    let mailer = SesMailer::new(aws_sdk_sesv2::Client::from_conf(ses_config));
+    aws_sdk_sesv2::Client::from_conf(ses_config)
+}
+
+/// The SES side: the client, the pace, the sender and the breaker.
+async fn outbox(settings: &Settings, aws: &aws_config::SdkConfig) -> Outbox {
+    let mailer = SesMailer::new(ses_client(aws, settings.ses_timeout));
     let rate = match settings.send_rate {
         RateSetting::PerSecond(rate) => rate,
         RateSetting::Auto => auto_rate(&mailer, settings).await,
