@@ -72,20 +72,26 @@ def profile(n):
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
 
+def start_moto():
+    """A fresh fast_moto.py (the yardstick's, keep-alive) on a free port; returns (process, endpoint)
+    once it answers."""
+    port = free_port()
+    moto = subprocess.Popen([py, os.path.join(shared, "fast_moto.py"), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=1); break
+        except Exception:
+            time.sleep(0.2)
+    return moto, endpoint
+
 def memory_run(events, rate="100000"):
     """doclink run --drain over `events` events fed as it drains; returns (peak RSS MiB, emails, seconds)."""
     import boto3
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    port = free_port()
-    moto = subprocess.Popen([py, os.path.join(shared, "fast_moto.py"), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    moto, endpoint = start_moto()
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=1); break
-            except Exception:
-                time.sleep(0.2)
         env = dict(os.environ, AWS_ENDPOINT_URL=endpoint)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         sqs, kms, ses = boto3.client("sqs"), boto3.client("kms"), boto3.client("sesv2")
@@ -163,15 +169,8 @@ def memory_run(events, rate="100000"):
 def ses_call():
     """benches/ses_call.rs against a fresh keep-alive moto: doclink-side CPU of one SendEmail
     of the yardstick's letter through the AWS SDK; returns (ms per call, letter bytes)."""
-    port = free_port()
-    moto = subprocess.Popen([py, os.path.join(shared, "fast_moto.py"), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    moto, endpoint = start_moto()
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=1); break
-            except Exception:
-                time.sleep(0.2)
         out = subprocess.run([os.environ.get("CARGO", "cargo"), "bench", "--quiet", "--bench", "ses_call"],
                              env=dict(os.environ, AWS_ENDPOINT_URL=endpoint), capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
