@@ -156,144 +156,158 @@ impl DocumentReady {
         let document_key = required_str(object, "document_key")?;
         let document_key = DocumentKey::parse(document_key)
             .map_err(|e: UrlError| reject("document_key", e.to_string()))?;
-
-        let recipient = match object.get("recipient") {
-            None | Some(Value::Null) => return Err(reject("recipient", "is required")),
-            Some(Value::Object(r)) => r,
-            Some(other) => {
-                return Err(reject(
-                    "recipient",
-                    format!("must be an object, found {}", type_name(other)),
-                ));
-            }
-        };
-        let email = match recipient.get("email") {
-            None | Some(Value::Null) => return Err(reject("recipient.email", "is required")),
-            Some(Value::String(s)) => {
-                EmailAddress::parse(s).map_err(|e| reject("recipient.email", e.to_string()))?
-            }
-            Some(other) => {
-                return Err(reject(
-                    "recipient.email",
-                    format!("must be a string, found {}", type_name(other)),
-                ));
-            }
-        };
-        let name = match recipient.get("name") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                // Checked before trimming: a name of only CR/LF is hostile, not empty.
-                let name = DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?;
-                (!name.as_str().is_empty()).then_some(name)
-            }
-            Some(other) => {
-                return Err(reject(
-                    "recipient.name",
-                    format!("must be a string, found {}", type_name(other)),
-                ));
-            }
-        };
-
-        let template = required_str(object, "template")?;
-        let template = LetterKind::parse(template).ok_or_else(|| {
-            reject(
-                "template",
-                format!(
-                    "{template:?} is not a known template ({})",
-                    LetterKind::ALL_NAMES
-                ),
-            )
-        })?;
-        let locale = match optional_str(object, "locale")? {
-            None => rules.default_locale,
-            Some(l) => Locale::parse(l).ok_or_else(|| {
-                reject(
-                    "locale",
-                    format!("{l:?} has no templates ({})", Locale::ALL_NAMES),
-                )
-            })?,
-        };
-        let link_ttl = match optional_str(object, "expires_in")? {
-            None => rules.default_ttl,
-            Some(text) => {
-                let ttl = parse_duration(text).map_err(|e| reject("expires_in", e.to_string()))?;
-                if ttl > rules.max_ttl {
-                    return Err(reject(
-                        "expires_in",
-                        format!(
-                            "{text:?} is longer than the maximum {}",
-                            crate::duration::HumanDuration(rules.max_ttl)
-                        ),
-                    ));
-                }
-                ttl
-            }
-        };
-
-        let mut data = BTreeMap::new();
-        match object.get("data") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(entries)) => {
-                if entries.len() > MAX_DATA_ENTRIES {
-                    return Err(reject(
-                        "data",
-                        format!("has {} entries; at most {MAX_DATA_ENTRIES}", entries.len()),
-                    ));
-                }
-                for (key, value) in entries {
-                    if key.is_empty()
-                        || key.len() > 64
-                        || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    {
-                        return Err(reject(
-                            "data",
-                            format!(
-                                "has the key {:?}; keys are 1 to 64 ASCII letters, digits or '_'",
-                                key.chars().take(80).collect::<String>()
-                            ),
-                        ));
-                    }
-                    let field = format!("data.{key}");
-                    let text = match value {
-                        Value::String(s) => s,
-                        other => {
-                            return Err(reject(
-                                field,
-                                format!("must be a string, found {}", type_name(other)),
-                            ));
-                        }
-                    };
-                    let text = if BODY_ONLY_DATA_KEYS.contains(&key.as_str()) {
-                        body_text(text).map_err(|r| reject(&field, r))?
-                    } else {
-                        // Other template data can reach the subject line, so it
-                        // obeys header rules.
-                        check_header_safe(text, MAX_DATA_VALUE_CHARS)
-                            .map_err(|r| reject(&field, r))?;
-                        text.clone()
-                    };
-                    data.insert(key.clone(), text);
-                }
-            }
-            Some(other) => {
-                return Err(reject(
-                    "data",
-                    format!("must be an object, found {}", type_name(other)),
-                ));
-            }
-        }
-
         Ok(Self {
             event_id,
             document_key,
-            recipient: Recipient { email, name },
-            template,
-            locale,
-            link_ttl,
-            data,
+            recipient: parse_recipient(object)?,
+            template: parse_template(object)?,
+            locale: parse_locale(object, rules)?,
+            link_ttl: parse_link_ttl(object, rules)?,
+            data: parse_data(object)?,
             envelope,
         })
     }
+}
+
+/// `recipient`: an object with a required `email` and an optional `name`.
+fn parse_recipient(object: &Map<String, Value>) -> Result<Recipient, EventRejection> {
+    let recipient = match object.get("recipient") {
+        None | Some(Value::Null) => return Err(reject("recipient", "is required")),
+        Some(Value::Object(r)) => r,
+        Some(other) => {
+            return Err(reject(
+                "recipient",
+                format!("must be an object, found {}", type_name(other)),
+            ));
+        }
+    };
+    let email = match recipient.get("email") {
+        None | Some(Value::Null) => return Err(reject("recipient.email", "is required")),
+        Some(Value::String(s)) => {
+            EmailAddress::parse(s).map_err(|e| reject("recipient.email", e.to_string()))?
+        }
+        Some(other) => {
+            return Err(reject(
+                "recipient.email",
+                format!("must be a string, found {}", type_name(other)),
+            ));
+        }
+    };
+    let name = match recipient.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            // Checked before trimming: a name of only CR/LF is hostile, not empty.
+            let name = DisplayName::parse(s).map_err(|r| reject("recipient.name", r))?;
+            (!name.as_str().is_empty()).then_some(name)
+        }
+        Some(other) => {
+            return Err(reject(
+                "recipient.name",
+                format!("must be a string, found {}", type_name(other)),
+            ));
+        }
+    };
+    Ok(Recipient { email, name })
+}
+
+fn parse_template(object: &Map<String, Value>) -> Result<LetterKind, EventRejection> {
+    let template = required_str(object, "template")?;
+    LetterKind::parse(template).ok_or_else(|| {
+        reject(
+            "template",
+            format!(
+                "{template:?} is not a known template ({})",
+                LetterKind::ALL_NAMES
+            ),
+        )
+    })
+}
+
+fn parse_locale(object: &Map<String, Value>, rules: &EventRules) -> Result<Locale, EventRejection> {
+    match optional_str(object, "locale")? {
+        None => Ok(rules.default_locale),
+        Some(l) => Locale::parse(l).ok_or_else(|| {
+            reject(
+                "locale",
+                format!("{l:?} has no templates ({})", Locale::ALL_NAMES),
+            )
+        }),
+    }
+}
+
+/// `expires_in`: the link's lifetime, at most the configured maximum.
+fn parse_link_ttl(
+    object: &Map<String, Value>,
+    rules: &EventRules,
+) -> Result<Duration, EventRejection> {
+    let Some(text) = optional_str(object, "expires_in")? else {
+        return Ok(rules.default_ttl);
+    };
+    let ttl = parse_duration(text).map_err(|e| reject("expires_in", e.to_string()))?;
+    if ttl > rules.max_ttl {
+        return Err(reject(
+            "expires_in",
+            format!(
+                "{text:?} is longer than the maximum {}",
+                crate::duration::HumanDuration(rules.max_ttl)
+            ),
+        ));
+    }
+    Ok(ttl)
+}
+
+/// `data`: the template's values, string to string, with bounded keys.
+fn parse_data(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, EventRejection> {
+    let entries = match object.get("data") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(entries)) => entries,
+        Some(other) => {
+            return Err(reject(
+                "data",
+                format!("must be an object, found {}", type_name(other)),
+            ));
+        }
+    };
+    if entries.len() > MAX_DATA_ENTRIES {
+        return Err(reject(
+            "data",
+            format!("has {} entries; at most {MAX_DATA_ENTRIES}", entries.len()),
+        ));
+    }
+    let mut data = BTreeMap::new();
+    for (key, value) in entries {
+        if key.is_empty()
+            || key.len() > 64
+            || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(reject(
+                "data",
+                format!(
+                    "has the key {:?}; keys are 1 to 64 ASCII letters, digits or '_'",
+                    key.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        let field = format!("data.{key}");
+        let text = match value {
+            Value::String(s) => s,
+            other => {
+                return Err(reject(
+                    field,
+                    format!("must be a string, found {}", type_name(other)),
+                ));
+            }
+        };
+        let text = if BODY_ONLY_DATA_KEYS.contains(&key.as_str()) {
+            body_text(text).map_err(|r| reject(&field, r))?
+        } else {
+            // Other template data can reach the subject line, so it obeys header rules.
+            check_header_safe(text, MAX_DATA_VALUE_CHARS).map_err(|r| reject(&field, r))?;
+            text.clone()
+        };
+        data.insert(key.clone(), text);
+    }
+    Ok(data)
 }
 
 /// A body-only value (`data.message`): it never reaches a header, so it may hold
