@@ -41,7 +41,7 @@ bench-audit:
 
 bench-pipeline:
 	$(CARGO) build --release --bin doclink
-	$(CARGO) bench --bench ses_call --no-run
+	$(CARGO) bench --bench letter_floor --no-run
 	scripts/stack.sh scripts/bench-pipeline.sh
 
 lint:
