@@ -424,3 +424,88 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
         "{out}"
     );
 }
+
+/// The faults the first test leaves out: a key CloudFront does not accept, an SES
+/// account whose sending is paused, and a revocation store that does not answer.
+/// Each is one problem line naming it, and the exit code says doctor found problems.
+#[tokio::test]
+async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocation_store() {
+    let stack = TestStack::new("doctor-faults", KeyKind::Rsa2048).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let run = |extra: Vec<(&'static str, String)>| {
+        let stack = &stack;
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let out = stack.doclink(&["doctor"], &extra).await;
+            (out.status.code(), stdout(&out))
+        }
+    };
+
+    // An RSA-3072 key, encrypted under the stack's KMS key like a real one.
+    let rsa3072 = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(3072).unwrap())
+        .unwrap()
+        .private_key_to_pem_pkcs8()
+        .unwrap();
+    let kms = aws_sdk_kms::Client::new(&aws_config::load_from_env().await);
+    let context = doclink::kms::EncryptionContext::parse_list(support::CONTEXT).unwrap();
+    let ciphertext = doclink::kms::encrypt(&kms, &stack.kms_key_id, &rsa3072, &context)
+        .await
+        .unwrap();
+    let path = stack.dir.path().join("rsa3072.ct");
+    std::fs::write(&path, ciphertext).unwrap();
+    let (code, out) = run(vec![(
+        "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+        path.display().to_string(),
+    )])
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "KMS").starts_with("ok "), "{out}");
+    assert!(
+        line(&out, "key").starts_with(
+            "problem  key: RSA-3072 key: CloudFront accepts only RSA-2048 and ECDSA P-256 keys"
+        ),
+        "{out}"
+    );
+
+    // SES answers for the identity, but the account's sending is paused.
+    let paused = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/v2/email/account"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"SendingEnabled": false, "ProductionAccessEnabled": true}),
+        ))
+        .mount(&paused)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::path_regex("^/v2/email/identities/"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"IdentityType": "DOMAIN", "VerifiedForSendingStatus": true}),
+        ))
+        .mount(&paused)
+        .await;
+    let (code, out) = run(vec![("AWS_ENDPOINT_URL_SESV2", paused.uri())]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "SES identity").starts_with("ok "), "{out}");
+    assert!(
+        line(&out, "SES account")
+            .starts_with("problem  SES account: sending is paused for this account"),
+        "{out}"
+    );
+    assert!(out.contains("resume sending in SES"), "{out}");
+
+    // A revocation store nobody answers for: a closed port.
+    let arn = "arn:aws:cloudfront::123456789012:key-value-store/abc-123";
+    let (code, out) = run(vec![
+        ("DOCLINK_REVOCATION_KVS_ARN", arn.into()),
+        (
+            "AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE",
+            format!("http://127.0.0.1:{}", support::free_port()),
+        ),
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "revocation store").starts_with(&format!("problem  revocation store: {arn}: ")),
+        "{out}"
+    );
+    assert!(out.contains("check DOCLINK_REVOCATION_KVS_ARN"), "{out}");
+}
