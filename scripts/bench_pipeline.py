@@ -230,7 +230,7 @@ floor_ms = None if shares is None else sum(p for g, p in shares if g.startswith(
 floor_text = "" if floor_ms is None else (
     f"The floor, from the profile: the signature (OpenSSL), its independent check (AWS-LC), the kernel's "
     f"part of the network round trips and the AWS SDK's request path come to {floor_ms:.3f} ms per letter, "
-    f"**{floor_ms / peer_link:.2f}×** the peer's CPU on their own; everything else doclink does (the "
+    f"**{floor_ms / peer_link:.3f}×** the peer's CPU on their own; everything else doclink does (the "
     f"audit statements' client side, the templates, the queue runtime, allocation, logging) costs "
     f"{per_link - floor_ms:.3f} ms. "
     + ("So 0.25× cannot be reached on this stack without leaving the AWS SDK or the one TCP round trip per "
@@ -246,7 +246,7 @@ direct_text = (
     f"(the SDK building, SigV4-signing and parsing the request, and the kernel's part of the round trip); "
     f"the audit log's two statements (the claim that records the link before the send, the record of "
     f"SES's answer after it) cost **{audit_ms:.3f} ms** through sqlx. With one signature ({sign_ms:.3f} ms) "
-    f"that is {unavoidable_ms:.3f} ms, **{unavoidable_ms / peer_link:.2f}×** the peer's CPU per letter, "
+    f"that is {unavoidable_ms:.3f} ms, **{unavoidable_ms / peer_link:.3f}×** the peer's CPU per letter, "
     f"before the queue, the templates, the verify-after-sign check or anything else doclink does. "
     + (f"The target of 0.25× ({0.25 * peer_link:.3f} ms) is below what these calls alone cost on this "
        f"machine.\n" if unavoidable_ms / peer_link > 0.25 else
@@ -266,7 +266,7 @@ time; peak RSS is its VmHWM.
 | doclink `run --drain` | {ours['emails']} | {ours['wall']} | {ours['rate']} | {ours['cpu/link']} | {per_link / sign_ms:.1f} | {ours['maxrss']} |
 
 One RSA-2048 signature costs {sign_ms:.3f} ms on this CPU (`openssl speed rsa2048`, same run). doclink spends
-**{ratio:.2f}×** the peer's CPU per letter — target (issue #8): at most 0.25× — {"met" if ratio <= 0.25 else "NOT met"}.
+**{ratio:.3f}×** the peer's CPU per letter — target (issue #8): at most 0.25× — {"met" if ratio <= 0.25 else "NOT met"}.
 
 Where doclink's CPU goes (`perf record` over {PROFILE_EVENTS:,} letters on the same yardstick):
 
