@@ -7,8 +7,8 @@
 //!   send, and the record of SES's answer after it, through sqlx.
 //!
 //! Run by `make bench-pipeline` against the yardstick's keep-alive moto
-//! (AWS_ENDPOINT_URL) and the stack's PostgreSQL (DATABASE_URL, whose `public`
-//! schema it replaces), which uses it to state the floor of a letter's CPU. Each
+//! (AWS_ENDPOINT_URL) and the stack's PostgreSQL (DATABASE_URL's server, in a
+//! database of its own), which uses it to state the floor of a letter's CPU. Each
 //! call is made one at a time, as one letter makes it.
 //!
 //! Prints one line:
@@ -125,18 +125,30 @@ async fn ses_call_ms(calls: usize) -> (f64, usize) {
 
 /// CPU milliseconds per letter of the audit log's two statements on the letter
 /// path: the claim (recording the link as being sent) and the record of SES's answer.
-async fn audit_pair_ms(database_url: &str, pairs: usize) -> f64 {
-    let pool = doclink::audit::connect(database_url, 4)
+/// Works in a database of its own on DATABASE_URL's server, dropped at the end.
+async fn audit_pair_ms(admin_url: &str, pairs: usize) -> f64 {
+    let admin = doclink::audit::connect(admin_url, 1)
         .await
         .expect("the database answers");
-    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        .execute(&pool)
+    for statement in [
+        "DROP DATABASE IF EXISTS doclink_bench_floor",
+        "CREATE DATABASE doclink_bench_floor",
+    ] {
+        sqlx::query(statement)
+            .execute(&admin)
+            .await
+            .expect("the bench database is made");
+    }
+    let (prefix, _) = admin_url
+        .rsplit_once('/')
+        .expect("DATABASE_URL names a database");
+    let pool = doclink::audit::connect(&format!("{prefix}/doclink_bench_floor"), 4)
         .await
-        .expect("the schema is replaced");
+        .expect("the bench database answers");
     doclink::audit::migrate(&pool)
         .await
         .expect("the migrations apply");
-    let audit = AuditLog::new(pool, 4);
+    let audit = AuditLog::new(pool.clone(), 4);
     let expires_at = chrono::Utc::now() + chrono::Duration::days(7);
     let signature_sha256 = [7u8; 32];
     let events: Vec<(uuid::Uuid, String, String)> = (0..pairs + 50)
@@ -185,7 +197,14 @@ async fn audit_pair_ms(database_url: &str, pairs: usize) -> f64 {
             .expect("the answer is recorded");
         assert_eq!(held, Held::Kept);
     }
-    (cpu_seconds() - before) * 1000.0 / pairs as f64
+    let spent = cpu_seconds() - before;
+    drop(audit);
+    pool.close().await;
+    sqlx::query("DROP DATABASE doclink_bench_floor WITH (FORCE)")
+        .execute(&admin)
+        .await
+        .expect("the bench database is dropped");
+    spent * 1000.0 / pairs as f64
 }
 
 fn main() {
@@ -194,7 +213,7 @@ fn main() {
         std::env::var("DATABASE_URL"),
     ) else {
         eprintln!(
-            "letter_floor: set AWS_ENDPOINT_URL to a local moto and DATABASE_URL to a scratch database (make bench-pipeline does)"
+            "letter_floor: set AWS_ENDPOINT_URL to a local moto and DATABASE_URL to a PostgreSQL server it may make a database on (make bench-pipeline does)"
         );
         std::process::exit(2);
     };
