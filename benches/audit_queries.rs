@@ -38,9 +38,12 @@ fn main() {
         let admin = PgPool::connect(&admin_url).await.unwrap();
         sqlx::query("DROP DATABASE IF EXISTS doclink_bench_queries").execute(&admin).await.unwrap();
         sqlx::query("CREATE DATABASE doclink_bench_queries").execute(&admin).await.unwrap();
-        let (prefix, _) = admin_url.rsplit_once('/').unwrap();
-        let url = format!("{prefix}/doclink_bench_queries");
-        let pool = doclink::audit::connect(&url, 4).await.unwrap();
+        // Another database on the same server, set through the parsed options rather
+        // than by editing the URL text (a query string may hold '/').
+        let options = admin.connect_options().as_ref().clone().database("doclink_bench_queries");
+        let pool = doclink::audit::connect_with(options, 4).await.unwrap();
+        let current: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+        assert_eq!(current, "doclink_bench_queries", "the bench must not touch another database");
         doclink::audit::migrate(&pool).await.unwrap();
         let started = Instant::now();
         fill(&pool).await;

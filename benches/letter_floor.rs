@@ -84,11 +84,13 @@ fn copy(email: &OutgoingEmail<'static>) -> OutgoingEmail<'static> {
     }
 }
 
+/// A count from the environment, at least 1.
 fn count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
+        .max(1)
 }
 
 /// CPU milliseconds per SendEmail of the yardstick's letter; its size in bytes.
@@ -125,26 +127,29 @@ async fn ses_call_ms(calls: usize) -> (f64, usize) {
 
 /// CPU milliseconds per letter of the audit log's two statements on the letter
 /// path: the claim (recording the link as being sent) and the record of SES's answer.
-/// Works in a database of its own on DATABASE_URL's server, dropped at the end.
+/// Works in a database of its own (named for this process) on DATABASE_URL's
+/// server, dropped at the end.
 async fn audit_pair_ms(admin_url: &str, pairs: usize) -> f64 {
     let admin = doclink::audit::connect(admin_url, 1)
         .await
         .expect("the database answers");
-    for statement in [
-        "DROP DATABASE IF EXISTS doclink_bench_floor",
-        "CREATE DATABASE doclink_bench_floor",
-    ] {
-        sqlx::query(statement)
-            .execute(&admin)
-            .await
-            .expect("the bench database is made");
-    }
-    let (prefix, _) = admin_url
-        .rsplit_once('/')
-        .expect("DATABASE_URL names a database");
-    let pool = doclink::audit::connect(&format!("{prefix}/doclink_bench_floor"), 4)
+    let name = format!("doclink_bench_floor_{}", std::process::id());
+    // The name is ours (letters, digits, '_'), so building the statement is safe.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("the bench database is made");
+    // The same server and credentials, another database: set through the parsed
+    // options, not by editing the URL text (a query string may hold '/').
+    let options = admin.connect_options().as_ref().clone().database(&name);
+    let pool = doclink::audit::connect_with(options, 4)
         .await
         .expect("the bench database answers");
+    let current: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .expect("the bench database answers");
+    assert_eq!(current, name, "the bench must not touch another database");
     doclink::audit::migrate(&pool)
         .await
         .expect("the migrations apply");
@@ -200,10 +205,13 @@ async fn audit_pair_ms(admin_url: &str, pairs: usize) -> f64 {
     let spent = cpu_seconds() - before;
     drop(audit);
     pool.close().await;
-    sqlx::query("DROP DATABASE doclink_bench_floor WITH (FORCE)")
-        .execute(&admin)
-        .await
-        .expect("the bench database is dropped");
+    // FORCE: the letter path's own connections may not have gone yet.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("the bench database is dropped");
     spent * 1000.0 / pairs as f64
 }
 
@@ -217,8 +225,9 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let ses_calls = count("BENCH_SES_CALLS", 3000);
-    let audit_pairs = count("BENCH_AUDIT_PAIRS", 3000);
+    // CPU time is read in 10 ms ticks: enough calls that a tick is under 1% of the total.
+    let ses_calls = count("BENCH_SES_CALLS", 10_000);
+    let audit_pairs = count("BENCH_AUDIT_PAIRS", 20_000);
     // One thread, as the daemon runs by default (DOCLINK_THREADS=1).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -230,8 +230,8 @@ floor_ms = None if shares is None else sum(p for g, p in shares if g.startswith(
 floor_text = "" if floor_ms is None else (
     f"The floor, from the profile: the signature (OpenSSL), its independent check (AWS-LC), the kernel's "
     f"part of the network round trips and the AWS SDK's request path come to {floor_ms:.3f} ms per letter, "
-    f"**{floor_ms / peer_link:.3f}×** the peer's CPU on their own; everything else doclink does (the "
-    f"audit statements' client side, the templates, the queue runtime, allocation, logging) costs "
+    f"**{floor_ms / peer_link:.3f}×** the peer's CPU on their own; everything else doclink does (sqlx's "
+    f"side of the audit statements, the templates, the queue runtime, allocation, logging) costs "
     f"{per_link - floor_ms:.3f} ms. "
     + ("So 0.25× cannot be reached on this stack without leaving the AWS SDK or the one TCP round trip per "
        "call; the part above the floor is what is left to cut.\n" if floor_ms / peer_link > 0.25 else

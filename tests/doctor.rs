@@ -441,6 +441,16 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
             (out.status.code(), stdout(&out))
         }
     };
+    // Without a fault doctor may already report problems (this stack's key-pair id
+    // is not in moto's CloudFront); each fault below must add exactly its line.
+    let (_, baseline) = run(vec![]).await;
+    let expected = |fault: &str| {
+        let mut names = problems(&baseline);
+        assert!(!names.contains(&fault.to_string()), "{baseline}");
+        names.push(fault.to_string());
+        names.sort();
+        names
+    };
 
     // An RSA-3072 key, encrypted under the stack's KMS key like a real one.
     let rsa3072 = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(3072).unwrap())
@@ -484,6 +494,7 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
         .await;
     let (code, out) = run(vec![("AWS_ENDPOINT_URL_SESV2", paused.uri())]).await;
     assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), expected("SES account"), "{out}");
     assert!(line(&out, "SES identity").starts_with("ok "), "{out}");
     assert!(
         line(&out, "SES account")
@@ -503,9 +514,21 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
     ])
     .await;
     assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), expected("revocation store"), "{out}");
     assert!(
         line(&out, "revocation store").starts_with(&format!("problem  revocation store: {arn}: ")),
         "{out}"
     );
     assert!(out.contains("check DOCLINK_REVOCATION_KVS_ARN"), "{out}");
+}
+
+/// The names of the checks doctor reports as problems, sorted.
+fn problems(out: &str) -> Vec<String> {
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("problem  "))
+        .filter_map(|rest| rest.split_once(':').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names
 }

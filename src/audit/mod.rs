@@ -26,7 +26,7 @@ pub use retention::PurgeReport;
 pub use revocations::{ActiveRevocation, RevocationReport, RevocationSelector};
 
 use connections::Connections;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,11 +49,19 @@ pub enum AuditError {
 /// A connection that broke while idle fails its statement instead, and the letter
 /// is retried like after any database error.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, AuditError> {
+    connect_with(database_url.parse()?, max_connections).await
+}
+
+/// [`connect`] with parsed options (the benchmarks point them at a database of their own).
+pub async fn connect_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+) -> Result<PgPool, AuditError> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(database_url)
+        .connect_with(options)
         .await?)
 }
 
