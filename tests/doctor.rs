@@ -131,6 +131,17 @@ impl CloudFront {
     }
 }
 
+/// Runs `doclink doctor` with `extra` added to the stack's environment: its exit
+/// code, stdout and stderr.
+async fn doctor(
+    stack: &TestStack,
+    extra: Vec<(&'static str, String)>,
+) -> (Option<i32>, String, String) {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = stack.doclink(&["doctor"], &extra).await;
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
 fn line<'a>(out: &'a str, check: &str) -> &'a str {
     out.lines()
         .find(|l| {
@@ -189,14 +200,7 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
         .await;
     let base = "https://letters.example.net/letters";
 
-    let run = |extra: Vec<(&'static str, String)>| {
-        let stack = &stack;
-        async move {
-            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let out = stack.doclink(&["doctor"], &extra).await;
-            (out.status.code(), stdout(&out), stderr(&out))
-        }
-    };
+    let run = |extra: Vec<(&'static str, String)>| doctor(&stack, extra);
     let good_env = || {
         vec![
             ("DOCLINK_KEY_PAIR_ID", ours.clone()),
@@ -427,23 +431,16 @@ async fn doctor_passes_a_good_configuration_and_names_each_fault() {
 
 /// The faults the first test leaves out: a key CloudFront does not accept, an SES
 /// account whose sending is paused, and a revocation store that does not answer.
-/// Each is one problem line naming it, and the exit code says doctor found problems.
+/// Each is a problem line naming it, added to what doctor reports without it.
 #[tokio::test]
 async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocation_store() {
     let stack = TestStack::new("doctor-faults", KeyKind::Rsa2048).await;
     let migrated = stack.doclink(&["migrate"], &[]).await;
     assert!(migrated.status.success(), "{}", stderr(&migrated));
-    let run = |extra: Vec<(&'static str, String)>| {
-        let stack = &stack;
-        async move {
-            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let out = stack.doclink(&["doctor"], &extra).await;
-            (out.status.code(), stdout(&out))
-        }
-    };
+    let run = |extra: Vec<(&'static str, String)>| doctor(&stack, extra);
     // Without a fault doctor may already report problems (this stack's key-pair id
     // is not in moto's CloudFront); each fault below must add exactly its line.
-    let (_, baseline) = run(vec![]).await;
+    let (_, baseline, _) = run(vec![]).await;
     let expected = |fault: &str| {
         let mut names = problems(&baseline);
         assert!(!names.contains(&fault.to_string()), "{baseline}");
@@ -464,7 +461,7 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
         .unwrap();
     let path = stack.dir.path().join("rsa3072.ct");
     std::fs::write(&path, ciphertext).unwrap();
-    let (code, out) = run(vec![(
+    let (code, out, _) = run(vec![(
         "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
         path.display().to_string(),
     )])
@@ -492,7 +489,7 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
         ))
         .mount(&paused)
         .await;
-    let (code, out) = run(vec![("AWS_ENDPOINT_URL_SESV2", paused.uri())]).await;
+    let (code, out, _) = run(vec![("AWS_ENDPOINT_URL_SESV2", paused.uri())]).await;
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(problems(&out), expected("SES account"), "{out}");
     assert!(line(&out, "SES identity").starts_with("ok "), "{out}");
@@ -505,7 +502,7 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
 
     // A revocation store nobody answers for: a closed port.
     let arn = "arn:aws:cloudfront::123456789012:key-value-store/abc-123";
-    let (code, out) = run(vec![
+    let (code, out, _) = run(vec![
         ("DOCLINK_REVOCATION_KVS_ARN", arn.into()),
         (
             "AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE",
