@@ -207,3 +207,47 @@ async fn every_kms_fault_at_start_up_exits_3_with_one_clear_message_and_consumes
         stdout(&out)
     );
 }
+
+/// A SIGTERM while start-up waits on KMS (here one that never answers) ends the
+/// process at once with exit 0, as a SIGTERM after start-up does, and receives
+/// nothing: the queued message stays visible.
+#[tokio::test]
+async fn sigterm_during_start_up_exits_0_and_receives_nothing() {
+    let stack = TestStack::new("startsignal", KeyKind::EcdsaP256).await;
+    stack.enqueue(&[stack.event(1, "a.pdf").to_string()]).await;
+    // A KMS that takes each connection, reads the request, and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kms = format!("http://{}", silent.local_addr().unwrap());
+    let (asked, mut asked_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = silent.accept().await {
+            let mut buffer = vec![0u8; 1];
+            if tokio::io::AsyncReadExt::read(&mut stream, &mut buffer)
+                .await
+                .unwrap_or(0)
+                > 0
+            {
+                let _ = asked.send(());
+            }
+            held.push(stream);
+        }
+    });
+    let worker = stack.spawn(&["run"], &[("AWS_ENDPOINT_URL_KMS", kms.as_str())]);
+    asked_rx.recv().await.expect("doclink asks KMS");
+    support::terminate(&worker);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        worker.wait_with_output(),
+    )
+    .await
+    .expect("doclink exits without waiting for KMS")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shutdown requested during start-up; nothing was received"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (1, 0));
+}

@@ -97,9 +97,19 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         let metrics = doclink::http::install_metrics();
         spawn_dropped_lines_metric(log_buffer);
         let stats = Arc::new(Stats::new());
-        let daemon = doclink::startup::build(&settings, stats.clone())
-            .await
-            .map_err(|e| Failure::Unavailable(e.into()))?;
+        // Signals are handled from the start: a SIGTERM while start-up waits on the
+        // database or KMS ends it there, cleanly, before anything is received.
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone(), stats.clone());
+        let daemon = tokio::select! {
+            built = doclink::startup::build(&settings, stats.clone()) => {
+                built.map_err(|e| Failure::Unavailable(e.into()))?
+            }
+            _ = shutdown.cancelled() => {
+                tracing::warn!("shutdown requested during start-up; nothing was received");
+                return Ok(());
+            }
+        };
         let http = match settings.http_addr {
             Some(addr) => Some(
                 doclink::http::serve(addr, metrics, stats.clone())
@@ -111,8 +121,6 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             ),
             None => None,
         };
-        let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone(), stats.clone());
         let duties = spawn_duties(&daemon, &settings, &stats, &shutdown);
         let progress =
             (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
