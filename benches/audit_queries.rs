@@ -147,7 +147,8 @@ async fn fill(pool: &PgPool) {
 
 /// `links revoke` of one link to the edge store having it: the audit update and the
 /// sync, against a KeyValueStore stand-in on a local port already holding every
-/// other active revocation of the million (about 5,000).
+/// other active revocation of the million (those revoked and not yet expired; the
+/// result names how many there were).
 async fn revoke_to_edge(audit: &AuditLog, pool: &PgPool) -> String {
     let kvs = kvs_standin::KvsStandIn::start().await;
     // SAFETY: single-threaded here; the SDK reads the variable when the store is built.

@@ -10,9 +10,14 @@ trap 'rm -rf "$fragments"' EXIT
 export DOCLINK_RELIABILITY_DIR="$fragments"
 export CHAOS_EVENTS=${CHAOS_EVENTS:-2000} CHAOS_KILLS=${CHAOS_KILLS:-12}
 export PROPTEST_CASES=${PROPTEST_CASES:-20000}
+# Every file is expected: a missing one would leave its rows out of the report.
 tests=()
-for t in chaos outage faults resilience hostile fuzz secrets startup corpus; do
-    [ -f "tests/$t.rs" ] && tests+=(--test "$t")
+for t in chaos outage faults resilience credentials hostile fuzz secrets startup corpus; do
+    if [ ! -f "tests/$t.rs" ]; then
+        echo "chaos: tests/$t.rs is missing; its figures would be absent from RELIABILITY.md" >&2
+        exit 2
+    fi
+    tests+=(--test "$t")
 done
 ${CARGO:-cargo} test "${tests[@]}" -- --test-threads=2
 python3 scripts/reliability_report.py "$fragments" RELIABILITY.md

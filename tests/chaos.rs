@@ -8,11 +8,11 @@
 mod support;
 
 use doclink::signing::KeyKind;
-use sqlx::Row;
-use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
+use support::ledger::{self, Ledger};
 use support::ses_standin::{Behaviour, SesStandIn};
-use support::{TestStack, record_reliability, stderr};
+use support::{TestStack, stderr};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,23 +33,24 @@ impl Moments {
     }
 }
 
-/// Enqueues the events 200 at a time.
+/// Enqueues the events 200 at a time, and keeps the ledger of what it fed in.
 struct Feeder {
     fed: usize,
     events: usize,
+    ledger: Ledger,
 }
 
 impl Feeder {
     async fn feed(&mut self, stack: &TestStack) {
         let upto = (self.fed + 200).min(self.events);
-        let bodies: Vec<String> = (self.fed..upto)
-            .map(|i| {
-                stack
-                    .event(i, &format!("chaos/{i}/décision.pdf"))
-                    .to_string()
-            })
+        let events: Vec<serde_json::Value> = (self.fed..upto)
+            .map(|i| stack.event(i, &format!("chaos/{i}/décision.pdf")))
             .collect();
+        let bodies: Vec<String> = events.iter().map(|e| e.to_string()).collect();
         stack.enqueue(&bodies).await;
+        for event in &events {
+            self.ledger.feed(event);
+        }
         self.fed = upto;
     }
 }
@@ -84,7 +85,11 @@ async fn killed_again_and_again_no_letter_is_lost_and_every_extra_one_is_flagged
         ("DOCLINK_LOG", "warn"),
     ];
     // moto's SQS slows down on deep queues: feed it as it drains.
-    let mut feeder = Feeder { fed: 0, events };
+    let mut feeder = Feeder {
+        fed: 0,
+        events,
+        ledger: Ledger::new(),
+    };
     feeder.feed(&stack).await;
 
     for kill in 0..kills {
@@ -100,9 +105,11 @@ async fn killed_again_and_again_no_letter_is_lost_and_every_extra_one_is_flagged
         tokio::time::sleep(Duration::from_millis(moments.next_ms(1_500))).await;
         child.start_kill().unwrap();
         let status = child.wait().await.unwrap();
-        assert!(
-            !status.success(),
-            "kill {kill}: the daemon was killed, not stopped"
+        // Killed by SIGKILL, not stopped or crashed: no clean-up code ran.
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "kill {kill}: the daemon died by SIGKILL, not {status:?}"
         );
         let (visible, _) = stack.queue_counts(&stack.queue_url).await;
         if visible < 100 {
@@ -145,52 +152,30 @@ async fn killed_again_and_again_no_letter_is_lost_and_every_extra_one_is_flagged
         .await
         .unwrap();
     assert_eq!(rejected, 0, "no event was set aside");
-    // Emails: at most one extra per letter in flight at each kill, each one flagged.
-    let mut per_link: HashMap<String, u64> = HashMap::new();
-    for r in ses.accepted() {
-        *per_link.entry(r.link_id).or_insert(0) += 1;
-    }
-    let emails: u64 = per_link.values().sum();
-    assert!(
-        emails <= events as u64 + kills * concurrency,
-        "{emails} emails"
-    );
-    let rows = sqlx::query(
-        "SELECT l.link_id::text AS link, l.possible_duplicate,
-                (SELECT count(*) FROM link_attempts a WHERE a.link_id = l.link_id AND a.sending_at IS NOT NULL) AS handed
-         FROM links l",
-    )
-    .fetch_all(&stack.pool)
-    .await
-    .unwrap();
-    let mut unflagged = Vec::new();
-    let mut flagged_with_extra = 0;
-    for row in &rows {
-        let link: String = row.get("link");
-        let n = per_link.get(&link).copied().unwrap_or(0);
-        assert!(n >= 1, "{link} never reached SES");
-        if n > 1 {
-            flagged_with_extra += 1;
-            if !row.get::<bool, _>("possible_duplicate") || row.get::<i64, _>("handed") < n as i64 {
-                unflagged.push(link);
-            }
-        }
-    }
-    assert!(
-        unflagged.is_empty(),
-        "extra emails not flagged with their attempts: {unflagged:?}"
-    );
-    assert_eq!(per_link.len(), events, "every email belongs to a link");
-    println!(
-        "chaos: {events} events, {kills} kills, {emails} emails ({} extra, on {flagged_with_extra} flagged links)",
-        emails - events as u64
-    );
-    record_reliability(
+    // What became of every event, counted at the SES stand-in (each email matched
+    // to its event by recipient and case number), on the queues and in the
+    // rejections table.
+    let account = feeder
+        .ledger
+        .count(
+            &stack,
+            &ledger::accepted(&ses),
+            "emails the SES stand-in accepted, matched to the events fed in by recipient and case number; bodies left on the queue and DLQ; the rejections table",
+        )
+        .await;
+    ledger::record(
         "chaos",
-        serde_json::json!({
-            "events": events, "kills": kills, "concurrency": concurrency, "seed": seed,
-            "emails": emails, "extra_emails": emails - events as u64, "flagged_links": flagged_with_extra,
-            "lost": 0, "unflagged_duplicates": 0
-        }),
+        serde_json::json!({"events": events, "kills": kills, "concurrency": concurrency, "seed": seed}),
+        &account,
     );
+    println!("chaos: {events} events, {kills} kills, {account:?}");
+    account.assert_all_emailed();
+    // At most one extra email per letter in flight at each kill.
+    assert!(
+        account.extra_emails as u64 <= kills * concurrency,
+        "{} extra emails",
+        account.extra_emails
+    );
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    assert_eq!(stack.queue_counts(&stack.dlq_url).await, (0, 0));
 }

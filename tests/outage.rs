@@ -7,12 +7,11 @@
 mod support;
 
 use doclink::signing::KeyKind;
-use sqlx::Row;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use support::ledger::{self, Accounting, Ledger};
 use support::private_pg::PrivatePostgres;
 use support::ses_standin::{Behaviour, SesStandIn};
-use support::{TestStack, record_reliability, stderr, terminate};
+use support::{TestStack, stderr, terminate};
 
 enum Outage {
     StopFor(Duration),
@@ -29,12 +28,13 @@ async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(-1)
 }
 
-async fn run_through(outage: Outage, name: &str) -> serde_json::Value {
+async fn run_through(outage: Outage, name: &str) -> (Accounting, Option<bool>) {
     let events = 60usize;
     let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
-    let bodies: Vec<String> = (0..events)
-        .map(|i| stack.event(i, &format!("outage/{i}.pdf")).to_string())
+    let fed: Vec<serde_json::Value> = (0..events)
+        .map(|i| stack.event(i, &format!("outage/{i}.pdf")))
         .collect();
+    let bodies: Vec<String> = fed.iter().map(|e| e.to_string()).collect();
     stack.enqueue(&bodies).await;
     let pg = PrivatePostgres::start();
     let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
@@ -110,50 +110,43 @@ async fn run_through(outage: Outage, name: &str) -> serde_json::Value {
     );
     assert_eq!(ready_again, Some((200, "ready\n".to_string())));
 
-    // Every event: one link, sent; every email beyond one is a flagged link's.
+    // Every event: one link. What became of each is counted at the SES stand-in, on
+    // the queues and in the rejections table.
     assert_eq!(
         count(&pool, "SELECT count(*) FROM links").await,
         events as i64
     );
-    let mut per_link: HashMap<String, i64> = HashMap::new();
-    for r in ses.accepted() {
-        *per_link.entry(r.link_id).or_insert(0) += 1;
-    }
-    assert_eq!(per_link.len(), events);
-    let rows = sqlx::query("SELECT link_id::text AS link, possible_duplicate FROM links")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let mut extra = 0;
-    for row in rows {
-        let n = per_link[&row.get::<String, _>("link")];
-        if n > 1 {
-            extra += n - 1;
-            assert!(
-                row.get::<bool, _>("possible_duplicate"),
-                "an extra email is flagged"
-            );
-        }
-    }
-    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    let account = Ledger::from_events(&fed)
+        .count_in(
+            &stack,
+            &pool,
+            &ledger::accepted(&ses),
+            "emails the SES stand-in accepted, matched to the events fed in by recipient and case number; bodies left on the queue and DLQ; the rejections table",
+        )
+        .await;
     pool.close().await;
-    serde_json::json!({"letters": events, "lost": 0, "extra_emails": extra, "unflagged_duplicates": 0, "readyz_503_seen": saw_not_ready})
+    account.assert_all_emailed();
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+    (account, saw_not_ready)
 }
 
 #[tokio::test]
 async fn the_database_stopped_for_ten_seconds_loses_nothing() {
-    let result = run_through(Outage::StopFor(Duration::from_secs(10)), "dbstop").await;
-    record_reliability(
+    let (account, readyz_503_seen) =
+        run_through(Outage::StopFor(Duration::from_secs(10)), "dbstop").await;
+    ledger::record(
         "outage-db-stop",
-        serde_json::json!({"outage": "PostgreSQL stopped for 10 s mid-run", "result": result}),
+        serde_json::json!({"outage": "PostgreSQL stopped for 10 s mid-run", "readyz_503_seen": readyz_503_seen}),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn an_immediate_database_restart_loses_nothing() {
-    let result = run_through(Outage::RestartImmediate, "dbrestart").await;
-    record_reliability(
+    let (account, readyz_503_seen) = run_through(Outage::RestartImmediate, "dbrestart").await;
+    ledger::record(
         "outage-db-restart",
-        serde_json::json!({"outage": "pg_ctl restart -m immediate mid-run", "result": result}),
+        serde_json::json!({"outage": "pg_ctl restart -m immediate mid-run", "readyz_503_seen": readyz_503_seen}),
+        &account,
     );
 }

@@ -314,14 +314,27 @@ async fn no_secret_reaches_the_logs_metrics_database_or_error_output() {
     ] {
         assert!(log.contains(expected), "the log never says {expected:?}");
     }
+    // No log line was dropped, so every line was searched: while running (the metric,
+    // which must be there) and at the end (the last line, written after the metric
+    // endpoint's last scrape). A missing figure is a failure, not a zero.
     let dropped = metrics
         .lines()
         .find_map(|l| l.strip_prefix("doclink_log_lines_dropped_total "))
-        .unwrap_or("0");
+        .expect("/metrics has doclink_log_lines_dropped_total");
     assert_eq!(
         dropped.trim(),
         "0",
         "log lines were dropped, so not all were checked"
+    );
+    let stopped = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "stopped")
+        .expect("the log ends with its \"stopped\" line");
+    assert_eq!(
+        stopped["log_lines_dropped"].as_u64(),
+        Some(0),
+        "log lines dropped by the end of the run: {stopped}"
     );
     output_places("the daemon", &out, &mut places);
 

@@ -95,7 +95,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let metrics = doclink::http::install_metrics();
-        spawn_dropped_lines_metric(log_buffer);
+        spawn_dropped_lines_metric(log_buffer.clone());
         let stats = Arc::new(Stats::new());
         // Signals are handled from the start: a SIGTERM while start-up waits on the
         // database or KMS ends it there, cleanly, before anything is received.
@@ -146,7 +146,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             progress.abort();
             eprintln!();
         }
-        tracing::info!(summary = %stats.summary(), ?reason, "stopped");
+        // The last count of dropped log lines, for whoever reads the log after the
+        // metrics endpoint is gone (0 proves that every line so far was written).
+        tracing::info!(
+            summary = %stats.summary(),
+            ?reason,
+            log_lines_dropped = log_buffer.dropped_lines(),
+            "stopped"
+        );
         if args.drain {
             say!("{}", stats.summary());
         }

@@ -5,6 +5,7 @@
 
 pub mod kms_standin;
 pub mod kvs_standin;
+pub mod ledger;
 pub mod private_pg;
 pub mod raw_http;
 pub mod reliability;
