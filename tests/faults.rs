@@ -10,18 +10,24 @@ use doclink::signing::KeyKind;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
+use support::ledger::{self, Ledger};
 use support::reset_standin::ResetStandIn;
 use support::ses_standin::{Behaviour, SesStandIn};
 use support::sqs_faults::SqsFaults;
-use support::{TestStack, record_reliability, stderr, stdout, terminate};
+use support::{TestStack, stderr, stdout, terminate};
 
-async fn stack_with_events(name: &str, events: usize) -> TestStack {
+/// Where the counted figures of this file come from (see tests/support/ledger.rs).
+const COUNTED_FROM: &str = "emails the SES stand-in received, matched to the events fed in by recipient and case number; bodies left on the queue and DLQ; the rejections table";
+
+/// A stack with `events` events enqueued, and the ledger of what was fed in.
+async fn stack_with_events(name: &str, events: usize) -> (TestStack, Ledger) {
     let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
-    let bodies: Vec<String> = (0..events)
-        .map(|i| stack.event(i, &format!("docs/{i}.pdf")).to_string())
+    let fed: Vec<serde_json::Value> = (0..events)
+        .map(|i| stack.event(i, &format!("docs/{i}.pdf")))
         .collect();
+    let bodies: Vec<String> = fed.iter().map(|e| e.to_string()).collect();
     stack.enqueue(&bodies).await;
-    stack
+    (stack, Ledger::from_events(&fed))
 }
 
 /// Every event has exactly one sent link; links SES may have received twice are
@@ -61,7 +67,7 @@ async fn all_sent_and_extras_flagged(
 #[tokio::test]
 async fn an_ses_answer_slower_than_the_timeout_is_retried_and_flagged() {
     let events = 3;
-    let stack = stack_with_events("sestimeout", events).await;
+    let (stack, fed) = stack_with_events("sestimeout", events).await;
     let ses = SesStandIn::start(Behaviour::Accept, Duration::from_secs(3)).await;
     let child = stack.spawn(
         &["run"],
@@ -94,16 +100,26 @@ async fn an_ses_answer_slower_than_the_timeout_is_retried_and_flagged() {
     }
     assert!(per_link.values().all(|&n| n == 2), "{per_link:?}");
     all_sent_and_extras_flagged(&stack, events, &per_link).await;
-    record_reliability(
+    // Counted: every letter emailed, each twice, the extra one flagged.
+    let account = fed
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_all_emailed();
+    assert_eq!(
+        (account.extra_emails, account.extra_flagged),
+        (events, events)
+    );
+    ledger::record(
         "fault-ses-timeout",
-        serde_json::json!({"fault": "SES answer slower than DOCLINK_SES_TIMEOUT", "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({"fault": "SES answer slower than DOCLINK_SES_TIMEOUT"}),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn a_connection_reset_after_the_request_is_an_unknown_outcome() {
     let events = 4;
-    let stack = stack_with_events("sesreset", events).await;
+    let (stack, fed) = stack_with_events("sesreset", events).await;
     let ses = ResetStandIn::start(2).await;
     let out = stack
         .drain(&[
@@ -138,9 +154,18 @@ async fn a_connection_reset_after_the_request_is_an_unknown_outcome() {
         .await
         .unwrap();
     assert_eq!(flagged, 2, "only the links whose request was cut off");
-    record_reliability(
+    // Counted, with every request that was cut off as an email SES may have sent:
+    // each letter emailed, the two extra ones flagged.
+    let account = fed.count(&stack, &ses.deliveries(), COUNTED_FROM).await;
+    account.assert_all_emailed();
+    assert_eq!((account.extra_emails, account.extra_flagged), (2, 2));
+    ledger::record(
         "fault-ses-reset",
-        serde_json::json!({"fault": "connection reset after the SES request was sent", "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({
+            "fault": "connection reset after the SES request was sent",
+            "injected": ses.requests().iter().filter(|(_, answered)| !answered).count(),
+        }),
+        &account,
     );
 }
 
@@ -156,7 +181,7 @@ fn emails(ses: &SesStandIn) -> HashMap<String, usize> {
 #[tokio::test]
 async fn sqs_receive_errors_are_retried_with_a_log_line() {
     let events = 3;
-    let stack = stack_with_events("sqsreceive", events).await;
+    let (stack, fed) = stack_with_events("sqsreceive", events).await;
     let ses = SesStandIn::start(Behaviour::Accept, Duration::ZERO).await;
     let sqs = SqsFaults::start(&stack.endpoint).await;
     sqs.fail_next("ReceiveMessage", 5);
@@ -168,20 +193,26 @@ async fn sqs_receive_errors_are_retried_with_a_log_line() {
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("receive failed"), "{}", stderr(&out));
-    assert_eq!(sqs.counts("ReceiveMessage").0, 5);
+    let injected = sqs.counts("ReceiveMessage").0;
+    assert_eq!(injected, 5);
     let per_link = emails(&ses);
     assert!(per_link.values().all(|&n| n == 1));
     all_sent_and_extras_flagged(&stack, events, &per_link).await;
-    record_reliability(
+    let account = fed
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-sqs-receive",
-        serde_json::json!({"fault": "SQS ReceiveMessage errors", "injected": 5, "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({"fault": "SQS ReceiveMessage errors", "injected": injected}),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn sqs_delete_errors_leave_a_redelivery_that_is_skipped_not_resent() {
     let events = 3;
-    let stack = stack_with_events("sqsdelete", events).await;
+    let (stack, fed) = stack_with_events("sqsdelete", events).await;
     let ses = SesStandIn::start(Behaviour::Accept, Duration::ZERO).await;
     let sqs = SqsFaults::start(&stack.endpoint).await;
     // Enough failures that doclink gives the batch up (3 tries of 3 SDK attempts).
@@ -208,16 +239,27 @@ async fn sqs_delete_errors_leave_a_redelivery_that_is_skipped_not_resent() {
     assert!(per_link.values().all(|&n| n == 1), "{per_link:?}");
     all_sent_and_extras_flagged(&stack, events, &per_link).await;
     assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
-    record_reliability(
+    // The proxy's own count of the errors it answered, not the number asked for:
+    // all nine were used (three tries of three SDK attempts), and the deletes of
+    // the redeliveries went through.
+    let (injected, passed) = sqs.counts("DeleteMessageBatch");
+    assert_eq!(injected, 9);
+    assert!(passed >= 1, "the redeliveries were deleted");
+    let account = fed
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-sqs-delete",
-        serde_json::json!({"fault": "SQS DeleteMessageBatch errors", "injected": 9, "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({"fault": "SQS DeleteMessageBatch errors", "injected": injected}),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn a_failed_visibility_change_only_delays_the_retry() {
     let events = 2;
-    let stack = stack_with_events("sqsvisibility", events).await;
+    let (stack, fed) = stack_with_events("sqsvisibility", events).await;
     let ses = SesStandIn::start(Behaviour::ThrottleFirst(1), Duration::ZERO).await;
     let sqs = SqsFaults::start(&stack.endpoint).await;
     sqs.fail_next("ChangeMessageVisibility", 3);
@@ -239,21 +281,33 @@ async fn a_failed_visibility_change_only_delays_the_retry() {
     let per_link = emails(&ses);
     assert!(per_link.values().all(|&n| n == 1), "{per_link:?}");
     all_sent_and_extras_flagged(&stack, events, &per_link).await;
-    record_reliability(
+    // The proxy's own count: the one visibility change after the throttle, three
+    // SDK attempts, every one refused.
+    let injected = sqs.counts("ChangeMessageVisibility").0;
+    assert_eq!(injected, 3);
+    let account = fed
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-sqs-visibility",
-        serde_json::json!({"fault": "SQS ChangeMessageVisibility errors", "injected": 3, "letters": events, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({"fault": "SQS ChangeMessageVisibility errors", "injected": injected}),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn a_message_deleted_by_someone_else_while_in_flight_loses_nothing() {
-    let stack = stack_with_events("purged", 1).await;
-    // SES answers after 6 s, past half the 10 s visibility: the heartbeat runs.
-    let ses = SesStandIn::start(Behaviour::Accept, Duration::from_secs(6)).await;
+    let (stack, fed) = stack_with_events("purged", 1).await;
+    // SES answers after 12 s, past the 10 s visibility: the heartbeat must extend the
+    // message (at 5 to 7.5 s) while the letter is with SES, and so finds it gone.
+    let ses = SesStandIn::start(Behaviour::Accept, Duration::from_secs(12)).await;
+    let sqs = SqsFaults::start(&stack.endpoint).await;
     let child = stack.spawn(
         &["run"],
         &[
             ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("AWS_ENDPOINT_URL_SQS", &sqs.uri),
             ("DOCLINK_VISIBILITY_TIMEOUT", "10s"),
         ],
     );
@@ -272,15 +326,37 @@ async fn a_message_deleted_by_someone_else_while_in_flight_loses_nothing() {
     terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // The one outcome: the heartbeat is refused for the vanished message and says
+    // so; the letter, already with SES, is recorded sent all the same (the refusal
+    // changes nothing); then the delete is refused too, and says so. Nothing comes
+    // back, so nothing is sent again.
     let log = stderr(&out);
+    let refused = log
+        .find("visibility heartbeat refused for a message")
+        .unwrap_or_else(|| panic!("no heartbeat refusal:\n{log}"));
+    let sent = log
+        .find(r#""message":"sent""#)
+        .unwrap_or_else(|| panic!("no sent line:\n{log}"));
+    let undeleted = log
+        .find("SQS refused to delete a finished message")
+        .unwrap_or_else(|| panic!("no refused delete:\n{log}"));
+    assert!(refused < sent && sent < undeleted, "{log}");
+    // SQS's side of it, counted at the proxy: the message was handed out once, and
+    // its extension was refused.
+    assert_eq!(sqs.received().len(), 1);
+    let changes = sqs.visibility_changes();
     assert!(
-        log.contains("visibility heartbeat refused for a message")
-            || log.contains("SQS refused to delete a finished message"),
-        "a clear line about the vanished message:\n{log}"
+        !changes.is_empty() && changes.iter().all(|c| !c.accepted),
+        "{changes:?}"
     );
-    assert_eq!(ses.accepted().len(), 1);
-    record_reliability(
+    assert_eq!(ses.requests().len(), 1);
+    let account = fed
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-sqs-purged",
-        serde_json::json!({"fault": "message deleted by someone else while in flight", "letters": 1, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({"fault": "message deleted by someone else while in flight (heartbeat and delete refused, letter sent once)"}),
+        &account,
     );
 }

@@ -11,6 +11,8 @@ struct State {
     resets_left: usize,
     /// link_id of every request, in order, and whether it was answered.
     requests: Vec<(String, bool)>,
+    /// Every request as an email (recipient, HTML part, link_id), reset or not.
+    emails: Vec<super::ledger::Delivered>,
 }
 
 #[derive(Clone)]
@@ -26,6 +28,7 @@ impl ResetStandIn {
         let state = Arc::new(Mutex::new(State {
             resets_left: resets,
             requests: Vec::new(),
+            emails: Vec::new(),
         }));
         let shared = state.clone();
         tokio::spawn(async move {
@@ -45,8 +48,20 @@ impl ResetStandIn {
                             .and_then(|t| t["Value"].as_str())
                             .unwrap_or_default()
                             .to_string();
+                        let email = super::ledger::Delivered {
+                            to: body["Destination"]["ToAddresses"][0]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            body: body["Content"]["Simple"]["Body"]["Html"]["Data"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            link_id: Some(link_id.clone()).filter(|l| !l.is_empty()),
+                        };
                         let answer = {
                             let mut state = state.lock().unwrap();
+                            state.emails.push(email);
                             let answer = state.resets_left == 0;
                             state.resets_left = state.resets_left.saturating_sub(1);
                             state.requests.push((link_id, answer));
@@ -70,6 +85,12 @@ impl ResetStandIn {
             }
         });
         Self { uri, state }
+    }
+
+    /// Every request as an email: a request that was read whole and then reset may
+    /// have been accepted by SES, so it counts as one.
+    pub fn deliveries(&self) -> Vec<super::ledger::Delivered> {
+        self.state.lock().unwrap().emails.clone()
     }
 
     /// Every request's link id, and whether it was answered (false: reset).

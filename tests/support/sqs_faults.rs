@@ -2,6 +2,11 @@
 //! (`ReceiveMessage`, `DeleteMessageBatch`, `ChangeMessageVisibility`, ...), the next
 //! N requests get HTTP 500 with SQS's JSON error shape; everything else is passed on.
 //! The daemon reaches it through AWS_ENDPOINT_URL_SQS.
+//!
+//! It also counts, from the requests and moto's answers it passes on, what SQS
+//! handed out ([`SqsFaults::received`]) and every visibility change
+//! ([`SqsFaults::visibility_changes`]), so a test can say "no message was handed
+//! out twice" and "the heartbeat extended it" without asking doclink.
 
 use super::raw_http::{read_request, respond};
 use std::collections::HashMap;
@@ -13,6 +18,26 @@ struct State {
     failures: HashMap<String, usize>,
     failed: HashMap<String, usize>,
     passed: HashMap<String, usize>,
+    /// The MessageId of every message a passed ReceiveMessage returned, in order.
+    received: Vec<String>,
+    /// Receipt handle -> MessageId, from the receives.
+    handles: HashMap<String, String>,
+    changes: Vec<VisibilityChange>,
+}
+
+/// One visibility change that reached moto: a `ChangeMessageVisibility` call, or
+/// one entry of a `ChangeMessageVisibilityBatch` (what the heartbeat sends).
+#[derive(Clone, Debug)]
+pub struct VisibilityChange {
+    pub at: std::time::Instant,
+    /// `ChangeMessageVisibility` or `ChangeMessageVisibilityBatch`.
+    pub operation: String,
+    /// The message, when the receipt handle came from a receive through this proxy.
+    pub message_id: Option<String>,
+    pub visibility_timeout: i64,
+    /// Whether moto accepted the change (HTTP 200, and for a batch entry, listed
+    /// as successful).
+    pub accepted: bool,
 }
 
 #[derive(Clone)]
@@ -71,7 +96,11 @@ impl SqsFaults {
                             ];
                             respond(&mut stream, 500, &headers, body).await
                         } else {
-                            forward(&client, &moto, &request, &mut stream).await
+                            // Counted before the answer goes back, so that whatever the
+                            // caller does next sees it counted.
+                            let (status, headers, answer) = forward(&client, &moto, &request).await;
+                            observe(&state, &operation, &request.body, status, &answer);
+                            respond(&mut stream, status, &headers, &answer).await
                         };
                         if sent.is_err() {
                             return;
@@ -92,6 +121,17 @@ impl SqsFaults {
             .insert(operation.into(), n);
     }
 
+    /// The MessageId of every message SQS handed out through this proxy, once per
+    /// time it was handed out.
+    pub fn received(&self) -> Vec<String> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Every visibility change passed on to moto, in order.
+    pub fn visibility_changes(&self) -> Vec<VisibilityChange> {
+        self.state.lock().unwrap().changes.clone()
+    }
+
     /// Requests of `operation` failed and passed so far.
     pub fn counts(&self, operation: &str) -> (usize, usize) {
         let state = self.state.lock().unwrap();
@@ -102,12 +142,62 @@ impl SqsFaults {
     }
 }
 
+/// Records what a passed request and moto's answer say about the messages.
+fn observe(state: &Mutex<State>, operation: &str, request: &[u8], status: u16, answer: &[u8]) {
+    let json =
+        |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut state = state.lock().unwrap();
+    let now = std::time::Instant::now();
+    match operation {
+        "ReceiveMessage" if status == 200 => {
+            for m in json(answer)["Messages"].as_array().into_iter().flatten() {
+                let id = text(&m["MessageId"]);
+                state.handles.insert(text(&m["ReceiptHandle"]), id.clone());
+                state.received.push(id);
+            }
+        }
+        "ChangeMessageVisibility" => {
+            let body = json(request);
+            let message_id = state.handles.get(&text(&body["ReceiptHandle"])).cloned();
+            state.changes.push(VisibilityChange {
+                at: now,
+                operation: operation.into(),
+                message_id,
+                visibility_timeout: body["VisibilityTimeout"].as_i64().unwrap_or(-1),
+                accepted: status == 200,
+            });
+        }
+        "ChangeMessageVisibilityBatch" => {
+            let body = json(request);
+            let answer = json(answer);
+            let successful: Vec<String> = answer["Successful"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| text(&e["Id"]))
+                .collect();
+            for entry in body["Entries"].as_array().into_iter().flatten() {
+                let message_id = state.handles.get(&text(&entry["ReceiptHandle"])).cloned();
+                state.changes.push(VisibilityChange {
+                    at: now,
+                    operation: operation.into(),
+                    message_id,
+                    visibility_timeout: entry["VisibilityTimeout"].as_i64().unwrap_or(-1),
+                    accepted: status == 200 && successful.contains(&text(&entry["Id"])),
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Passes a request on to moto; returns its answer (502 when moto cannot be reached).
 async fn forward(
     client: &reqwest::Client,
     moto: &str,
     request: &super::raw_http::RawRequest,
-    stream: &mut tokio::net::TcpStream,
-) -> std::io::Result<()> {
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let (method, path) = request.method_and_path();
     let mut outgoing = client.request(
         method.parse().unwrap_or(reqwest::Method::POST),
@@ -123,7 +213,7 @@ async fn forward(
     }
     let response = match outgoing.body(request.body.clone()).send().await {
         Ok(r) => r,
-        Err(_) => return respond(stream, 502, &[], b"").await,
+        Err(_) => return (502, Vec::new(), Vec::new()),
     };
     let status = response.status().as_u16();
     let headers: Vec<(String, String)> = response
@@ -132,5 +222,5 @@ async fn forward(
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let body = response.bytes().await.unwrap_or_default();
-    respond(stream, status, &headers, &body).await
+    (status, headers, body.to_vec())
 }
