@@ -229,9 +229,33 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     format!(
-        "{cpu}, {} cores",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "{cpu}, {} cores, {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        commit()
     )
+}
+
+/// The commit measured, and whether the tree had uncommitted changes to tracked files.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(head)
+            if git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            format!("commit {head} (with uncommitted changes)")
+        }
+        Some(head) => format!("commit {head}"),
+        None => "commit unknown".into(),
+    }
 }
 
 /// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.

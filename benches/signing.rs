@@ -205,7 +205,30 @@ fn machine_description() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {openssl}")
+    format!("{cpu}, {cores} cores, {}, {openssl}", commit())
+}
+
+/// The commit measured, and whether the tree had uncommitted changes to tracked files.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(head)
+            if git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            format!("commit {head} (with uncommitted changes)")
+        }
+        Some(head) => format!("commit {head}"),
+        None => "commit unknown".into(),
+    }
 }
 
 /// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.

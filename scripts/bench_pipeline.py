@@ -17,6 +17,19 @@ shared, doclink, benchmarks = sys.argv[1:4]
 db = os.environ["DATABASE_URL"]
 py = sys.executable
 N = int(os.environ.get("BENCH_EVENTS", "10000"))
+
+
+def _commit():
+    """The commit measured, and whether tracked files had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return f"commit {head}" + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
+
+
+COMMIT = _commit()
 BIG = int(os.environ.get("BENCH_BIG_EVENTS", "100000"))
 PROFILE_EVENTS = int(os.environ.get("BENCH_PROFILE_EVENTS", "3000"))
 
@@ -260,7 +273,7 @@ flat = growth_share <= 0.10
 
 section = f"""## Pipeline (`make bench-pipeline`, scripts/bench_pipeline.py)
 
-Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {model}, {cores} cores.
+Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {model}, {cores} cores, {COMMIT}.
 The shared yardstick `pipeline_bench.py` runs the same {N:,} events through each worker, side by side in
 this one run, on a fresh moto served with keep-alive (`fast_moto.py` through waitress, as AWS endpoints
 keep connections alive) and PostgreSQL; RSA-2048 / SHA-1 key. CPU is the worker process's own user + sys
@@ -304,7 +317,7 @@ reliability = os.path.join(os.path.dirname(benchmarks), "RELIABILITY.md")
 deviation = abs(pacing[3] - RATE) / RATE * 100
 rel_section = f"""## Send-rate pacing (`make bench-pipeline`, scripts/bench_pipeline.py)
 
-Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {model}, {cores} cores.
+Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {model}, {cores} cores, {COMMIT}.
 `DOCLINK_SEND_RATE={RATE:g}`, concurrency 32, {RATE_EVENTS:,} events through moto; the achieved rate is
 (emails - 1) / (last `sent_at` - first `sent_at`) from the audit log.
 
