@@ -491,38 +491,6 @@ async fn credential_and_permission_errors_stop_the_worker_and_fail_no_letter() {
 }
 
 #[tokio::test]
-async fn credentials_expiring_in_the_middle_of_a_batch_fail_nothing_and_keep_the_rest() {
-    let events = 12;
-    let (stack, ses) = setup(
-        "expired",
-        events,
-        Behaviour::AcceptThenError {
-            accept: 4,
-            status: 403,
-            code: "ExpiredTokenException",
-        },
-        Duration::ZERO,
-    )
-    .await;
-    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert_eq!(ses.accepted().len(), 4);
-    assert_eq!(links_with_status(&stack, "sent").await, 4);
-    assert_eq!(links_with_status(&stack, "failed").await, 0);
-    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
-    assert_eq!((visible, in_flight), ((events - 4) as u64, 0));
-    // New credentials: the rest go out, each exactly once.
-    ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
-    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    accepted_once_each(&ses, events);
-    record_reliability(
-        "fault-ses-expired-credentials",
-        serde_json::json!({"fault": "SES credentials expiring after 4 of 12 letters (exit 4, the other 8 kept queued, sent once after new credentials)", "letters": events, "lost": 0, "unflagged_duplicates": 0}),
-    );
-}
-
-#[tokio::test]
 async fn an_unknown_error_code_is_retried_and_never_fails_a_letter() {
     let (stack, ses) = setup(
         "unknown",

@@ -3,6 +3,7 @@
 //! server and moto. Emails are told apart by a recipient domain unique to the test.
 #![allow(dead_code)]
 
+pub mod credentials_standin;
 pub mod kms_standin;
 pub mod kvs_standin;
 pub mod ledger;
@@ -434,5 +435,41 @@ pub fn record_reliability(name: &str, fragment: serde_json::Value) {
             serde_json::to_string_pretty(&fragment).unwrap(),
         )
         .unwrap();
+    }
+}
+
+/// Variables of the test's environment that pick AWS credentials ahead of the
+/// container endpoint (or instead of it).
+pub const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
+impl TestStack {
+    /// Starts `doclink ARGS` like [`TestStack::spawn`], without the named variables
+    /// of the test's environment (`extra` is still set).
+    pub fn spawn_with_env_removed(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        removed: &[&str],
+    ) -> tokio::process::Child {
+        let mut command = self.command(args, extra);
+        for name in removed {
+            command.env_remove(name);
+        }
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }

@@ -1,7 +1,10 @@
 //! An SES v2 stand-in on a local port for the faults moto cannot make: throttling,
 //! 5xx, slow answers, account-level refusals, an enforced send rate. It answers
 //! `SendEmail` with the real SES v2 error shapes and records every request.
+//! Opt-in ([`SesStandIn::check_keys`]): requests signed with a key the credentials
+//! stand-in did not issue, or one past its expiry, are refused as SES refuses them.
 
+use super::credentials_standin::{KeyRing, KeyVerdict};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +56,8 @@ pub struct Recorded {
     pub to: String,
     /// The HTML part.
     pub html: String,
+    /// The SigV4 access key id the request was signed with (`Credential=AKID/...`).
+    pub access_key_id: String,
 }
 
 impl Recorded {
@@ -72,6 +77,8 @@ struct State {
     requests: Vec<Recorded>,
     bucket: (f64, Instant),
     recent: VecDeque<Instant>,
+    /// When set, a request's key must be one of these, unexpired.
+    keys: Option<KeyRing>,
 }
 
 #[derive(Clone)]
@@ -81,6 +88,50 @@ pub struct SesStandIn {
 }
 
 struct Responder(Arc<Mutex<State>>);
+
+/// The access key id of a SigV4 `Authorization` header.
+fn access_key_id(request: &Request) -> String {
+    request
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|v| v.split('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// How SES refuses a request's credentials, if it does: HTTP 403 with the codes the
+/// REST-JSON services send (the type header carries a namespace after a colon).
+fn refuse_credentials(
+    keys: &KeyRing,
+    request: &Request,
+    key: &str,
+) -> Option<(u16, ResponseTemplate)> {
+    let token = request
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok());
+    let (code, message) = match keys.verdict(key, token) {
+        KeyVerdict::Valid => return None,
+        KeyVerdict::Expired => (
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        KeyVerdict::Unknown => (
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+    };
+    let (status, template) = error(403, code, message);
+    Some((
+        status,
+        template.insert_header(
+            "x-amzn-ErrorType",
+            format!("{code}:http://internal.amazon.com/coral/com.amazon.coral.service/").as_str(),
+        ),
+    ))
+}
 
 fn error(status: u16, code: &str, message: &str) -> (u16, ResponseTemplate) {
     let template = ResponseTemplate::new(status)
@@ -107,10 +158,16 @@ impl Respond for Responder {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let access_key_id = access_key_id(request);
         let mut state = self.0.lock().unwrap();
         let n = state.requests.len() + 1;
         let now = Instant::now();
+        let refused = state
+            .keys
+            .as_ref()
+            .and_then(|keys| refuse_credentials(keys, request, &access_key_id));
         let template = match state.behaviour.clone() {
+            _ if refused.is_some() => refused,
             Behaviour::Accept => None,
             Behaviour::ThrottleFirst(limit) if n <= limit => Some(error(
                 429,
@@ -176,6 +233,7 @@ impl Respond for Responder {
             link_id,
             to,
             html,
+            access_key_id,
         });
         template.set_delay(state.delay)
     }
@@ -198,6 +256,7 @@ impl SesStandIn {
             requests: Vec::new(),
             bucket: (rate, Instant::now()),
             recent: VecDeque::new(),
+            keys: None,
         }));
         Mock::given(method("POST"))
             .and(path("/v2/email/outbound-emails"))
@@ -218,6 +277,13 @@ impl SesStandIn {
         let mut state = self.state.lock().unwrap();
         state.behaviour = behaviour;
         state.delay = delay;
+    }
+
+    /// From now on, refuses requests signed with a key that `keys` did not issue
+    /// (`UnrecognizedClientException`) or that has expired (`ExpiredTokenException`),
+    /// HTTP 403 either way, before any behaviour applies.
+    pub fn check_keys(&self, keys: KeyRing) {
+        self.state.lock().unwrap().keys = Some(keys);
     }
 
     /// What this stand-in's MessageIds start with.
