@@ -9,8 +9,25 @@ use doclink::signing::KeyKind;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::ses_standin::{Behaviour, SesStandIn};
-use support::{TestStack, record_reliability, stderr, stdout, terminate};
+use support::ledger::{self, Ledger};
+use support::ses_standin::{Behaviour, Recorded, SesStandIn};
+use support::sqs_faults::SqsFaults;
+use support::{TestStack, stderr, stdout, terminate};
+
+/// Where the counted figures of this file come from (see tests/support/ledger.rs).
+const COUNTED_FROM: &str = "emails the SES stand-in accepted, matched to the events fed in by recipient and case number; bodies left on the queue and DLQ; the rejections table";
+
+/// The events `setup` enqueues.
+fn events(stack: &TestStack, events: usize) -> Vec<serde_json::Value> {
+    (0..events)
+        .map(|i| stack.event(i, &format!("docs/{i}.pdf")))
+        .collect()
+}
+
+/// The ledger of the events `setup` enqueued.
+fn fed(stack: &TestStack, n: usize) -> Ledger {
+    Ledger::from_events(&events(stack, n))
+}
 
 async fn setup(
     name: &str,
@@ -19,11 +36,21 @@ async fn setup(
     delay: Duration,
 ) -> (TestStack, SesStandIn) {
     let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
-    let bodies: Vec<String> = (0..events)
-        .map(|i| stack.event(i, &format!("docs/{i}.pdf")).to_string())
+    let bodies: Vec<String> = self::events(&stack, events)
+        .iter()
+        .map(|e| e.to_string())
         .collect();
     stack.enqueue(&bodies).await;
     (stack, SesStandIn::start(behaviour, delay).await)
+}
+
+/// The stand-in's requests, letter by letter (by the `link_id` tag), in order.
+fn per_letter(ses: &SesStandIn) -> HashMap<String, Vec<Recorded>> {
+    let mut letters: HashMap<String, Vec<Recorded>> = HashMap::new();
+    for r in ses.requests() {
+        letters.entry(r.link_id.clone()).or_default().push(r);
+    }
+    letters
 }
 
 /// Every event was accepted by SES exactly once.
@@ -53,10 +80,8 @@ async fn throttling_is_retried_with_backoff_and_nothing_is_lost() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(
-        ses.requests().iter().filter(|r| r.status == 429).count(),
-        12
-    );
+    let throttled = ses.requests().iter().filter(|r| r.status == 429).count();
+    assert_eq!(throttled, 12);
     accepted_once_each(&ses, 10);
     // A throttled send certainly did not go out, so no link is a possible duplicate.
     stack
@@ -66,9 +91,58 @@ async fn throttling_is_retried_with_backoff_and_nothing_is_lost() {
         )
         .await;
     assert!(stderr(&out).contains("throttled by SES"));
-    record_reliability(
+
+    // The backoff, timed at the stand-in. After a letter's n-th request is throttled,
+    // doclink hides its message for backoff(n, 2 s, 60 s): 2 s * 2^(n-1), cut by a
+    // jitter of at most half, no less than 1 s, in whole seconds (SQS visibility).
+    // So the gap to the letter's next request is at least 1 s after its first
+    // throttle, 2 s after its second, 4 s after its third: the floor doubles. The
+    // gaps themselves need not grow pairwise (the jitter, and a 1 s long poll that
+    // may pick a message up late), so each is held to its own step's floor. It fails
+    // when the wait is dropped or shortened (a retry at once comes back within the
+    // receive loop's 1 s poll, under the 2 s floor) or stops growing with the
+    // receive count.
+    let mut gaps: Vec<(usize, Duration)> = Vec::new();
+    for (link, requests) in per_letter(&ses) {
+        for (n, pair) in requests.windows(2).enumerate() {
+            assert_eq!(pair[0].status, 429, "{link}: only a throttle is retried");
+            let gap = pair[1].at - pair[0].at;
+            let floor = Duration::from_secs(1 << n);
+            assert!(
+                gap >= floor,
+                "{link}: retry {} came {gap:?} after throttle {}, under the backoff's floor {floor:?}",
+                n + 2,
+                n + 1
+            );
+            gaps.push((n + 1, gap));
+        }
+    }
+    // 12 throttles over 10 letters: some letter was throttled twice, so the 2 s
+    // floor was checked, not only the 1 s one.
+    assert_eq!(gaps.len(), throttled, "a retry after every throttle");
+    assert!(
+        gaps.iter().any(|&(n, _)| n >= 2),
+        "no letter was throttled twice: {gaps:?}"
+    );
+
+    let shortest = |step: usize| {
+        gaps.iter()
+            .filter(|&&(n, _)| n == step)
+            .map(|(_, gap)| gap.as_secs_f64())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let account = fed(&stack, 10)
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-ses-throttle",
-        serde_json::json!({"fault": "SES throttling burst (12 answers of 429 TooManyRequests)", "letters": 10, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({
+            "fault": "SES throttling burst (12 answers of 429 TooManyRequests)",
+            "injected": throttled,
+            "shortest_gap_s_after_throttle_1_2": [shortest(1), shortest(2)],
+        }),
+        &account,
     );
 }
 
@@ -102,23 +176,42 @@ async fn server_errors_are_retried_and_the_retries_flagged_as_possible_duplicate
             .collect::<std::collections::HashSet<_>>(),
         failed_links
     );
-    record_reliability(
+    let account = fed(&stack, 6)
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
         "fault-ses-5xx",
-        serde_json::json!({"fault": "SES HTTP 500 on every second call (outcome unknown, retried, flagged)", "letters": 6, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({
+            "fault": "SES HTTP 500 on every second call (outcome unknown, retried, flagged)",
+            "injected": ses.requests().iter().filter(|r| r.status == 500).count(),
+        }),
+        &account,
     );
 }
 
 #[tokio::test]
 async fn a_permanent_rejection_marks_the_link_failed_and_the_others_go_out() {
     let stack = TestStack::new("permanent", KeyKind::EcdsaP256).await;
-    let mut bodies = Vec::new();
+    let mut events = Vec::new();
     for i in 0..6 {
         let mut event = stack.event(i, "docs/a.pdf");
         if i % 3 == 0 {
             event["recipient"]["email"] = format!("suppressed{i}@{}", stack.domain).into();
         }
-        bodies.push(event.to_string());
+        events.push(event);
     }
+    let refused_ids: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|e| {
+            e["recipient"]["email"]
+                .as_str()
+                .unwrap()
+                .starts_with("suppressed")
+        })
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let bodies: Vec<String> = events.iter().map(|e| e.to_string()).collect();
     stack.enqueue(&bodies).await;
     let ses = SesStandIn::start(Behaviour::RejectRecipients("suppressed"), Duration::ZERO).await;
     let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
@@ -128,6 +221,13 @@ async fn a_permanent_rejection_marks_the_link_failed_and_the_others_go_out() {
         "{}",
         stdout(&out)
     );
+    // What SES saw: each suppressed letter asked once and refused (a refusal is
+    // final, never retried), each other letter accepted once.
+    let requests = ses.requests();
+    let refused: Vec<&Recorded> = requests.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(refused.len(), 2, "{requests:?}");
+    assert!(refused.iter().all(|r| r.to.contains("suppressed")));
+    assert_eq!(requests.len(), 6, "no letter was asked twice");
     let rows =
         sqlx::query("SELECT recipient_email, failure_reason FROM links WHERE status = 'failed'")
             .fetch_all(&stack.pool)
@@ -144,10 +244,41 @@ async fn a_permanent_rejection_marks_the_link_failed_and_the_others_go_out() {
                 .contains("MessageRejected")
         );
     }
-    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
-    record_reliability(
+    // The refused letters are findable, body and all, in the rejections table
+    // (kind 'refused'), where `doclink rejections retry` reopens them.
+    let kept: std::collections::BTreeSet<String> = sqlx::query_scalar(
+        "SELECT event_id FROM rejections WHERE kind = 'refused' AND body LIKE '%suppressed%'",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(kept, refused_ids);
+    // Counted: four emailed once, the two refused ones in the rejections table (not
+    // lost), none on a queue.
+    let account = Ledger::from_events(&events)
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_sound();
+    assert_eq!(
+        (
+            account.emailed,
+            account.extra_emails,
+            account.rejected,
+            account.waiting_on_queue,
+            account.dead_lettered
+        ),
+        (4, 0, 2, 0, 0),
+        "{account:?}"
+    );
+    ledger::record(
         "fault-ses-rejected",
-        serde_json::json!({"fault": "SES MessageRejected for 2 of 6 letters (recorded failed with the reason, the others sent)", "letters": 6, "lost": 0, "unflagged_duplicates": 0}),
+        serde_json::json!({
+            "fault": "SES MessageRejected for 2 of 6 letters (recorded failed with the reason and kept in the rejections table, the others sent)",
+            "injected": refused.len(),
+        }),
+        &account,
     );
 }
 
@@ -179,23 +310,85 @@ async fn an_account_that_cannot_send_stops_the_worker_and_keeps_every_message() 
 
 #[tokio::test]
 async fn slow_answers_keep_their_messages_invisible_with_heartbeats() {
-    // SES answers after 7 s; the visibility timeout is 10 s, so without the heartbeat
-    // at 5 s every message would be delivered again while still being sent.
-    let (stack, ses) = setup("slow", 4, Behaviour::Accept, Duration::from_secs(7)).await;
+    // SES answers after 25 s; messages are received hidden for 10 s, the smallest
+    // DOCLINK_VISIBILITY_TIMEOUT. Without the heartbeat each message would be visible
+    // again at 10 s, while its letter is still with SES, and SQS would hand it out
+    // again: the daemon has free slots (concurrency 8 for 4 letters) and keeps
+    // receiving. SQS is reached through a proxy that injects nothing and counts what
+    // SQS hands out and every visibility change.
+    let events = 4;
+    let (stack, ses) = setup("slow", events, Behaviour::Accept, Duration::from_secs(25)).await;
+    let sqs = SqsFaults::start(&stack.endpoint).await;
     let out = stack
         .drain(&[
             ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
+            ("AWS_ENDPOINT_URL_SQS", &sqs.uri),
             ("DOCLINK_VISIBILITY_TIMEOUT", "10s"),
-            ("DOCLINK_CONCURRENCY", "4"),
+            ("DOCLINK_CONCURRENCY", "8"),
         ])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
+    // Counted at SQS: every message handed out exactly once.
+    let mut handed: HashMap<String, usize> = HashMap::new();
+    for id in sqs.received() {
+        *handed.entry(id).or_default() += 1;
+    }
+    assert_eq!(handed.len(), events, "messages handed out: {handed:?}");
+    assert!(
+        handed.values().all(|&n| n == 1),
+        "a message was handed out again while its letter was with SES: {handed:?}"
+    );
+    // The heartbeat's extensions, as SQS got them: a batch every quarter of the
+    // visibility extends each message in flight for half of it, so 25 s needs at
+    // least two per message (hidden until 10 s, extended before then to 20 s at
+    // the latest, and again before that), each accepted and for the full 10 s.
+    let changes = sqs.visibility_changes();
+    let mut extended: HashMap<String, usize> = HashMap::new();
+    for change in &changes {
+        assert_eq!(
+            change.operation, "ChangeMessageVisibilityBatch",
+            "only the heartbeat changes visibility here: {change:?}"
+        );
+        assert!(change.accepted, "{change:?}");
+        assert_eq!(change.visibility_timeout, 10, "{change:?}");
+        *extended
+            .entry(
+                change
+                    .message_id
+                    .clone()
+                    .expect("a message received through the proxy"),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(
+        extended.keys().collect::<std::collections::BTreeSet<_>>(),
+        handed.keys().collect(),
+        "every message was extended"
+    );
+    assert!(
+        extended.values().all(|&n| n >= 2),
+        "extensions per message: {extended:?}"
+    );
+    // Counted at SES: each letter went out exactly once.
+    assert_eq!(ses.requests().len(), events);
+    // doclink's own summary agrees (checked last: the counts above are the proof).
     assert_eq!(
         stdout(&out).trim(),
         "sent 4, duplicates skipped 0, rejected 0, failed 0, retried 0"
     );
-    accepted_once_each(&ses, 4);
-    assert_eq!(ses.requests().len(), 4);
+    let account = fed(&stack, events)
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_each_emailed_once();
+    ledger::record(
+        "fault-ses-heartbeat",
+        serde_json::json!({
+            "fault": "SES answering after 25 s against a 10 s visibility timeout (the heartbeat keeps each message hidden)",
+            "handed_out": handed.values().sum::<usize>(),
+            "heartbeat_extensions": changes.len(),
+        }),
+        &account,
+    );
 }
 
 #[tokio::test]
@@ -238,40 +431,140 @@ async fn auto_send_rate_falls_back_with_a_warning_where_get_account_is_missing()
 
 #[tokio::test]
 async fn an_hour_of_server_errors_leaves_every_letter_queued_however_often_it_was_received() {
-    let (stack, ses) = setup("outage", 2, Behaviour::AlwaysFail, Duration::ZERO).await;
-    // Receive each message many times, as an hour of retries would.
-    for _ in 0..15 {
-        stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .unwrap();
-    }
+    // SES answers 500 to everything, as through an hour-long outage. DOCLINK_POISON_AFTER
+    // is 1, the strictest setting: were a failed SES call counted as an attempt that
+    // died, the first redelivery would set the letter aside as poison. Each letter
+    // goes round more often than that: sent, refused with 500, hidden for its backoff
+    // (2.5-5 s, then 5-10 s), received again.
+    let events = 3;
+    let poison_after = 1;
+    let rounds = poison_after + 2;
+    let (stack, ses) = setup("outage", events, Behaviour::AlwaysFail, Duration::ZERO).await;
+    let fed_in = fed(&stack, events);
     let child = stack.spawn(
-        &["run"],
+        // --drain polls for 1 s instead of 20 s, so SIGTERM ends it at once; it does
+        // not end on its own while messages are hidden.
+        &["run", "--drain"],
         &[
             ("AWS_ENDPOINT_URL_SESV2", &ses.uri()),
             ("DOCLINK_DEAD_LETTER_QUEUE_URL", &stack.dlq_url),
+            ("DOCLINK_POISON_AFTER", &poison_after.to_string()),
         ],
     );
-    ses.wait_for("both letters tried", |r| r.len() >= 2).await;
+    // Until each letter has been tried that often; were one failed or set aside
+    // meanwhile, it would never be tried again, so that ends the wait at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut per_link: HashMap<String, usize> = HashMap::new();
+        for r in ses.requests() {
+            *per_link.entry(r.link_id).or_default() += 1;
+        }
+        if per_link.len() == events && per_link.values().all(|&n| n >= rounds) {
+            break;
+        }
+        let aside: Vec<(String, String)> = sqlx::query_as(
+            "SELECT status, coalesce(failure_reason, '') FROM links WHERE status = 'failed'
+             UNION ALL SELECT kind, reason FROM rejections",
+        )
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap_or_default(); // no tables yet: the daemon is still migrating
+        assert!(
+            aside.is_empty(),
+            "set aside while SES answered 500, after {per_link:?} requests: {aside:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: requests per letter {per_link:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    // Nothing was given up: no rejection, no failed link, nothing on the DLQ.
+
+    // What SES saw: only 500s, each letter more than POISON_AFTER + 1 times.
+    let letters = per_letter(&ses);
+    assert_eq!(letters.len(), events);
+    assert!(ses.requests().iter().all(|r| r.status == 500));
+    let tries: Vec<usize> = letters.values().map(Vec::len).collect();
+    assert!(tries.iter().all(|&n| n > poison_after + 1), "{tries:?}");
+
+    // The audit log: no letter failed or set aside; every hand-over to SES is in
+    // the history and ended (none abandoned, which is what poison counts); and
+    // every link SES got more than once is flagged a possible duplicate.
+    assert_eq!(links_with_status(&stack, "failed").await, 0);
+    assert_eq!(links_with_status(&stack, "sent").await, 0);
     let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejections")
         .fetch_one(&stack.pool)
         .await
         .unwrap();
     assert_eq!(rejected, 0);
-    assert_eq!(links_with_status(&stack, "failed").await, 0);
-    assert_eq!(stack.queue_depth(&stack.dlq_url).await, 0);
-    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
-    assert_eq!(visible + in_flight, 2);
+    let rows = sqlx::query(
+        "SELECT l.link_id::text AS link, l.possible_duplicate,
+                (SELECT count(*) FROM link_attempts a WHERE a.link_id = l.link_id AND a.sending_at IS NOT NULL) AS handed,
+                (SELECT count(*) FROM link_attempts a WHERE a.link_id = l.link_id AND a.outcome IS NULL) AS open
+         FROM links l",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), events);
+    for row in rows {
+        let link: String = row.get("link");
+        let seen = letters.get(&link).map_or(0, Vec::len) as i64;
+        assert_eq!(row.get::<i64, _>("handed"), seen, "{link}: hand-overs");
+        assert_eq!(row.get::<i64, _>("open"), 0, "{link}: an attempt left open");
+        assert_eq!(
+            row.get::<bool, _>("possible_duplicate"),
+            seen > 1,
+            "{link}: {seen} requests"
+        );
+    }
+    // Counted on the queues: every letter still to be sent, on the queue, none on
+    // the dead-letter queue. (The count waits, bounded, for the backoff the last
+    // 500s set to run out: a message hidden until its retry is still on the queue.)
+    let account = fed_in
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await;
+    account.assert_sound();
+    assert_eq!(
+        (
+            account.emailed,
+            account.waiting_on_queue,
+            account.dead_lettered,
+            account.rejected
+        ),
+        (0, events, 0, 0),
+        "{account:?}"
+    );
+    ledger::record(
+        "fault-ses-errors-for-an-hour",
+        serde_json::json!({
+            "fault": format!(
+                "SES HTTP 500 on every call, each letter tried at least {} times with DOCLINK_POISON_AFTER={poison_after} (all kept queued, none set aside, each link flagged)",
+                tries.iter().min().unwrap()
+            ),
+            "injected": ses.requests().len(),
+        }),
+        &account,
+    );
+
+    // SES recovers: each letter goes out once, flagged (its earlier outcomes are
+    // unknown to doclink).
+    ses.set_behaviour(Behaviour::Accept, Duration::ZERO);
+    let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    fed_in
+        .count(&stack, &ledger::accepted(&ses), COUNTED_FROM)
+        .await
+        .assert_each_emailed_once();
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM links WHERE status = 'sent' AND possible_duplicate",
+            events as i64,
+        )
+        .await;
 }
 
 #[tokio::test]
