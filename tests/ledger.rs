@@ -66,3 +66,12 @@ fn a_rejected_event_is_found_by_its_id_in_an_envelope() {
     let a = l.tally(&[], &[], &[], &[(None, wrapped)], &HashMap::new(), "t");
     assert_eq!((a.rejected, a.lost), (1, 0));
 }
+
+#[test]
+fn a_named_recipient_is_matched_by_its_address() {
+    let l = ledger(1);
+    let mut named = email(0, "a");
+    named.to = "\"Customer 0\" <u0@x.org>".into();
+    let a = l.tally(&[named], &[], &[], &[], &HashMap::new(), "t");
+    assert_eq!((a.emailed, a.lost, a.stray_emails), (1, 0, 0));
+}
