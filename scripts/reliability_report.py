@@ -67,7 +67,7 @@ for name, fragment, fields in [
     ("hostile", hostile, ("tried", "rejected", "crashes", "valid", "valid_sent")),
     ("fuzz", fuzz, ("event_cases", "url_cases", "panics")),
     ("secrets", secrets, ("places_checked", "patterns", "signed_links", "found")),
-    ("kms", kms, ("faults", "clear_exit_3")),
+    ("kms", kms, ("faults", "clear_right_exit")),
 ]:
     if fragment is not None:
         absent = [f for f in fields if not isinstance(fragment.get(f), int)]
@@ -123,7 +123,7 @@ lines += [
     "",
     "| what else was counted | figure |",
     "|---|---:|",
-    f"| KMS start-up faults, each a clear message and exit 3, nothing consumed | {kms['clear_exit_3']} of {kms['faults']} |",
+    f"| KMS start-up faults, each a clear message and the right exit (3 what may heal, 2 what cannot), nothing consumed | {kms['clear_right_exit']} of {kms['faults']} |",
     f"| hostile inputs tried through the pipeline, each rejected with its raw body kept | {hostile['tried']} ({hostile['rejected']} rejected) |",
     f"| valid events mixed in with them, each sent once | {hostile['valid_sent']} of {hostile['valid']} |",
     f"| crashes on hostile input | {hostile['crashes']} |",

@@ -5,14 +5,19 @@ use aws_sdk_kms::primitives::Blob;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
-/// A KMS encryption context, parsed from `k=v,k=v` or repeated `k=v`.
+/// A KMS encryption context. [`EncryptionContext::parse`] is the one reader of its
+/// text, for `DOCLINK_KMS_ENCRYPTION_CONTEXT` and `keys encrypt --context` alike, so
+/// the key is encrypted under exactly the context the daemon decrypts it with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncryptionContext(pub HashMap<String, String>);
 
 impl EncryptionContext {
-    pub fn parse_pairs<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    /// Reads `k=v,k=v` lists: one text (the setting) or several (each repeated
+    /// `--context`), every pair of every text into one context. A key given twice,
+    /// a pair without `=` or an empty key is refused.
+    pub fn parse<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut map = HashMap::new();
-        for pair in pairs {
+        for pair in texts.into_iter().flat_map(|text| text.split(',')) {
             let pair = pair.trim();
             if pair.is_empty() {
                 continue;
@@ -33,9 +38,19 @@ impl EncryptionContext {
         Ok(Self(map))
     }
 
-    /// `k=v,k=v`, as in `DOCLINK_KMS_ENCRYPTION_CONTEXT`.
+    /// One `k=v,k=v` list, as in `DOCLINK_KMS_ENCRYPTION_CONTEXT`: [`Self::parse`].
     pub fn parse_list(text: &str) -> Result<Self, String> {
-        Self::parse_pairs(text.split(','))
+        Self::parse([text])
+    }
+
+    /// The pairs as `k=v,k=v`, sorted by key; `(none)` when empty.
+    pub fn describe(&self) -> String {
+        if self.0.is_empty() {
+            return "(none)".into();
+        }
+        let mut pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        pairs.join(",")
     }
 
     fn to_sdk(&self) -> Option<HashMap<String, String>> {
@@ -254,6 +269,23 @@ mod tests {
         assert!(EncryptionContext::parse_list("a").is_err());
         assert!(EncryptionContext::parse_list("a=1,a=2").is_err());
         assert!(EncryptionContext::parse_list("").unwrap().0.is_empty());
+    }
+
+    /// `keys encrypt --context "purpose=trial,env=dev"` and the daemon's setting with
+    /// the same text read the same two pairs, as do repeated `--context` options.
+    #[test]
+    fn one_reading_of_a_context_everywhere() {
+        let setting = EncryptionContext::parse_list("purpose=trial,env=dev").unwrap();
+        assert_eq!(setting.0.len(), 2);
+        assert_eq!(
+            EncryptionContext::parse(["purpose=trial,env=dev"]).unwrap(),
+            setting
+        );
+        assert_eq!(
+            EncryptionContext::parse(["purpose=trial", "env=dev"]).unwrap(),
+            setting
+        );
+        assert!(EncryptionContext::parse(["a=1,b=2", "a=3"]).is_err());
     }
 
     #[test]

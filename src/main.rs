@@ -1,8 +1,10 @@
 //! The `doclink` command line. Each subcommand lives in `commands/`; this file
 //! parses arguments and turns each command's result into its exit status:
-//! 0 success, 1 the work failed (a bad line, an invalid link), 2 usage or
-//! configuration, 3 something doclink needs is unavailable (database, KMS, key,
-//! queue), 4 the SES account cannot send, 130 a second signal during shutdown.
+//! 0 success, 1 the work failed (a bad line, an invalid link, letters that failed
+//! in `run --drain`, a selection that matches no link), 2 usage or configuration
+//! (also a queue that does not exist or a ciphertext KMS refuses), 3 something
+//! doclink needs is unavailable (database, KMS, queue), 4 the SES account cannot
+//! send, 130 `run --drain` interrupted, or a second signal during shutdown.
 
 /// `println!` for a command's results, through [`write_stdout`]: a reader that went
 /// away (`| head`) ends the output quietly instead of a panic, and any other write
@@ -31,13 +33,14 @@ use std::process::ExitCode;
     version,
     about = "Mails customers CloudFront-signed links to their private documents",
     after_help = "\
+Exit status: 0 success, 1 the work failed, 2 usage or configuration (also a queue that
+does not exist or a key KMS cannot decrypt), 3 something needed is unavailable
+(database, KMS, network), 4 SES refuses the account, 130 interrupted (`run --drain`).
+
 Examples:
   doclink run --config /etc/doclink.toml
   doclink preview --event event.json --html-out letter.html
-  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --ttl 7d https://documents.example.org/a.pdf
-
-Exit status: 0 success, 1 the work failed, 2 usage or configuration,
-3 something needed is unavailable (database, KMS, network), 4 SES refuses the account."
+  doclink sign --key-pair-id K2JCJMDEHXQW5F --private-key key.pem --ttl 7d https://documents.example.org/a.pdf"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,11 +59,11 @@ Examples:
     Sign(commands::sign::SignArgs),
     /// Check a signed URL: signature, policy, time window and key-pair id.
     #[command(after_help = "\
-Example:
-  doclink verify --public-key key.pub.pem --key-pair-id K2JCJMDEHXQW5F 'https://documents.example.org/a.pdf?Expires=...'
-
 Prints `valid` and exits 0, or prints the reason (expired, not yet valid, bad signature,
-tampered, wrong key-pair id, malformed) and exits 1.")]
+tampered, wrong key-pair id, malformed) and exits 1.
+
+Example:
+  doclink verify --public-key key.pub.pem --key-pair-id K2JCJMDEHXQW5F 'https://documents.example.org/a.pdf?Expires=...'")]
     Verify(commands::verify::VerifyArgs),
     /// Generate, inspect and KMS-encrypt signing keys.
     #[command(after_help = "\
@@ -72,47 +75,67 @@ Example:
     },
     /// Run the daemon: SQS → sign → SES → audit log, until SIGTERM/SIGINT.
     #[command(after_help = "\
+Every setting and its environment variable is listed in the README; all missing or
+invalid settings are reported at once, with exit status 2, as are a queue that does not
+exist and a ciphertext KMS cannot decrypt. With --drain it stops once the queue is
+empty: exit 0 when no letter failed, 1 when some did (`links list --status failed`),
+130 when a signal stopped it first (its summary then says \"interrupted\").
+
 Examples:
   doclink run --config /etc/doclink.toml
-  doclink run --drain        (exit once the queue is empty, printing a summary)
-
-Every setting and its environment variable is listed in the README; all missing or
-invalid settings are reported at once, with exit status 2.")]
+  doclink run --drain")]
     Run(commands::daemon::RunArgs),
     /// Apply the audit-log database migrations and exit.
     #[command(after_help = "\
-Example:
-  doclink migrate --config /etc/doclink.toml
+DATABASE_URL (or database_url in the file) is the only setting it reads.
 
-DATABASE_URL (or database_url in the file) is the only setting it reads.")]
+Example:
+  doclink migrate --config /etc/doclink.toml")]
     Migrate(commands::daemon::MigrateArgs),
     /// Render an event's email without sending it.
     #[command(after_help = "\
+Prints From, To and Subject as they would be sent, then the text part. Branding that
+is not set (DOCLINK_ORG_NAME, DOCLINK_CONTACT) shows as a visible placeholder.
+
 Examples:
   doclink preview --event event.json --html-out letter.html
-  produce-event | doclink preview --event -
-
-Prints From, To and Subject as they would be sent, then the text part. Branding that
-is not set (DOCLINK_ORG_NAME, DOCLINK_CONTACT) shows as a visible placeholder.")]
+  produce-event | doclink preview --event -")]
     Preview(commands::daemon::PreviewArgs),
     /// Query the audit log, revoke links, purge old records.
+    #[command(after_help = "\
+--recipient, --document (a key, or a prefix ending in '*'), --event and --key-pair-id
+choose links the same way in list, revoke, purge and `revocations export`.
+
+Examples:
+  doclink links list --recipient jane@example.org --since 30d
+  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+  doclink links revoke --document 'letters/2026/*' --reason \"withdrawn\" --by alice
+  doclink links purge --older-than 400d --dry-run")]
     Links {
         #[command(subcommand)]
         command: commands::links::LinksCommand,
     },
     /// List rejected messages, and put one back on its queue.
+    #[command(after_help = "\
+Examples:
+  doclink rejections list --kind refused --since 7d
+  doclink rejections retry 42 --by alice")]
     Rejections {
         #[command(subcommand)]
         command: commands::rejections::RejectionsCommand,
     },
     /// Check a live configuration end to end: one line per check, and what to do.
     #[command(after_help = "\
-Example:
-  doclink doctor --config /etc/doclink.toml
+Exits 0 when every check passes, and 1 otherwise.
 
-Exits 0 when every check passes, and 1 otherwise.")]
+Example:
+  doclink doctor --config /etc/doclink.toml")]
     Doctor(commands::doctor::DoctorArgs),
     /// Keep the edge's revocation store in line, or export the active revocations.
+    #[command(after_help = "\
+Examples:
+  doclink revocations sync
+  doclink revocations export --format kvs-json --out revoked.json")]
     Revocations {
         #[command(subcommand)]
         command: commands::revocations::RevocationsCommand,
@@ -131,6 +154,9 @@ pub enum Failure {
     Unavailable(anyhow::Error),
     /// SES refuses the account (exit 4).
     AccountBlocked(anyhow::Error),
+    /// A signal stopped a job before it was done (exit 130, as a shell reports an
+    /// interrupted command); what was done was printed already.
+    Interrupted,
 }
 
 impl Failure {
@@ -140,6 +166,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Unavailable(_) => 3,
             Failure::AccountBlocked(_) => 4,
+            Failure::Interrupted => 130,
         }
     }
 }
@@ -175,7 +202,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Writes the final error to stderr, waiting at most two seconds: a stderr nobody
 /// reads (a stuck log shipper) must not keep a daemon that is done from exiting.
-fn report_on_stderr(text: String) {
+pub fn report_on_stderr(text: String) {
     let (written, wait) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = std::io::stderr().write_all(text.as_bytes());
@@ -202,7 +229,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
-                Failure::Work => {}
+                Failure::Work | Failure::Interrupted => {}
                 Failure::Usage(err) | Failure::Unavailable(err) | Failure::AccountBlocked(err) => {
                     report_on_stderr(format!("doclink: {err:#}\n"))
                 }

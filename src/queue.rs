@@ -20,6 +20,18 @@ pub struct QueueError {
     pub source: BoxError,
 }
 
+/// Why a queue failed its start-up check.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueCheckError {
+    /// SQS answered that there is no such queue: a wrong URL, or a queue that was
+    /// deleted. Waiting does not make it exist.
+    #[error("SQS says this queue does not exist")]
+    DoesNotExist(#[source] QueueError),
+    /// Anything else: unreachable, refused, no credentials.
+    #[error(transparent)]
+    Unavailable(QueueError),
+}
+
 fn queue_error<E: std::error::Error + Send + Sync + 'static>(
     operation: &'static str,
 ) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> QueueError {
@@ -59,14 +71,29 @@ impl SqsQueue {
     }
 
     /// Fails when the queue does not exist or cannot be reached: checked at start-up.
-    pub async fn check(&self) -> Result<(), QueueError> {
+    pub async fn check(&self) -> Result<(), QueueCheckError> {
         self.client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
             .await
-            .map_err(queue_error("GetQueueAttributes"))?;
+            .map_err(|err| {
+                let missing = err.as_service_error().is_some_and(|e| {
+                    use aws_sdk_sqs::error::ProvideErrorMetadata;
+                    e.is_queue_does_not_exist()
+                        || matches!(
+                            e.code(),
+                            Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+                        )
+                });
+                let err = queue_error("GetQueueAttributes")(err);
+                if missing {
+                    QueueCheckError::DoesNotExist(err)
+                } else {
+                    QueueCheckError::Unavailable(err)
+                }
+            })?;
         Ok(())
     }
 

@@ -34,12 +34,71 @@ pub enum StartupError {
     Kms(#[source] crate::kms::KmsError),
     #[error("the KMS-decrypted private key is not usable")]
     Key(#[source] crate::signing::KeyError),
+    /// KMS answered, and refused this ciphertext under this context: a wrong
+    /// context, a blob KMS never made, or one made under another context or key.
+    #[error(
+        "setting DOCLINK_PRIVATE_KEY_CIPHERTEXT (private_key_ciphertext): KMS cannot decrypt {path} with DOCLINK_KMS_ENCRYPTION_CONTEXT {context}; encrypt the key again with `doclink keys encrypt --context` and the same context, or correct these settings"
+    )]
+    Undecryptable {
+        path: String,
+        context: String,
+        #[source]
+        source: crate::kms::KmsError,
+    },
     #[error("the queue DOCLINK_QUEUE_URL is not reachable")]
     Queue(#[source] crate::queue::QueueError),
     #[error("the dead-letter queue DOCLINK_DEAD_LETTER_QUEUE_URL is not reachable")]
     DeadLetterQueue(#[source] crate::queue::QueueError),
     #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
     EventsQueue(#[source] crate::queue::QueueError),
+    /// SQS says the queue a setting names does not exist.
+    #[error(
+        "setting {setting} ({key}): the queue {url} does not exist; create it, or correct the setting"
+    )]
+    NoSuchQueue {
+        setting: &'static str,
+        key: &'static str,
+        url: String,
+        #[source]
+        source: crate::queue::QueueError,
+    },
+}
+
+impl StartupError {
+    /// True when waiting cannot make it right (the configuration must change): a
+    /// queue that does not exist, a ciphertext KMS refuses under the context, a
+    /// decrypted key that is not a usable key. `doclink run` exits 2 for these, which
+    /// the systemd unit does not restart; an unreachable or refusing service (the
+    /// database, KMS, SQS, credentials) exits 3 and is retried.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            StartupError::Undecryptable { .. }
+                | StartupError::Key(_)
+                | StartupError::NoSuchQueue { .. }
+        )
+    }
+}
+
+/// A queue's start-up check, as a start-up error naming its setting.
+fn queue_checked(
+    result: Result<(), crate::queue::QueueCheckError>,
+    url: &str,
+    (setting, key): (&'static str, &'static str),
+    unavailable: fn(crate::queue::QueueError) -> StartupError,
+) -> Result<(), StartupError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(crate::queue::QueueCheckError::DoesNotExist(source)) => {
+            Err(StartupError::NoSuchQueue {
+                setting,
+                key,
+                url: url.to_string(),
+                source,
+            })
+        }
+        Err(crate::queue::QueueCheckError::Unavailable(source)) => Err(unavailable(source)),
+    }
 }
 
 /// A claim outlasts one SES call (DOCLINK_SES_TIMEOUT plus a 5 s connect) with
@@ -97,11 +156,21 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let signer = decrypt_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
-    queue.check().await.map_err(StartupError::Queue)?;
+    queue_checked(
+        queue.check().await,
+        &settings.queue_url,
+        ("DOCLINK_QUEUE_URL", "queue_url"),
+        StartupError::Queue,
+    )?;
     let dead_letter = match &settings.dead_letter_queue_url {
         Some(url) => {
             let dlq = SqsQueue::new(sqs.clone(), url);
-            dlq.check().await.map_err(StartupError::DeadLetterQueue)?;
+            queue_checked(
+                dlq.check().await,
+                url,
+                ("DOCLINK_DEAD_LETTER_QUEUE_URL", "dead_letter_queue_url"),
+                StartupError::DeadLetterQueue,
+            )?;
             Some(dlq)
         }
         None => None,
@@ -109,7 +178,12 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let events = match &settings.events_queue_url {
         Some(url) => {
             let queue = SqsQueue::new(sqs, url);
-            queue.check().await.map_err(StartupError::EventsQueue)?;
+            queue_checked(
+                queue.check().await,
+                url,
+                ("DOCLINK_EVENTS_QUEUE_URL", "events_queue_url"),
+                StartupError::EventsQueue,
+            )?;
             Some(queue)
         }
         None => None,
@@ -172,7 +246,22 @@ async fn decrypt_signer(
         &settings.kms_encryption_context,
     )
     .await
-    .map_err(StartupError::Kms)?;
+    .map_err(|source| match &source {
+        // KMS answered and refused this ciphertext under this context: no wait helps.
+        crate::kms::KmsError::Refused { code, .. }
+            if matches!(
+                code.as_str(),
+                "InvalidCiphertextException" | "IncorrectKeyException"
+            ) =>
+        {
+            StartupError::Undecryptable {
+                path: settings.private_key_ciphertext.display().to_string(),
+                context: settings.kms_encryption_context.describe(),
+                source,
+            }
+        }
+        _ => StartupError::Kms(source),
+    })?;
     let key = PrivateKey::from_pem(&pem).map_err(StartupError::Key)?;
     drop(pem);
     let key_kind = key.kind();

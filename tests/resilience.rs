@@ -215,11 +215,20 @@ async fn a_permanent_rejection_marks_the_link_failed_and_the_others_go_out() {
     stack.enqueue(&bodies).await;
     let ses = SesStandIn::start(Behaviour::RejectRecipients("suppressed"), Duration::ZERO).await;
     let out = stack.drain(&[("AWS_ENDPOINT_URL_SESV2", &ses.uri())]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Drained, but two letters failed: a batch job's answer is exit 1, and it says
+    // where the failed letters are.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("sent 4, duplicates skipped 0, rejected 0, failed 2"),
         "{}",
         stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("doclink: 2 letters failed for good")
+            && stderr(&out).contains("doclink links list --status failed")
+            && stderr(&out).contains("doclink rejections list --kind refused"),
+        "{}",
+        stderr(&out)
     );
     // What SES saw: each suppressed letter asked once and refused (a refusal is
     // final, never retried), each other letter accepted once.
@@ -726,6 +735,58 @@ async fn metrics_health_and_readiness_are_served() {
     terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A signal during `run --drain` stops a batch job before its work is done: exit
+/// 130 and a summary that says "interrupted", with the unsent letters still queued.
+/// Without `--drain` the same signal is the daemon's normal stop: exit 0.
+#[tokio::test]
+async fn an_interrupted_drain_exits_130_and_says_so_while_the_daemon_stops_with_0() {
+    let events = 12;
+    let (stack, ses) = setup(
+        "interrupted",
+        events,
+        Behaviour::Accept,
+        Duration::from_millis(500),
+    )
+    .await;
+    let env = [
+        ("AWS_ENDPOINT_URL_SESV2", ses.uri()),
+        ("DOCLINK_CONCURRENCY", "1".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = stack.spawn(&["run", "--drain"], &env);
+    ses.wait_for("a letter in flight", |r| !r.is_empty()).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("interrupted before the queue was drained: sent "),
+        "{}",
+        stdout(&out)
+    );
+    let (visible, in_flight) = stack.queue_counts(&stack.queue_url).await;
+    assert!(visible > 0, "letters are left: ({visible}, {in_flight})");
+    assert!(
+        ses.requests().len() < events,
+        "it stopped before sending everything"
+    );
+
+    // The daemon mode: SIGTERM is how systemd stops it, and it exits 0.
+    let child = stack.spawn(&["run"], &env);
+    let before = ses.requests().len();
+    ses.wait_for("another letter", |r| r.len() > before).await;
+    terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
 
 #[tokio::test]

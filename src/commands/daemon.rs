@@ -1,6 +1,6 @@
 //! `doclink run`, `doclink migrate` and `doclink preview`.
 
-use crate::{Failure, write_stdout};
+use crate::{Failure, report_on_stderr, write_stdout};
 use anyhow::Context;
 use doclink::config::{self, LogFormat, Settings};
 use doclink::event::DocumentReady;
@@ -21,7 +21,8 @@ pub struct RunArgs {
     /// TOML settings file; DOCLINK_* environment variables override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Exit 0 once the queue is empty and nothing is in flight, printing a summary.
+    /// Stop once the queue is empty and nothing is in flight, printing a summary:
+    /// exit 0 when no letter failed, 1 when some did, 130 when a signal stopped it first.
     #[arg(long)]
     drain: bool,
 }
@@ -103,10 +104,19 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         spawn_signal_handler(shutdown.clone(), stats.clone());
         let daemon = tokio::select! {
             built = doclink::startup::build(&settings, stats.clone()) => {
-                built.map_err(|e| Failure::Unavailable(e.into()))?
+                built.map_err(|e| if e.is_configuration() {
+                    Failure::Usage(e.into())
+                } else {
+                    Failure::Unavailable(e.into())
+                })?
             }
             _ = shutdown.cancelled() => {
                 tracing::warn!("shutdown requested during start-up; nothing was received");
+                if args.drain {
+                    // A batch job that was stopped did not do its job.
+                    say!("interrupted during start-up: nothing was received");
+                    return Err(Failure::Interrupted);
+                }
                 return Ok(());
             }
         };
@@ -154,13 +164,33 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             log_lines_dropped = log_buffer.dropped_lines(),
             "stopped"
         );
+        let interrupted = args.drain && reason == StopReason::Shutdown;
         if args.drain {
-            say!("{}", stats.summary());
+            // The summary says how the run ended, not only what it counted.
+            let ending = match reason {
+                StopReason::Drained => "",
+                StopReason::Shutdown => "interrupted before the queue was drained: ",
+                StopReason::AccountBlocked => "stopped, SES refuses the account: ",
+            };
+            say!("{ending}{}", stats.summary());
         }
         if let Some(http) = http {
             http.stop().await;
         }
+        let failed = stats.failed.get();
         match reason {
+            // A batch job's honest answer: drained, and every letter went out.
+            StopReason::Drained if failed > 0 => {
+                report_on_stderr(format!(
+                    "doclink: {failed} letter{} failed for good; each is `failed` in the audit log \
+                     with its reason (`doclink links list --status failed`), and its event is kept \
+                     (`doclink rejections list --kind refused`), from where \
+                     `doclink rejections retry ID` sends it again once the cause is fixed\n",
+                    if failed == 1 { "" } else { "s" }
+                ));
+                Err(Failure::Work)
+            }
+            StopReason::Shutdown if interrupted => Err(Failure::Interrupted),
             StopReason::Drained | StopReason::Shutdown => Ok(()),
             StopReason::AccountBlocked => Err(Failure::AccountBlocked(anyhow::anyhow!(
                 "{}; no letter can go until that is fixed, and every unsent message is still on the queue",

@@ -13,10 +13,10 @@ use zeroize::Zeroizing;
 pub enum KeysCommand {
     /// Generate a key pair; upload the public PEM to CloudFront.
     #[command(after_help = "\
-Example:
-  doclink keys generate --type ecdsa --out-private key.pem --out-public key.pub.pem
+Neither file may exist yet: both are checked before either is written.
 
-Neither file may exist yet: both are checked before either is written.")]
+Example:
+  doclink keys generate --type ecdsa --out-private key.pem --out-public key.pub.pem")]
     Generate {
         /// Key type: rsa (RSA-2048) or ecdsa (ECDSA P-256, smaller signatures and URLs).
         #[arg(long = "type", value_parser = ["rsa", "ecdsa"], value_name = "TYPE")]
@@ -39,14 +39,14 @@ Example:
     },
     /// Encrypt a private key PEM with AWS KMS; writes the raw CiphertextBlob.
     #[command(after_help = "\
-Example:
-  doclink keys encrypt --kms-key-id alias/doclink --in key.pem --out key.pem.kms \\
-      --context purpose=doclink --context env=prod
-
 Region, credentials and endpoint come from the standard AWS chain (AWS_REGION,
 AWS_PROFILE, AWS_ENDPOINT_URL, instance roles). The output is what
-DOCLINK_PRIVATE_KEY_CIPHERTEXT points to; use the same pairs in
-DOCLINK_KMS_ENCRYPTION_CONTEXT.")]
+DOCLINK_PRIVATE_KEY_CIPHERTEXT points to. --context reads k=v,k=v as the daemon reads
+DOCLINK_KMS_ENCRYPTION_CONTEXT, so the same text gives the same context.
+
+Example:
+  doclink keys encrypt --kms-key-id alias/doclink --in key.pem --out key.pem.kms \\
+      --context \"$DOCLINK_KMS_ENCRYPTION_CONTEXT\"")]
     Encrypt {
         /// The KMS key to encrypt under: key id, key ARN, alias name or alias ARN.
         #[arg(long, value_name = "ID")]
@@ -57,7 +57,8 @@ DOCLINK_KMS_ENCRYPTION_CONTEXT.")]
         /// Where to write the CiphertextBlob (created with mode 0600, never overwritten).
         #[arg(long = "out", value_name = "FILE")]
         output: PathBuf,
-        /// Encryption context pair k=v (repeatable); the daemon must use the same.
+        /// Encryption context k=v, or k=v,k=v as in DOCLINK_KMS_ENCRYPTION_CONTEXT
+        /// (repeatable); the daemon must use the same pairs.
         #[arg(long = "context", value_name = "K=V")]
         context: Vec<String>,
     },
@@ -123,7 +124,7 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
             output,
             context,
         } => {
-            let context = EncryptionContext::parse_pairs(context.iter().map(String::as_str))
+            let context = EncryptionContext::parse(context.iter().map(String::as_str))
                 .map_err(anyhow::Error::msg)
                 .context("--context")?;
             let pem = Zeroizing::new(
