@@ -8,7 +8,7 @@
 mod kvs_standin;
 
 use chrono::{Duration, Utc};
-use doclink::audit::{AuditLog, DocumentMatch, LinkFilter, StatusFilter};
+use doclink::audit::{AuditLog, DocumentMatch, LinkFilter, LinkSelector, StatusFilter};
 use sqlx::postgres::PgPool;
 use std::time::Instant;
 
@@ -54,11 +54,11 @@ fn main() {
         let now = Utc::now();
         type MakeFilter = Box<dyn Fn(&mut Picks) -> LinkFilter>;
         let cases: Vec<(&str, MakeFilter)> = vec![
-            ("--recipient (any case)", Box::new(|p| LinkFilter { recipient: Some(format!("Customer{}@Example.ORG", p.next(200_000))), ..Default::default() })),
-            ("--document KEY", Box::new(|p| { let i = p.next(LINKS as u64); LinkFilter { document: Some(DocumentMatch::Exact(format!("decisions/2026/C-{}/letter-{i}.pdf", i / 10))), ..Default::default() } })),
-            ("--document 'PREFIX*' (one case)", Box::new(|p| LinkFilter { document: Some(DocumentMatch::Prefix(format!("decisions/2026/C-{}/", p.next(100_000)))), ..Default::default() })),
-            ("--document 'PREFIX*' (everything)", Box::new(|_| LinkFilter { document: Some(DocumentMatch::Prefix("decisions/".into())), ..Default::default() })),
-            ("--event", Box::new(|p| LinkFilter { event_id: Some(format!("event-{}", p.next(LINKS as u64))), ..Default::default() })),
+            ("--recipient (any case)", Box::new(|p| LinkFilter { selector: LinkSelector { recipient: Some(format!("Customer{}@Example.ORG", p.next(200_000))), ..Default::default() }, ..Default::default() })),
+            ("--document KEY", Box::new(|p| { let i = p.next(LINKS as u64); LinkFilter { selector: LinkSelector { document: Some(DocumentMatch::Exact(format!("decisions/2026/C-{}/letter-{i}.pdf", i / 10))), ..Default::default() }, ..Default::default() } })),
+            ("--document 'PREFIX*' (one case)", Box::new(|p| LinkFilter { selector: LinkSelector { document: Some(DocumentMatch::Prefix(format!("decisions/2026/C-{}/", p.next(100_000)))), ..Default::default() }, ..Default::default() })),
+            ("--document 'PREFIX*' (everything)", Box::new(|_| LinkFilter { selector: LinkSelector { document: Some(DocumentMatch::Prefix("decisions/".into())), ..Default::default() }, ..Default::default() })),
+            ("--event", Box::new(|p| LinkFilter { selector: LinkSelector { event_id: Some(format!("event-{}", p.next(LINKS as u64))), ..Default::default() }, ..Default::default() })),
             ("--status pending", Box::new(|_| LinkFilter { status: Some(StatusFilter::Pending), ..Default::default() })),
             ("--status sent", Box::new(|_| LinkFilter { status: Some(StatusFilter::Sent), ..Default::default() })),
             ("--status failed", Box::new(|_| LinkFilter { status: Some(StatusFilter::Failed), ..Default::default() })),
@@ -68,10 +68,10 @@ fn main() {
             ("--status complained", Box::new(|_| LinkFilter { status: Some(StatusFilter::Complained), ..Default::default() })),
             ("--since 7d", Box::new(move |_| LinkFilter { since: Some(now - Duration::days(7)), ..Default::default() })),
             ("--since/--until (one day)", Box::new(move |p| { let d = p.next(360) as i64 + 2; LinkFilter { since: Some(now - Duration::days(d)), until: Some(now - Duration::days(d - 1)), ..Default::default() } })),
-            ("--key-pair-id (old key)", Box::new(|_| LinkFilter { key_pair_id: Some("KOLDKEY0000000".into()), ..Default::default() })),
+            ("--key-pair-id (old key)", Box::new(|_| LinkFilter { selector: LinkSelector { key_pair_id: Some("KOLDKEY0000000".into()), ..Default::default() }, ..Default::default() })),
             ("--possible-duplicate", Box::new(|_| LinkFilter { possible_duplicate: true, ..Default::default() })),
-            ("--recipient --status sent", Box::new(|p| LinkFilter { recipient: Some(format!("customer{}@example.org", p.next(200_000))), status: Some(StatusFilter::Sent), ..Default::default() })),
-            ("--key-pair-id --status sent --since 30d", Box::new(move |_| LinkFilter { key_pair_id: Some("KOLDKEY0000000".into()), status: Some(StatusFilter::Sent), since: Some(now - Duration::days(30)), ..Default::default() })),
+            ("--recipient --status sent", Box::new(|p| LinkFilter { selector: LinkSelector { recipient: Some(format!("customer{}@example.org", p.next(200_000))), ..Default::default() }, status: Some(StatusFilter::Sent), ..Default::default() })),
+            ("--key-pair-id --status sent --since 30d", Box::new(move |_| LinkFilter { selector: LinkSelector { key_pair_id: Some("KOLDKEY0000000".into()), ..Default::default() }, status: Some(StatusFilter::Sent), since: Some(now - Duration::days(30)), ..Default::default() })),
         ];
         let mut rows = String::new();
         let mut worst_p99 = 0.0f64;
@@ -178,9 +178,12 @@ async fn revoke_to_edge(audit: &AuditLog, pool: &PgPool) -> String {
         let t = Instant::now();
         audit
             .revoke(
-                &doclink::audit::RevocationSelector::Link(*link),
+                &LinkSelector::link(*link),
                 "bench",
-                "bench",
+                &doclink::audit::Actor {
+                    name: "bench".into(),
+                    host: "bench".into(),
+                },
                 false,
             )
             .await

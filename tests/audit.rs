@@ -746,6 +746,12 @@ async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed
     let env = [("AWS_ENDPOINT_URL_SESV2", ses.uri())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = stack.drain(&env).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a letter failed: {}",
+        stderr(&out)
+    );
     assert!(
         stdout(&out).starts_with("sent 1, duplicates skipped 0, rejected 1, failed 1"),
         "{}",
@@ -795,9 +801,378 @@ async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed
             .unwrap();
     assert_eq!(retried.get::<String, _>("retried_by"), "carol");
     assert_eq!(retried.get::<i32, _>("retry_count"), 1);
+    // The retry is in the link's own history: when, by whom, from which host.
+    let link: String = sqlx::query_scalar(
+        "SELECT link_id::text FROM links WHERE recipient_email LIKE 'blocked@%'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    let out = stack.doclink(&["links", "show", &link], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = uname_n();
+    let expected =
+        format!("retried by carol on {host}: rejection {id} put back on its queue, link reopened");
+    assert!(
+        stdout(&out).contains(&expected),
+        "{expected} in:\n{}",
+        stdout(&out)
+    );
+    // In order: the refusal, the retry, then the second attempt that sent it.
+    let history = stdout(&out);
+    let (refused_at, retried_at, sent_at) = (
+        history.find("attempt 1 failed").unwrap(),
+        history.find("retried by carol").unwrap(),
+        history.find("attempt 2 sent").unwrap(),
+    );
+    assert!(refused_at < retried_at && retried_at < sent_at, "{history}");
+    let out = stack
+        .doclink(&["links", "show", &link, "--format", "json"], &[])
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["retries"][0]["retried_by"], "carol");
+    assert_eq!(shown["retries"][0]["retried_on"], host.as_str());
+    assert_eq!(shown["retries"][0]["reopened"], true);
+
     let out = stack.doclink(&["rejections", "retry", "999999"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no rejection 999999"));
+}
+
+/// This machine's name as `uname -n` gives it.
+fn uname_n() -> String {
+    let out = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A migrated stack with `n` seeded links and no pipeline run.
+async fn seeded(name: &str, n: i64) -> TestStack {
+    let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    seed(&stack, n).await;
+    stack
+}
+
+/// A revoked, delivered, bounced, complained or failed link reads so in every
+/// STATUS column: the table, CSV, JSON and `links show`.
+#[tokio::test]
+async fn every_status_column_reads_what_the_link_is() {
+    let stack = seeded("statuses", 30).await;
+    // seed-7 failed, seed-11 bounced, seed-13 complained (see `seed`); seed-2 delivered,
+    // seed-3 left as sent, seed-1 revoked (it was delivered first).
+    sqlx::query("UPDATE links SET delivery = 'delivered' WHERE event_id IN ('seed-1', 'seed-2')")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let out = stack
+        .doclink(
+            &[
+                "links", "revoke", "--event", "seed-1", "--reason", "r", "--by", "t",
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (event, expected) in [
+        ("seed-1", "revoked"),
+        ("seed-2", "delivered"),
+        ("seed-3", "sent"),
+        ("seed-7", "failed"),
+        ("seed-11", "bounced"),
+        ("seed-13", "complained"),
+    ] {
+        let list = |format: &'static str| {
+            let stack = &stack;
+            async move {
+                let out = stack
+                    .doclink(
+                        &["links", "list", "--event", event, "--format", format],
+                        &[],
+                    )
+                    .await;
+                assert!(out.status.success(), "{}", stderr(&out));
+                stdout(&out)
+            }
+        };
+        let table = list("table").await;
+        let row = lines(&table)[1];
+        assert_eq!(
+            row.split_whitespace().nth(1),
+            Some(expected),
+            "{event}: {table}"
+        );
+        let csv = list("csv").await;
+        assert_eq!(
+            lines(&csv)[1].split(',').nth(4),
+            Some(expected),
+            "{event}: {csv}"
+        );
+        let json: Vec<serde_json::Value> = serde_json::from_str(&list("json").await).unwrap();
+        assert_eq!(json[0]["status"], expected, "{event}");
+        let link = json[0]["link_id"].as_str().unwrap();
+        let out = stack.doclink(&["links", "show", link], &[]).await;
+        let status_line = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with("status "))
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            status_line.split_whitespace().nth(1),
+            Some(expected),
+            "{event}: {status_line}"
+        );
+    }
+    // `--status revoked` lists only rows that read revoked.
+    let out = stack
+        .doclink(&["links", "list", "--status", "revoked"], &[])
+        .await;
+    let table = stdout(&out);
+    assert_eq!(lines(&table).len(), 2, "{table}");
+    assert!(
+        lines(&table)[1..]
+            .iter()
+            .all(|row| row.split_whitespace().nth(1) == Some("revoked")),
+        "{table}"
+    );
+}
+
+/// `--document 'archive/7/*'` is the same prefix in list, revoke, export and purge,
+/// and a revoke or purge whose selection matches nothing exits 1.
+#[tokio::test]
+async fn one_selector_means_the_same_in_list_revoke_export_and_purge() {
+    let stack = seeded("selector", 100).await;
+    let json = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_str(&stdout(out)).unwrap()
+    };
+    // archive/7/ holds seed-7 and seed-57 (and not archive/70/…, which has none).
+    let listed = json(
+        &stack
+            .doclink(
+                &[
+                    "links",
+                    "list",
+                    "--document",
+                    "archive/7/*",
+                    "--format",
+                    "json",
+                ],
+                &[],
+            )
+            .await,
+    );
+    assert_eq!(listed.len(), 2);
+    let revoke = |extra: &'static [&'static str]| {
+        let stack = &stack;
+        async move {
+            let mut args = vec![
+                "links",
+                "revoke",
+                "--document",
+                "archive/7/*",
+                "--reason",
+                "r",
+            ];
+            args.extend_from_slice(extra);
+            stack.doclink(&args, &[]).await
+        }
+    };
+    let dry = revoke(&["--dry-run"]).await;
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would revoke 2 links (0 already revoked, 0 expired)",
+        "{}",
+        stderr(&dry)
+    );
+    let out = revoke(&[]).await;
+    assert!(
+        stdout(&out).starts_with("revoked 2 links (0 already revoked, 0 expired)"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let selector: String = sqlx::query_scalar("SELECT selector FROM revocations")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(selector, "document archive/7/*");
+    // Criteria combine: every one given must hold.
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                "--document",
+                "archive/9/*",
+                "--recipient",
+                "person9@example.org",
+                "--reason",
+                "r",
+                "--dry-run",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        stdout(&out).trim(),
+        "would revoke 1 link (0 already revoked, 0 expired)",
+        "{}",
+        stderr(&out)
+    );
+    let exported = json(
+        &stack
+            .doclink(&["revocations", "export", "--document", "archive/7/*"], &[])
+            .await,
+    );
+    assert_eq!(exported.len(), 2);
+    let exported = json(
+        &stack
+            .doclink(&["revocations", "export", "--document", "archive/8/*"], &[])
+            .await,
+    );
+    assert!(exported.is_empty());
+    let purge = |extra: &'static [&'static str]| {
+        let stack = &stack;
+        async move {
+            let mut args = vec![
+                "links",
+                "purge",
+                "--older-than",
+                "30d",
+                "--document",
+                "archive/8/*",
+            ];
+            args.extend_from_slice(extra);
+            stack.doclink(&args, &[]).await
+        }
+    };
+    let dry = purge(&["--dry-run"]).await;
+    assert!(
+        stdout(&dry).starts_with("would remove 2 links of document archive/8/*"),
+        "{}{}",
+        stdout(&dry),
+        stderr(&dry)
+    );
+    let out = purge(&[]).await;
+    assert!(
+        stdout(&out).starts_with("removed 2 links of document archive/8/*"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 98, "only the two selected links went");
+
+    // A selection that matches nothing is an error, dry or not.
+    for args in [
+        &[
+            "links",
+            "revoke",
+            "--document",
+            "nothing/*",
+            "--reason",
+            "r",
+        ][..],
+        &[
+            "links",
+            "revoke",
+            "--document",
+            "nothing/*",
+            "--reason",
+            "r",
+            "--dry-run",
+        ],
+        &[
+            "links",
+            "purge",
+            "--older-than",
+            "30d",
+            "--document",
+            "nothing/*",
+        ],
+        &[
+            "links",
+            "purge",
+            "--older-than",
+            "30d",
+            "--document",
+            "nothing/*",
+            "--dry-run",
+        ],
+    ] {
+        let out = stack.doclink(args, &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert_eq!(
+            stderr(&out),
+            "doclink: no link matches document nothing/*\n",
+            "{args:?}"
+        );
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    // A lone '*' would select everything: refused, everywhere alike.
+    for args in [
+        &["links", "list", "--document", "*"][..],
+        &["links", "revoke", "--document", "*", "--reason", "r"],
+        &["revocations", "export", "--document", "*"],
+    ] {
+        let out = stack.doclink(args, &[]).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("'*' alone would select every link"),
+            "{args:?}"
+        );
+    }
+}
+
+/// Without `--by` and without $USER or $LOGNAME (a container, cron), the revocation
+/// is kept with the operating system's user name and the host.
+#[tokio::test]
+async fn by_defaults_to_the_os_user_and_the_host_is_kept() {
+    let stack = seeded("byos", 5).await;
+    let user = {
+        let out = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let host = uname_n();
+    let child = stack.spawn_with_env_removed(
+        &["links", "revoke", "--event", "seed-1", "--reason", "r"],
+        &[],
+        &["USER", "LOGNAME"],
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(", by {user} on {host}")),
+        "{}",
+        stdout(&out)
+    );
+    let row = sqlx::query("SELECT revoked_by, revoked_on FROM revocations")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("revoked_by"), user);
+    assert_eq!(row.get::<String, _>("revoked_on"), host);
+    let link: String =
+        sqlx::query_scalar("SELECT link_id::text FROM links WHERE event_id = 'seed-1'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let out = stack.doclink(&["links", "show", &link], &[]).await;
+    assert!(
+        stdout(&out).contains(&format!("revoked by {user} on {host}: r")),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]

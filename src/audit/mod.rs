@@ -14,16 +14,18 @@ mod queries;
 mod rejections;
 mod retention;
 mod revocations;
+mod selector;
 
 pub use claims::{AttemptEnd, Claim, ClaimToken, Held, NewLink, SendingRecord};
 pub use delivery::Recorded;
 pub use queries::{
-    AttemptRow, Cursor, DeliveryEventRow, DocumentMatch, LinkFilter, LinkHistory, LinkRow,
-    RevocationRow, StatusFilter, prefix_upper_bound,
+    AttemptRow, Cursor, DeliveryEventRow, LinkFilter, LinkHistory, LinkRow, RetryRow,
+    RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;
-pub use revocations::{ActiveRevocation, RevocationReport, RevocationSelector};
+pub use revocations::{ActiveRevocation, RevocationReport};
+pub use selector::{DocumentMatch, LinkSelector};
 
 use connections::Connections;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -113,6 +115,23 @@ pub async fn check_migrated(pool: &PgPool) -> Result<(), AuditError> {
     }
 }
 
+/// Who did something by hand (`--by`, or the operating system's user name) and on
+/// which host: kept with each revocation and each retry of a rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub host: String,
+}
+
+/// This machine's host name (`unknown` when it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The audit repository.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -127,9 +146,7 @@ impl AuditLog {
     /// The repository on `pool`; the letter path opens up to `letter_connections`
     /// connections of its own.
     pub fn new(pool: PgPool, letter_connections: u32) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into());
+        let host = host_name();
         let letters = Connections::new(pool.connect_options().as_ref().clone(), letter_connections);
         Self {
             pool,

@@ -3,18 +3,10 @@
 //! `(created_at, link_id)`, which every filter's index serves, so a large result is
 //! streamed a page at a time and never held in memory whole.
 
-use super::{AuditError, AuditLog};
+use super::{AuditError, AuditLog, LinkSelector};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
-
-/// Which document(s).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DocumentMatch {
-    Exact(String),
-    /// Keys starting with this text.
-    Prefix(String),
-}
 
 /// The `--status` filter: a sending state, revocation, or what SES reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +43,13 @@ impl StatusFilter {
 /// Every filter of `doclink links list`; all given ones must hold.
 #[derive(Debug, Clone, Default)]
 pub struct LinkFilter {
-    /// Matched without regard to case.
-    pub recipient: Option<String>,
-    pub document: Option<DocumentMatch>,
-    pub event_id: Option<String>,
+    /// Which links, as every command that selects links chooses them.
+    pub selector: LinkSelector,
     pub status: Option<StatusFilter>,
     /// Issued at or after.
     pub since: Option<DateTime<Utc>>,
     /// Issued before.
     pub until: Option<DateTime<Utc>>,
-    pub key_pair_id: Option<String>,
     pub possible_duplicate: bool,
     /// Only links whose signature still opens the document: not yet expired.
     pub unexpired: bool,
@@ -80,7 +69,11 @@ pub struct LinkRow {
     pub event_id: String,
     pub recipient_email: String,
     pub document_key: String,
+    /// What the link is now, as every STATUS column shows it: see [`shown_status`].
     pub status: String,
+    /// Where sending got to (`pending`, `sending`, `sent`, `failed`), whatever
+    /// happened after: the column `--status pending|sending|sent|failed` matches.
+    pub sending_status: String,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -104,18 +97,38 @@ impl LinkRow {
 const LINK_COLUMNS: &str = "link_id, event_id, recipient_email, document_key, status, created_at, sent_at, \
      expires_at, revoked_at, delivery, possible_duplicate, key_pair_id, template, ses_message_id";
 
+/// A link's status as it reads in every STATUS column: `revoked` once revoked;
+/// otherwise `failed` when SES refused it; otherwise what SES reported last that
+/// settles the letter (`complained`, `bounced`, `delivered`); otherwise where sending
+/// got to (`pending`, `sending`, `sent`). Each of these is also a `--status` filter
+/// that lists the link.
+pub fn shown_status(sending_status: &str, delivery: Option<&str>, revoked: bool) -> String {
+    if revoked {
+        return "revoked".into();
+    }
+    match (sending_status, delivery) {
+        ("failed", _) => "failed".into(),
+        (_, Some(state @ ("complained" | "bounced" | "delivered"))) => state.into(),
+        (sending, _) => sending.into(),
+    }
+}
+
 fn link_row(row: &sqlx::postgres::PgRow) -> LinkRow {
+    let sending_status: String = row.get("status");
+    let delivery: Option<String> = row.get("delivery");
+    let revoked_at: Option<DateTime<Utc>> = row.get("revoked_at");
     LinkRow {
         link_id: row.get("link_id"),
         event_id: row.get("event_id"),
         recipient_email: row.get("recipient_email"),
         document_key: row.get("document_key"),
-        status: row.get("status"),
+        status: shown_status(&sending_status, delivery.as_deref(), revoked_at.is_some()),
+        sending_status,
         created_at: row.get("created_at"),
         sent_at: row.get("sent_at"),
         expires_at: row.get("expires_at"),
-        revoked_at: row.get("revoked_at"),
-        delivery: row.get("delivery"),
+        revoked_at,
+        delivery,
         possible_duplicate: row.get("possible_duplicate"),
         key_pair_id: row.get("key_pair_id"),
         template: row.get("template"),
@@ -142,33 +155,7 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
 
 /// Adds `filter`'s conditions to a query whose WHERE clause is already open.
 fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
-    if let Some(recipient) = &filter.recipient {
-        query
-            .push(" AND lower(recipient_email) = lower(")
-            .push_bind(recipient.clone())
-            .push(")");
-    }
-    match &filter.document {
-        Some(DocumentMatch::Exact(key)) => {
-            query
-                .push(" AND (document_key COLLATE \"C\") = ")
-                .push_bind(key.clone());
-        }
-        Some(DocumentMatch::Prefix(prefix)) => {
-            query
-                .push(" AND (document_key COLLATE \"C\") >= ")
-                .push_bind(prefix.clone());
-            if let Some(upper) = prefix_upper_bound(prefix) {
-                query
-                    .push(" AND (document_key COLLATE \"C\") < ")
-                    .push_bind(upper);
-            }
-        }
-        None => {}
-    }
-    if let Some(event_id) = &filter.event_id {
-        query.push(" AND event_id = ").push_bind(event_id.clone());
-    }
+    filter.selector.push_condition(query);
     match filter.status {
         Some(StatusFilter::Pending) => {
             query.push(" AND status = 'pending'");
@@ -201,11 +188,6 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     }
     if let Some(until) = filter.until {
         query.push(" AND created_at < ").push_bind(until);
-    }
-    if let Some(key_pair_id) = &filter.key_pair_id {
-        query
-            .push(" AND key_pair_id = ")
-            .push_bind(key_pair_id.clone());
     }
     if filter.possible_duplicate {
         query.push(" AND possible_duplicate");
@@ -243,12 +225,25 @@ pub struct DeliveryEventRow {
     pub recipients: Option<String>,
 }
 
+/// A `doclink rejections retry` of this link's event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RetryRow {
+    pub rejection_id: i64,
+    pub retried_at: DateTime<Utc>,
+    pub retried_by: String,
+    pub retried_on: String,
+    /// Whether the retry made the failed link sendable again.
+    pub reopened: bool,
+}
+
 /// The revocation of a link.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevocationRow {
     pub id: i64,
     pub revoked_at: DateTime<Utc>,
     pub revoked_by: String,
+    /// The host it was revoked on (unknown for revocations made before it was kept).
+    pub revoked_on: Option<String>,
     pub reason: String,
     pub selector: String,
 }
@@ -262,6 +257,8 @@ pub struct LinkHistory {
     pub failure_reason: Option<String>,
     pub attempts: Vec<AttemptRow>,
     pub delivery_events: Vec<DeliveryEventRow>,
+    /// Each time its event was put back on the queue by hand.
+    pub retries: Vec<RetryRow>,
     pub revocation: Option<RevocationRow>,
 }
 
@@ -343,9 +340,25 @@ impl AuditLog {
             recipients: r.get("recipients"),
         })
         .collect();
+        let retries = sqlx::query(
+            "SELECT rejection_id, retried_at, retried_by, retried_on, reopened
+             FROM rejection_retries WHERE link_id = $1 ORDER BY retried_at, id",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| RetryRow {
+            rejection_id: r.get("rejection_id"),
+            retried_at: r.get("retried_at"),
+            retried_by: r.get("retried_by"),
+            retried_on: r.get("retried_on"),
+            reopened: r.get("reopened"),
+        })
+        .collect();
         let revocation_id: Option<i64> = row.get("revocation_id");
         let revocation = match revocation_id {
-            Some(id) => sqlx::query("SELECT id, revoked_at, revoked_by, reason, selector FROM revocations WHERE id = $1")
+            Some(id) => sqlx::query("SELECT id, revoked_at, revoked_by, revoked_on, reason, selector FROM revocations WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?
@@ -353,6 +366,7 @@ impl AuditLog {
                     id: r.get("id"),
                     revoked_at: r.get("revoked_at"),
                     revoked_by: r.get("revoked_by"),
+                    revoked_on: r.get("revoked_on"),
                     reason: r.get("reason"),
                     selector: r.get("selector"),
                 }),
@@ -365,6 +379,7 @@ impl AuditLog {
             failure_reason: row.get("failure_reason"),
             attempts,
             delivery_events,
+            retries,
             revocation,
         }))
     }
@@ -373,6 +388,21 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_column_reads_what_the_link_is() {
+        assert_eq!(shown_status("sent", Some("delivered"), true), "revoked");
+        assert_eq!(shown_status("sent", None, true), "revoked");
+        assert_eq!(shown_status("failed", None, false), "failed");
+        assert_eq!(shown_status("sent", Some("delivered"), false), "delivered");
+        assert_eq!(shown_status("sent", Some("bounced"), false), "bounced");
+        assert_eq!(
+            shown_status("sent", Some("complained"), false),
+            "complained"
+        );
+        assert_eq!(shown_status("sent", Some("soft_bounced"), false), "sent");
+        assert_eq!(shown_status("pending", None, false), "pending");
+    }
 
     #[test]
     fn prefix_bounds() {

@@ -177,15 +177,36 @@ impl AuditLog {
         Ok(reopened)
     }
 
-    /// Records that rejection `id` was put back on the queue.
-    pub async fn mark_rejection_retried(&self, id: i64, by: &str) -> Result<(), AuditError> {
+    /// Records that rejection `id` was put back on the queue: on the rejection (the
+    /// last retry and the count) and, for its link's history, as a retry of its own
+    /// with who asked, from which host, and whether the link was reopened.
+    pub async fn mark_rejection_retried(
+        &self,
+        id: i64,
+        link_id: Option<Uuid>,
+        by: &super::Actor,
+        reopened: bool,
+    ) -> Result<(), AuditError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE rejections SET retried_at = now(), retried_by = $2, retry_count = retry_count + 1 WHERE id = $1",
         )
         .bind(id)
-        .bind(by)
-        .execute(&self.pool)
+        .bind(&by.name)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO rejection_retries (rejection_id, link_id, retried_by, retried_on, reopened)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(link_id)
+        .bind(&by.name)
+        .bind(&by.host)
+        .bind(reopened)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
 //! Retention: `doclink links purge` deletes what is older than a cutoff, in batches,
 //! and never a revocation the edge still needs (a revoked link not yet expired).
 
-use super::{AuditError, AuditLog};
+use super::{AuditError, AuditLog, LinkSelector};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Arguments, Postgres, QueryBuilder, Row};
 
 /// What a purge removed (or, dry, would remove).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,33 +21,76 @@ pub struct PurgeReport {
 const PURGEABLE: &str = "created_at < $1 AND status IN ('sent', 'failed')
      AND NOT (revoked_at IS NOT NULL AND expires_at > now())";
 
+/// `sql` with `$1` bound to `cutoff` (and `$2` to `batch`, when given), and the
+/// selector's condition (the one every link-selecting command uses) at each
+/// `{SELECTED}`.
+fn selected(
+    sql: &str,
+    selector: &LinkSelector,
+    cutoff: DateTime<Utc>,
+    batch: Option<i64>,
+) -> Result<QueryBuilder<Postgres>, AuditError> {
+    let mut arguments = sqlx::postgres::PgArguments::default();
+    arguments.add(cutoff).map_err(sqlx::Error::Encode)?;
+    if let Some(batch) = batch {
+        arguments.add(batch).map_err(sqlx::Error::Encode)?;
+    }
+    let mut pieces = sql.split("{SELECTED}");
+    let mut query = QueryBuilder::with_arguments(pieces.next().unwrap_or_default(), arguments);
+    for piece in pieces {
+        selector.push_condition(&mut query);
+        query.push(piece);
+    }
+    Ok(query)
+}
+
 impl AuditLog {
     /// Deletes links (with their attempts and delivery events), unmatched delivery
     /// events and rejections older than `cutoff`, `batch` links per transaction.
+    /// With a selector, only the links it chooses (and their attempts and delivery
+    /// events) go; rejections and unmatched delivery events are not links and stay.
     /// Idempotent: a second run finds nothing left to remove.
     pub async fn purge(
         &self,
         cutoff: DateTime<Utc>,
         batch: i64,
         dry_run: bool,
+        selector: &LinkSelector,
     ) -> Result<PurgeReport, AuditError> {
-        let kept_revoked: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM links WHERE created_at < $1 AND revoked_at IS NOT NULL AND expires_at > now()",
-        )
-        .bind(cutoff)
+        let everything = selector.is_empty();
+        let kept_revoked: i64 = selected(
+            "SELECT count(*) FROM links WHERE created_at < $1 AND revoked_at IS NOT NULL AND expires_at > now(){SELECTED}",
+            selector,
+            cutoff,
+            None,
+        )?
+        .build_query_scalar()
         .fetch_one(&self.pool)
         .await?;
         if dry_run {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT (SELECT count(*) FROM links WHERE {PURGEABLE}) AS links,
-                        (SELECT count(*) FROM link_attempts a JOIN links l USING (link_id) WHERE {}) AS attempts,
-                        (SELECT count(*) FROM delivery_events e WHERE (e.link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}))
-                            OR (e.link_id IS NULL AND e.received_at < $1)) AS events,
-                        (SELECT count(*) FROM rejections WHERE received_at < $1) AS rejections",
-                PURGEABLE.replace("created_at", "l.created_at").replace("status", "l.status")
-                    .replace("revoked_at", "l.revoked_at").replace("expires_at", "l.expires_at")
-            )))
-            .bind(cutoff)
+            let unmatched = if everything {
+                "(e.link_id IS NULL AND e.received_at < $1)"
+            } else {
+                "false"
+            };
+            let rejections = if everything {
+                "(SELECT count(*) FROM rejections WHERE received_at < $1)"
+            } else {
+                "0::bigint"
+            };
+            let row = selected(
+                &format!(
+                    "SELECT (SELECT count(*) FROM links WHERE {PURGEABLE}{{SELECTED}}) AS links,
+                        (SELECT count(*) FROM link_attempts WHERE link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}})) AS attempts,
+                        (SELECT count(*) FROM delivery_events e WHERE (e.link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}}))
+                            OR {unmatched}) AS events,
+                        {rejections} AS rejections"
+                ),
+                selector,
+                cutoff,
+                None,
+            )?
+            .build()
             .fetch_one(&self.pool)
             .await?;
             return Ok(PurgeReport {
@@ -63,9 +106,10 @@ impl AuditLog {
             ..PurgeReport::default()
         };
         loop {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let row = selected(
+                &format!(
                 "WITH doomed AS (
-                    SELECT link_id FROM links WHERE {PURGEABLE}
+                    SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}}
                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
                  ), attempts AS (
                     DELETE FROM link_attempts WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
@@ -76,9 +120,12 @@ impl AuditLog {
                  )
                  SELECT (SELECT count(*) FROM gone) AS links, (SELECT count(*) FROM attempts) AS attempts,
                         (SELECT count(*) FROM events) AS events"
-            )))
-            .bind(cutoff)
-            .bind(batch)
+                ),
+                selector,
+                cutoff,
+                Some(batch),
+            )?
+            .build()
             .fetch_one(&self.pool)
             .await?;
             let links: i64 = row.get("links");
@@ -88,6 +135,9 @@ impl AuditLog {
             if links < batch {
                 break;
             }
+        }
+        if !everything {
+            return Ok(report);
         }
         report.delivery_events +=
             sqlx::query("DELETE FROM delivery_events WHERE link_id IS NULL AND received_at < $1")

@@ -1,47 +1,9 @@
 //! Revocation in the audit log: who revoked which links, when and why (an
 //! append-only `revocations` table), and the list the edge must refuse.
 
-use super::{AuditError, AuditLog};
+use super::{Actor, AuditError, AuditLog, LinkSelector};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
-
-/// Which links a revocation covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevocationSelector {
-    Link(Uuid),
-    Recipient(String),
-    Document(String),
-    Event(String),
-    KeyPairId(String),
-}
-
-impl RevocationSelector {
-    /// How the revocation names what it covered, as stored.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Link(id) => format!("link {id}"),
-            Self::Recipient(email) => format!("recipient {email}"),
-            Self::Document(key) => format!("document {key}"),
-            Self::Event(id) => format!("event {id}"),
-            Self::KeyPairId(id) => format!("key-pair-id {id}"),
-        }
-    }
-
-    fn push_condition(&self, query: &mut QueryBuilder<Postgres>) {
-        match self {
-            Self::Link(id) => query.push("link_id = ").push_bind(*id),
-            Self::Recipient(email) => query
-                .push("lower(recipient_email) = lower(")
-                .push_bind(email.clone())
-                .push(")"),
-            Self::Document(key) => query
-                .push("(document_key COLLATE \"C\") = ")
-                .push_bind(key.clone()),
-            Self::Event(id) => query.push("event_id = ").push_bind(id.clone()),
-            Self::KeyPairId(id) => query.push("key_pair_id = ").push_bind(id.clone()),
-        };
-    }
-}
 
 /// What a revocation did (or, dry, would do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,9 +32,9 @@ impl AuditLog {
     /// changes nothing and reports what would happen.
     pub async fn revoke(
         &self,
-        selector: &RevocationSelector,
+        selector: &LinkSelector,
         reason: &str,
-        by: &str,
+        by: &Actor,
         dry_run: bool,
     ) -> Result<RevocationReport, AuditError> {
         let mut tx = self.pool.begin().await?;
@@ -80,7 +42,7 @@ impl AuditLog {
             "SELECT count(*) FILTER (WHERE revoked_at IS NOT NULL) AS already,
                     count(*) FILTER (WHERE revoked_at IS NULL AND expires_at <= now()) AS expired,
                     count(*) FILTER (WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())) AS open
-             FROM links WHERE ",
+             FROM links WHERE true",
         );
         selector.push_condition(&mut count);
         let row = count.build().fetch_one(&mut *tx).await?;
@@ -94,9 +56,10 @@ impl AuditLog {
             return Ok(report);
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO revocations (revoked_by, reason, selector, links_revoked) VALUES ($1, $2, $3, 0) RETURNING id",
+            "INSERT INTO revocations (revoked_by, revoked_on, reason, selector, links_revoked) VALUES ($1, $2, $3, $4, 0) RETURNING id",
         )
-        .bind(by)
+        .bind(&by.name)
+        .bind(&by.host)
         .bind(reason)
         .bind(selector.describe())
         .fetch_one(&mut *tx)
@@ -107,7 +70,7 @@ impl AuditLog {
             .push_bind(reason)
             .push(", revocation_id = ")
             .push_bind(id)
-            .push(" WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AND ");
+            .push(" WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())");
         selector.push_condition(&mut update);
         let revoked = update.build().execute(&mut *tx).await?.rows_affected() as i64;
         sqlx::query("UPDATE revocations SET links_revoked = $2 WHERE id = $1")
@@ -123,12 +86,21 @@ impl AuditLog {
 
     /// Every revoked link that has not expired yet, by link id.
     pub async fn active_revocations(&self) -> Result<Vec<ActiveRevocation>, AuditError> {
-        let rows = sqlx::query(
+        self.active_revocations_of(&LinkSelector::default()).await
+    }
+
+    /// The revoked links that have not expired yet among those `selector` chooses.
+    pub async fn active_revocations_of(
+        &self,
+        selector: &LinkSelector,
+    ) -> Result<Vec<ActiveRevocation>, AuditError> {
+        let mut query = QueryBuilder::<Postgres>::new(
             "SELECT link_id, extract(epoch FROM expires_at)::bigint AS expires FROM links
-             WHERE revoked_at IS NOT NULL AND expires_at > now() ORDER BY link_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE revoked_at IS NOT NULL AND expires_at > now()",
+        );
+        selector.push_condition(&mut query);
+        query.push(" ORDER BY link_id");
+        let rows = query.build().fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|r| ActiveRevocation {

@@ -1,10 +1,11 @@
 //! `doclink links`: list, show, revoke and purge issued links.
 
-use super::{Stdout, command_runtime, csv_field, open_audit, parse_time, time, who};
-use crate::Failure;
-use doclink::audit::{
-    AuditLog, DocumentMatch, LinkFilter, LinkHistory, LinkRow, RevocationSelector, StatusFilter,
+use super::{
+    SelectorArgs, Stdout, command_runtime, csv_field, no_link_matches, open_audit, parse_time,
+    time, who,
 };
+use crate::Failure;
+use doclink::audit::{AuditLog, LinkFilter, LinkHistory, LinkRow, LinkSelector, StatusFilter};
 use doclink::config::SomeSettings;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -12,12 +13,20 @@ use uuid::Uuid;
 #[derive(clap::Subcommand)]
 pub enum LinksCommand {
     /// List links, oldest first, streamed page by page.
-    ///
-    /// Example: doclink links list --recipient jane@example.org --since 30d --format json
+    #[command(after_help = "\
+STATUS reads what the link is now: revoked, failed, complained, bounced or delivered
+when that is so, otherwise pending, sending or sent.
+
+Examples:
+  doclink links list --recipient jane@example.org --since 30d --format json
+  doclink links list --document 'letters/2026/*' --status revoked
+  doclink links list --key-pair-id K2JCJMDEHXQW5F --status sent --unexpired --format csv")]
     List(ListArgs),
-    /// Print one link's whole history: claimed, each attempt, sent, delivery, revocation.
-    ///
-    /// Example: doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+    /// Print one link's whole history: claimed, each attempt, sent, delivery, each
+    /// retry by hand, revocation.
+    #[command(after_help = "\
+Example:
+  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd")]
     Show {
         /// The link id (the `lid` in the URL).
         link_id: Uuid,
@@ -30,16 +39,27 @@ pub enum LinksCommand {
     },
     /// Revoke links: recorded in the audit log and, with DOCLINK_REVOCATION_KVS_ARN,
     /// refused at the edge at once.
-    ///
-    /// Example: doclink links revoke --recipient jane@example.org --reason "sent to the wrong address" --by alice
+    #[command(after_help = "\
+A selection that matches no link exits 1 with \"no link matches\".
+
+Examples:
+  doclink links revoke --recipient jane@example.org --reason \"sent to the wrong address\" --by alice
+  doclink links revoke --document 'letters/2026/*' --reason \"withdrawn\" --dry-run")]
     Revoke(RevokeArgs),
     /// Delete links, attempts, delivery events and rejections older than a duration.
-    ///
-    /// Example: doclink links purge --older-than 400d --dry-run
+    #[command(after_help = "\
+With a selection, only the links it chooses (and their attempts and delivery events)
+are purged, and a selection that matches no link exits 1 with \"no link matches\".
+
+Examples:
+  doclink links purge --older-than 400d --dry-run
+  doclink links purge --older-than 400d --recipient jane@example.org")]
     Purge {
         /// Age beyond which records go, e.g. 400d.
         #[arg(long, value_parser = doclink::duration::parse_duration)]
         older_than: std::time::Duration,
+        #[command(flatten)]
+        selector: SelectorArgs,
         /// Say what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -67,16 +87,11 @@ pub enum ShowFormat {
 
 #[derive(clap::Args)]
 pub struct ListArgs {
-    /// Recipient address (any case).
-    #[arg(long)]
-    recipient: Option<String>,
-    /// Document key, or a prefix ending in '*' (e.g. 'decisions/2026/*').
-    #[arg(long)]
-    document: Option<String>,
-    /// The producer's event id.
-    #[arg(long)]
-    event: Option<String>,
+    #[command(flatten)]
+    selector: SelectorArgs,
     /// pending, sending, sent, failed, revoked, delivered, bounced or complained.
+    /// pending, sending, sent and failed match where sending got to (sent: SES
+    /// accepted it, whatever happened after); the others match what happened after.
     #[arg(long, value_parser = parse_status)]
     status: Option<StatusFilter>,
     /// Issued at or after: 2026-11-28T09:00:00Z, 2026-11-28, or a duration ago (7d).
@@ -85,9 +100,6 @@ pub struct ListArgs {
     /// Issued before (same forms as --since).
     #[arg(long, value_parser = parse_time)]
     until: Option<chrono::DateTime<chrono::Utc>>,
-    /// CloudFront key-pair id the links were signed with.
-    #[arg(long)]
-    key_pair_id: Option<String>,
     /// Only links that may have reached the recipient twice.
     #[arg(long)]
     possible_duplicate: bool,
@@ -107,26 +119,16 @@ pub struct ListArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["link_id", "recipient", "document", "event", "key_pair_id"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["link_id", "recipient", "document", "event", "key_pair_id"])))]
 pub struct RevokeArgs {
     /// One link id.
     link_id: Option<Uuid>,
-    /// Every link to this recipient (any case).
-    #[arg(long)]
-    recipient: Option<String>,
-    /// Every link to this document key.
-    #[arg(long)]
-    document: Option<String>,
-    /// The link of this event.
-    #[arg(long)]
-    event: Option<String>,
-    /// Every link signed with this key.
-    #[arg(long)]
-    key_pair_id: Option<String>,
+    #[command(flatten)]
+    selector: SelectorArgs,
     /// Why; kept in the audit log.
     #[arg(long)]
     reason: String,
-    /// Who; kept in the audit log (default: the login name).
+    /// Who; kept in the audit log with the host (default: $USER, else the OS user name).
     #[arg(long)]
     by: Option<String>,
     /// Say what would be revoked, change nothing.
@@ -153,10 +155,17 @@ pub fn run(command: LinksCommand) -> Result<(), Failure> {
         LinksCommand::Revoke(args) => revoke(args),
         LinksCommand::Purge {
             older_than,
+            selector,
             dry_run,
             batch,
             config,
-        } => purge(older_than, dry_run, batch.max(1), config),
+        } => purge(
+            older_than,
+            selector.selector(None),
+            dry_run,
+            batch.max(1),
+            config,
+        ),
     }
 }
 
@@ -168,16 +177,10 @@ fn list(args: ListArgs) -> Result<(), Failure> {
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
     let filter = LinkFilter {
-        recipient: args.recipient,
-        document: args.document.map(|d| match d.strip_suffix('*') {
-            Some(prefix) => DocumentMatch::Prefix(prefix.to_string()),
-            None => DocumentMatch::Exact(d),
-        }),
-        event_id: args.event,
+        selector: args.selector.selector(None),
         status: args.status,
         since: args.since,
         until: args.until,
-        key_pair_id: args.key_pair_id,
         possible_duplicate: args.possible_duplicate,
         unexpired: args.unexpired,
     };
@@ -218,12 +221,12 @@ impl ListWriter {
     fn start(&mut self, out: &mut Stdout) -> Result<(), super::ReaderGone> {
         match self.format {
             ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<7}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  DOCUMENT",
+                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  DOCUMENT",
                 "LINK_ID", "STATUS", "DELIVERY", "SENT_AT", "EXPIRES_AT", "REVOKED_AT", "RECIPIENT"
             )),
             ListFormat::Json => out.line("["),
             ListFormat::Csv => out.line(
-                "link_id,event_id,recipient_email,document_key,status,created_at,sent_at,expires_at,revoked_at,delivery,possible_duplicate,key_pair_id,template,ses_message_id",
+                "link_id,event_id,recipient_email,document_key,status,created_at,sent_at,expires_at,revoked_at,delivery,possible_duplicate,key_pair_id,template,ses_message_id,sending_status",
             ),
         }
     }
@@ -232,7 +235,7 @@ impl ListWriter {
         self.rows += 1;
         match self.format {
             ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<7}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  {}",
+                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  {}",
                 row.link_id,
                 row.status,
                 row.delivery.as_deref().unwrap_or(""),
@@ -266,6 +269,7 @@ impl ListWriter {
                     row.key_pair_id.clone(),
                     row.template.clone(),
                     row.ses_message_id.clone().unwrap_or_default(),
+                    row.sending_status.clone(),
                 ]
                 .iter()
                 .map(|f| csv_field(f))
@@ -324,8 +328,13 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
         format!("template    {}", link.template),
         format!("signed with {} ({})", link.key_pair_id, h.hash_algorithm),
         format!(
-            "status      {}{}",
+            "status      {}{}{}",
             link.status,
+            if link.status != link.sending_status {
+                format!(" (sending: {})", link.sending_status)
+            } else {
+                String::new()
+            },
             if link.possible_duplicate {
                 " (possible duplicate)"
             } else {
@@ -406,12 +415,31 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
             ),
         ));
     }
+    for r in &h.retries {
+        events.push((
+            r.retried_at,
+            format!(
+                "retried by {} on {}: rejection {} put back on its queue{}",
+                r.retried_by,
+                r.retried_on,
+                r.rejection_id,
+                if r.reopened { ", link reopened" } else { "" }
+            ),
+        ));
+    }
     if let Some(r) = &h.revocation {
         events.push((
             r.revoked_at,
             format!(
-                "revoked by {}: {} (revocation {}, {})",
-                r.revoked_by, r.reason, r.id, r.selector
+                "revoked by {}{}: {} (revocation {}, {})",
+                r.revoked_by,
+                r.revoked_on
+                    .as_deref()
+                    .map(|host| format!(" on {host}"))
+                    .unwrap_or_default(),
+                r.reason,
+                r.id,
+                r.selector
             ),
         ));
     }
@@ -425,20 +453,7 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
 }
 
 fn revoke(args: RevokeArgs) -> Result<(), Failure> {
-    let selector = match (
-        args.link_id,
-        args.recipient,
-        args.document,
-        args.event,
-        args.key_pair_id,
-    ) {
-        (Some(id), ..) => RevocationSelector::Link(id),
-        (_, Some(email), ..) => RevocationSelector::Recipient(email),
-        (_, _, Some(key), ..) => RevocationSelector::Document(key),
-        (_, _, _, Some(event), _) => RevocationSelector::Event(event),
-        (_, _, _, _, Some(key)) => RevocationSelector::KeyPairId(key),
-        _ => unreachable!("clap requires one selector"),
-    };
+    let selector = args.selector.selector(args.link_id);
     if args.reason.trim().is_empty() {
         return Err(Failure::Usage(anyhow::anyhow!(
             "--reason: say why the links are revoked"
@@ -452,6 +467,9 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
     let report = runtime
         .block_on(audit.revoke(&selector, args.reason.trim(), &by, args.dry_run))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("revoking")))?;
+    if report.revoked + report.already_revoked + report.expired == 0 {
+        return Err(no_link_matches(&selector));
+    }
     let verb = if args.dry_run {
         "would revoke"
     } else {
@@ -465,10 +483,14 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
         report.expired,
         report
             .revocation_id
-            .map(|id| format!("; revocation {id}, by {by}"))
+            .map(|id| format!("; revocation {id}, by {} on {}", by.name, by.host))
             .unwrap_or_default()
     );
-    if let RevocationSelector::KeyPairId(key) = &selector {
+    if let LinkSelector {
+        key_pair_id: Some(key),
+        ..
+    } = &selector
+    {
         print_key_rotation(key)?;
     }
     if args.dry_run {
@@ -531,6 +553,7 @@ fn print_key_rotation(key: &str) -> Result<(), Failure> {
 
 fn purge(
     older_than: std::time::Duration,
+    selector: LinkSelector,
     dry_run: bool,
     batch: i64,
     config: Option<PathBuf>,
@@ -538,20 +561,48 @@ fn purge(
     let settings = SomeSettings::load(config.as_deref())?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
+    // A selection that matches no link at all (whatever its age) is most likely a
+    // typo; without one, finding nothing old enough is a purge with nothing to do.
+    if !selector.is_empty() {
+        let filter = LinkFilter {
+            selector: selector.clone(),
+            ..LinkFilter::default()
+        };
+        let any = runtime
+            .block_on(audit.list_links(&filter, None, 1))
+            .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
+        if any.is_empty() {
+            return Err(no_link_matches(&selector));
+        }
+    }
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
     let report = runtime
-        .block_on(audit.purge(cutoff, batch, dry_run))
+        .block_on(audit.purge(cutoff, batch, dry_run, &selector))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
-    say!(
-        "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
-         kept {} revoked links that have not expired",
-        if dry_run { "would remove" } else { "removed" },
-        report.links,
-        report.attempts,
-        report.delivery_events,
-        report.rejections,
-        time(Some(cutoff)),
-        report.kept_revoked
-    );
+    if selector.is_empty() {
+        say!(
+            "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
+             kept {} revoked links that have not expired",
+            if dry_run { "would remove" } else { "removed" },
+            report.links,
+            report.attempts,
+            report.delivery_events,
+            report.rejections,
+            time(Some(cutoff)),
+            report.kept_revoked
+        );
+    } else {
+        say!(
+            "{} {} links of {}, with {} attempts and {} delivery events, older than {}; \
+             kept {} revoked links that have not expired (rejections are purged only without a selection)",
+            if dry_run { "would remove" } else { "removed" },
+            report.links,
+            selector.describe(),
+            report.attempts,
+            report.delivery_events,
+            time(Some(cutoff)),
+            report.kept_revoked
+        );
+    }
     Ok(())
 }

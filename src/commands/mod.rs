@@ -9,7 +9,7 @@ pub mod verify;
 
 use crate::Failure;
 use chrono::{DateTime, Utc};
-use doclink::audit::AuditLog;
+use doclink::audit::{Actor, AuditLog, DocumentMatch, LinkSelector};
 use std::io::Write;
 
 /// The current Unix time in seconds.
@@ -95,12 +95,87 @@ impl From<ReaderGone> for Failure {
     }
 }
 
-/// Who did it: `--by`, or the login name.
-pub fn who(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| "unknown".into())
+/// Who did it, and on which host: `--by`, else `$USER` or `$LOGNAME`, else the
+/// operating system's name for this process's user (containers and cron set no
+/// `$USER`), else `uid N`.
+pub fn who(by: Option<String>) -> Actor {
+    let given = |name: Option<String>| name.filter(|name| !name.trim().is_empty());
+    let name = given(by)
+        .or_else(|| given(std::env::var("USER").ok()))
+        .or_else(|| given(std::env::var("LOGNAME").ok()))
+        .unwrap_or_else(os_user_name);
+    Actor {
+        name: name.trim().to_string(),
+        host: doclink::audit::host_name(),
+    }
+}
+
+/// This process's real user, by name from the password database (`/etc/passwd`),
+/// or `uid N` when it has none there.
+fn os_user_name() -> String {
+    let Some(uid) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next())
+                .map(str::to_string)
+        })
+    else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|entry| {
+                let mut fields = entry.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+// The options that choose links, shared by `links list`, `links revoke`,
+// `links purge` and `revocations export`: one parser, one meaning. Every option
+// given must hold. (A plain comment: a doc comment here would become the about
+// text of every command that flattens this.)
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SelectorArgs {
+    /// Links to this recipient address (any case).
+    #[arg(long, value_name = "EMAIL")]
+    pub recipient: Option<String>,
+    /// Links to this document key, or to every key that starts with a prefix ending
+    /// in '*' (e.g. 'letters/2026/*').
+    #[arg(long, value_name = "KEY", value_parser = DocumentMatch::parse)]
+    pub document: Option<DocumentMatch>,
+    /// The link of this producer's event id.
+    #[arg(long, value_name = "ID")]
+    pub event: Option<String>,
+    /// Links signed with this CloudFront key-pair id.
+    #[arg(long, value_name = "ID")]
+    pub key_pair_id: Option<String>,
+}
+
+impl SelectorArgs {
+    /// The selection, with a link id when the command takes one.
+    pub fn selector(self, link_id: Option<uuid::Uuid>) -> LinkSelector {
+        LinkSelector {
+            link_id,
+            recipient: self.recipient,
+            document: self.document,
+            event_id: self.event,
+            key_pair_id: self.key_pair_id,
+        }
+    }
+}
+
+/// What a command that changes the selected links says, on stderr, when they
+/// are none (exit 1): a selection that matches nothing is most likely a typo.
+pub fn no_link_matches(selector: &LinkSelector) -> Failure {
+    eprintln!("doclink: no link matches {}", selector.describe());
+    Failure::Work
 }
 
 /// RFC 3339 in UTC to the second, or empty.

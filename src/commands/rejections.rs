@@ -10,8 +10,9 @@ use std::path::PathBuf;
 #[derive(clap::Subcommand)]
 pub enum RejectionsCommand {
     /// List rejected messages, oldest first, with their reasons.
-    ///
-    /// Example: doclink rejections list --since 1d --kind refused
+    #[command(after_help = "\
+Example:
+  doclink rejections list --since 1d --kind refused")]
     List {
         /// Received at or after: 2026-11-28T09:00:00Z, 2026-11-28, or a duration ago (7d).
         #[arg(long, value_parser = parse_time)]
@@ -30,13 +31,15 @@ pub enum RejectionsCommand {
         config: Option<PathBuf>,
     },
     /// Put a rejected message's raw body back on the queue it came from, and record it.
-    /// A letter SES refused, or a poison event, has its link reopened so it is sent.
-    ///
-    /// Example: doclink rejections retry 42 --by alice
+    /// A letter SES refused, or a poison event, has its link reopened so it is sent;
+    /// the retry, and who asked, are in that link's `links show` history.
+    #[command(after_help = "\
+Example:
+  doclink rejections retry 42 --by alice")]
     Retry {
         /// The rejection's id (from `rejections list`).
         id: i64,
-        /// Who; kept in the audit log (default: the login name).
+        /// Who; kept in the audit log with the host (default: $USER, else the OS user name).
         #[arg(long)]
         by: Option<String>,
         /// TOML settings file; DATABASE_URL overrides it.
@@ -146,7 +149,7 @@ fn retry(id: i64, by: Option<String>, config: Option<PathBuf>) -> Result<(), Fai
     // skipped as finished.
     let reopened = match rejection.link_id {
         Some(link_id) if rejection.kind != "invalid" => runtime
-            .block_on(audit.reopen_link(link_id, &by))
+            .block_on(audit.reopen_link(link_id, &by.name))
             .map_err(unavailable("reopening the link"))?
             .then_some(link_id),
         _ => None,
@@ -165,7 +168,7 @@ fn retry(id: i64, by: Option<String>, config: Option<PathBuf>) -> Result<(), Fai
             )))
         })?;
     runtime
-        .block_on(audit.mark_rejection_retried(id, &by))
+        .block_on(audit.mark_rejection_retried(id, rejection.link_id, &by, reopened.is_some()))
         .map_err(unavailable("recording the retry"))?;
     say!(
         "rejection {id} is back on {}{}",

@@ -1,7 +1,8 @@
 //! `doclink revocations`: the edge's list of revoked links.
 
-use super::{command_runtime, open_audit};
+use super::{SelectorArgs, command_runtime, open_audit};
 use crate::Failure;
+use doclink::audit::LinkSelector;
 use doclink::config::SomeSettings;
 use std::path::PathBuf;
 
@@ -9,17 +10,22 @@ use std::path::PathBuf;
 pub enum RevocationsCommand {
     /// Bring the CloudFront KeyValueStore (DOCLINK_REVOCATION_KVS_ARN) in line with the
     /// audit log: revoked links that have not expired, and nothing else doclink wrote.
-    ///
-    /// Example: doclink revocations sync
+    #[command(after_help = "\
+Example:
+  doclink revocations sync --config /etc/doclink/doclink.toml")]
     Sync {
         /// TOML settings file; DOCLINK_* environment variables override it.
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Write the active revocations (revoked, not expired).
-    ///
-    /// Example: doclink revocations export --format kvs-json --out revoked.json
+    #[command(after_help = "\
+Examples:
+  doclink revocations export --format kvs-json --out revoked.json
+  doclink revocations export --document 'letters/2026/*'")]
     Export {
+        #[command(flatten)]
+        selector: SelectorArgs,
         /// json: [{"link_id", "expires"}]; kvs-json: the KeyValueStore import format.
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
@@ -42,10 +48,11 @@ pub fn run(command: RevocationsCommand) -> Result<(), Failure> {
     match command {
         RevocationsCommand::Sync { config } => sync(config),
         RevocationsCommand::Export {
+            selector,
             format,
             out,
             config,
-        } => export(format, out, config),
+        } => export(selector.selector(None), format, out, config),
     }
 }
 
@@ -79,6 +86,7 @@ fn sync(config: Option<PathBuf>) -> Result<(), Failure> {
 }
 
 fn export(
+    selector: LinkSelector,
     format: ExportFormat,
     out: Option<PathBuf>,
     config: Option<PathBuf>,
@@ -87,7 +95,7 @@ fn export(
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
     let active = runtime
-        .block_on(audit.active_revocations())
+        .block_on(audit.active_revocations_of(&selector))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("reading revocations")))?;
     let text = match format {
         ExportFormat::Json => doclink::edge::export_json(&active),
