@@ -548,46 +548,103 @@ fn sign_on_a_terminal_says_it_reads_stdin() {
     );
 }
 
+/// The subcommands a `--help` lists under "Commands:" (without `help`).
+fn subcommands_in(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| line.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// What is wrong with how `help` (of `doclink PATH`) ends, if anything: it must end
+/// with an example, after the options and the subcommands, that runs this command.
+fn help_ending_problem(path: &[String], help: &str) -> Option<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let last_of = |wanted: &dyn Fn(&str) -> bool| lines.iter().rposition(|l| wanted(l));
+    let examples = last_of(&|l| {
+        let l = l.trim_start();
+        l.starts_with("Example:") || l.starts_with("Examples:")
+    })?;
+    let sections = last_of(&|l| l.trim_end() == "Options:" || l.trim_end() == "Commands:");
+    if sections.is_some_and(|at| at > examples) {
+        return Some("the example comes before the options".into());
+    }
+    let command = format!("doclink {}", path.join(" ")).trim_end().to_string();
+    let mut runs_this_command = false;
+    let mut continued = false;
+    for (at, line) in lines.iter().enumerate().skip(examples) {
+        let text = line.trim();
+        let text = if at == examples {
+            text.trim_start_matches("Examples:")
+                .trim_start_matches("Example:")
+                .trim()
+        } else {
+            text
+        };
+        if text.is_empty() {
+            continued = false;
+            continue;
+        }
+        let is_example = text.starts_with("doclink ") || text.contains("| doclink ");
+        if !is_example && !continued {
+            return Some(format!("{text:?} follows the example"));
+        }
+        runs_this_command |= text.contains(&command);
+        continued = text.ends_with('\\');
+    }
+    (!runs_this_command).then(|| format!("no example runs {command:?}"))
+}
+
+/// Walks every command the binary has, from `doclink --help` down through each
+/// "Commands:" list, and checks that each `--help` ends with an example of itself.
 #[test]
-fn every_help_has_an_example() {
-    for path in [
-        &["sign"][..],
-        &["verify"],
-        &["keys", "generate"],
-        &["keys", "public"],
-        &["keys", "encrypt"],
-        &["run"],
-        &["migrate"],
-        &["preview"],
-        &["links", "list"],
-        &["links", "show"],
-        &["links", "revoke"],
-        &["links", "purge"],
-        &["rejections", "list"],
-        &["rejections", "retry"],
-        &["revocations", "sync"],
-        &["revocations", "export"],
-        &["doctor"],
-    ] {
-        let mut args = path.to_vec();
+fn every_help_ends_with_an_example() {
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    let mut checked = Vec::new();
+    let mut problems = Vec::new();
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
         args.push("--help");
         let out = run(&args, &[], "");
-        let help = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{path:?}");
-        // An example is a line that starts with the command, after "Example:" or on
-        // its own (the usage line starts with "Usage:"). Blank option help is checked
-        // on the clap definitions, in src/main.rs.
-        let example = format!("doclink {}", path.join(" "));
+        let help = text(&out.stdout);
+        match help_ending_problem(&path, &help) {
+            None => {}
+            Some(problem) => {
+                problems.push(format!("doclink {}: {problem}\n{help}", path.join(" ")))
+            }
+        }
+        for sub in subcommands_in(&help) {
+            let mut next = path.clone();
+            next.push(sub);
+            pending.push(next);
+        }
+        checked.push(path.join(" "));
+    }
+    // The walk reached every level, parents included.
+    for expected in [
+        "",
+        "links",
+        "links list",
+        "links show",
+        "rejections",
+        "rejections retry",
+        "revocations",
+        "revocations export",
+        "keys",
+        "keys encrypt",
+        "run",
+    ] {
         assert!(
-            help.contains("Example")
-                && help.lines().any(|line| {
-                    let line = line.trim_start();
-                    let line = line.strip_prefix("Example:").unwrap_or(line).trim_start();
-                    line.starts_with(&example)
-                }),
-            "{path:?}: no example in\n{help}"
+            checked.iter().any(|c| c == expected),
+            "{expected:?} not reached: {checked:?}"
         );
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 // ---- preview -------------------------------------------------------------------
