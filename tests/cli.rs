@@ -565,10 +565,12 @@ fn subcommands_in(help: &str) -> Vec<String> {
 fn help_ending_problem(path: &[String], help: &str) -> Option<String> {
     let lines: Vec<&str> = help.lines().collect();
     let last_of = |wanted: &dyn Fn(&str) -> bool| lines.iter().rposition(|l| wanted(l));
-    let examples = last_of(&|l| {
+    let Some(examples) = last_of(&|l| {
         let l = l.trim_start();
         l.starts_with("Example:") || l.starts_with("Examples:")
-    })?;
+    }) else {
+        return Some("no example".into());
+    };
     let sections = last_of(&|l| l.trim_end() == "Options:" || l.trim_end() == "Commands:");
     if sections.is_some_and(|at| at > examples) {
         return Some("the example comes before the options".into());
