@@ -281,8 +281,7 @@ mod tests {
         let stats = Arc::new(Stats::new());
         let started = tokio::time::Instant::now();
         answer(server, metrics, stats).await;
-        assert_eq!(started.elapsed(), READ_TIMEOUT);
-        assert!(READ_TIMEOUT <= Duration::from_secs(1));
+        assert!(started.elapsed() <= Duration::from_secs(1));
         drop(client);
     }
 
@@ -298,7 +297,9 @@ mod tests {
         let metrics = PrometheusBuilder::new().build_recorder().handle();
         let stats = Arc::new(Stats::new());
         let started = tokio::time::Instant::now();
-        answer(server, metrics, stats).await;
+        tokio::time::timeout(2 * EXCHANGE_TIMEOUT, answer(server, metrics, stats))
+            .await
+            .expect("the connection was dropped");
         assert_eq!(started.elapsed(), EXCHANGE_TIMEOUT);
         drop(client);
     }
