@@ -15,11 +15,13 @@ mod rejections;
 mod retention;
 mod revocations;
 
-pub use claims::{AttemptEnd, Claim, ClaimToken, Held, NewLink, SendingRecord};
+pub use claims::{
+    AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
+};
 pub use delivery::Recorded;
 pub use queries::{
-    AttemptRow, Cursor, DeliveryEventRow, DocumentMatch, LinkFilter, LinkHistory, LinkRow,
-    RevocationRow, StatusFilter, prefix_upper_bound,
+    AttemptRow, Cursor, DeliveryEventRow, DocumentMatch, KeyDependency, LinkFilter, LinkHistory,
+    LinkRow, RevocationRow, StatusFilter, prefix_upper_bound,
 };
 pub use rejections::{Rejection, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

@@ -38,7 +38,15 @@ impl RevocationSelector {
                 .push("(document_key COLLATE \"C\") = ")
                 .push_bind(key.clone()),
             Self::Event(id) => query.push("event_id = ").push_bind(id.clone()),
-            Self::KeyPairId(id) => query.push("key_pair_id = ").push_bind(id.clone()),
+            // Any of the link's signatures: a retry may have re-signed with another key.
+            Self::KeyPairId(id) => query
+                .push("(key_pair_id = ")
+                .push_bind(id.clone())
+                .push(
+                    " OR link_id IN (SELECT a.link_id FROM link_attempts a WHERE a.key_pair_id = ",
+                )
+                .push_bind(id.clone())
+                .push("))"),
         };
     }
 }

@@ -322,7 +322,7 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
         format!("document    {}", link.document_key),
         format!("resource    {}", h.resource_url),
         format!("template    {}", link.template),
-        format!("signed with {} ({})", link.key_pair_id, h.hash_algorithm),
+        format!("first key   {} ({})", link.key_pair_id, h.hash_algorithm),
         format!(
             "status      {}{}",
             link.status,
@@ -360,7 +360,18 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
             } else {
                 ""
             };
-            events.push((at, format!("attempt {} handed to SES{flag}", a.attempt)));
+            let signed = match (&a.key_pair_id, &a.expires_at) {
+                (Some(key), expires) => format!(
+                    ", signed with {key} ({}) until {}",
+                    a.hash_algorithm.as_deref().unwrap_or("?"),
+                    time(*expires)
+                ),
+                (None, _) => String::new(),
+            };
+            events.push((
+                at,
+                format!("attempt {} handed to SES{signed}{flag}", a.attempt),
+            ));
         }
         let ended = match (&a.outcome, &a.ses_message_id) {
             (Some(outcome), Some(id)) => {
@@ -452,6 +463,15 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
     let report = runtime
         .block_on(audit.revoke(&selector, args.reason.trim(), &by, args.dry_run))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("revoking")))?;
+    if report.revoked + report.already_revoked + report.expired == 0 {
+        // A typo in a link id or an event id must not read as success: nothing that
+        // was meant to be stopped has been.
+        eprintln!(
+            "doclink: no link matches {}; nothing was revoked",
+            selector.describe()
+        );
+        return Err(Failure::Work);
+    }
     let verb = if args.dry_run {
         "would revoke"
     } else {
@@ -544,13 +564,14 @@ fn purge(
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
     say!(
         "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
-         kept {} revoked links that have not expired",
+         kept {} links that have not expired ({} of them revoked)",
         if dry_run { "would remove" } else { "removed" },
         report.links,
         report.attempts,
         report.delivery_events,
         report.rejections,
         time(Some(cutoff)),
+        report.kept_unexpired,
         report.kept_revoked
     );
     Ok(())
