@@ -205,7 +205,7 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     }
     // A link may carry several signatures (a retry re-signs with the key of the
     // day): the key filter matches any of them, and with --unexpired, one under that
-    // key that has not expired (see migrations/20261210000001_attempt_signatures.sql).
+    // key that has not expired (see migrations/20261206000001_attempt_signatures.sql).
     match (&filter.key_pair_id, filter.unexpired) {
         (Some(key_pair_id), false) => {
             query
