@@ -225,7 +225,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "http_addr",
         env: "DOCLINK_HTTP_ADDR",
         default: Some(""),
-        help: "address for /metrics, /healthz, /readyz (e.g. 127.0.0.1:9464); empty: off",
+        help: "address for /metrics, /healthz, /readyz: host:port, or a port alone for 127.0.0.1 (e.g. 9464); empty: off",
     },
     SettingSpec {
         key: "log_format",
@@ -669,10 +669,7 @@ impl Settings {
             "shutdown_grace",
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
         ));
-        let http_addr = p.check(raw.parse_optional("http_addr", |v| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| format!("{v:?} is not host:port"))
-        }));
+        let http_addr = p.check(raw.parse_optional("http_addr", parse_http_addr));
         let log_format = p.check(raw.parse("log_format", |v| match v {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -924,6 +921,16 @@ pub fn load_preview(file: Option<&Path>) -> Result<PreviewSettings, ConfigErrors
     }
 }
 
+/// `DOCLINK_HTTP_ADDR`: `host:port`, or a port alone, which binds the loopback
+/// address only: the endpoints are for a local scraper unless exposed on purpose.
+fn parse_http_addr(v: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    v.parse::<SocketAddr>()
+        .map_err(|_| format!("{v:?} is not host:port or a port"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1085,6 +1092,19 @@ mod tests {
                 .to_string()
                 .contains("unknown setting")
         );
+    }
+
+    #[test]
+    fn a_port_alone_binds_the_loopback_address() {
+        assert_eq!(
+            parse_http_addr("9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            parse_http_addr("0.0.0.0:9464").unwrap(),
+            "0.0.0.0:9464".parse().unwrap()
+        );
+        assert!(parse_http_addr("localhost").is_err());
     }
 
     #[test]

@@ -8,7 +8,6 @@ use crate::config::Settings;
 use crate::error::ErrorChain;
 use crate::signing::{PrivateKey, PublicKey};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use std::time::Duration;
 
 /// One check's verdict.
@@ -461,19 +460,15 @@ async fn queue_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: 
 /// Which other signing keys sent links still depend on: a key may leave the key
 /// group once its last link has expired.
 async fn rotation_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Check>) {
-    let rows = sqlx::query(
-        "SELECT key_pair_id, count(*) FILTER (WHERE expires_at > now()) AS valid, max(expires_at) AS last
-         FROM links WHERE status = 'sent' AND key_pair_id <> $1 GROUP BY key_pair_id ORDER BY key_pair_id",
-    )
-    .bind(settings.key_pair_id.as_str())
-    .fetch_all(audit.pool())
-    .await
-    .unwrap_or_default();
-    for row in rows {
-        let key: String = row.get("key_pair_id");
-        let valid: i64 = row.get("valid");
-        let last: Option<DateTime<Utc>> = row.get("last");
-        let last = last
+    let keys = audit
+        .key_dependencies(settings.key_pair_id.as_str())
+        .await
+        .unwrap_or_default();
+    for dependency in keys {
+        let key = &dependency.key_pair_id;
+        let valid = dependency.valid_links;
+        let last = dependency
+            .last_expiry
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default();
         checks.push(if valid > 0 {

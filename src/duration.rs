@@ -24,8 +24,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if trimmed.is_empty() {
         return Err(DurationError::Empty);
     }
-    let malformed = || DurationError::Malformed(trimmed.to_string());
-    let too_large = || DurationError::TooLarge(trimmed.to_string());
+    let malformed = || DurationError::Malformed(crate::error::echo(trimmed));
+    let too_large = || DurationError::TooLarge(crate::error::echo(trimmed));
     let mut total: u64 = 0;
     let mut digits = String::new();
     for ch in trimmed.chars() {
@@ -55,7 +55,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(malformed());
     }
     if total == 0 {
-        return Err(DurationError::Zero(trimmed.to_string()));
+        return Err(DurationError::Zero(crate::error::echo(trimmed)));
     }
     // Keep far below i64 epoch overflow: 100 years is more than any link should live.
     if total > 100 * 365 * 86_400 {

@@ -4,6 +4,19 @@
 
 use std::fmt;
 
+/// At most this many characters of an offending value are echoed in an error.
+pub const ECHO_CHARS: usize = 80;
+
+/// An offending value as an error message quotes it: its first [`ECHO_CHARS`]
+/// characters, and `…` when there was more. A rejection reason is stored, logged
+/// and shown; a 240 KB value must not make it 240 KB (the raw body is kept apart).
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// The error type that carries an underlying cause of any kind.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -31,6 +44,13 @@ impl fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_values_are_cut() {
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"é".repeat(80)), "é".repeat(80));
+        assert_eq!(echo(&"é".repeat(81)), format!("{}…", "é".repeat(80)));
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]

@@ -5,7 +5,10 @@
 //! inside an EventBridge event (`detail`).
 
 use crate::duration::parse_duration;
-use crate::mail::address::{DisplayName, EmailAddress, check_header_safe};
+use crate::error::echo;
+use crate::mail::address::{
+    DisplayName, EmailAddress, check_header_safe, check_no_invisible_format,
+};
 use crate::mail::{BODY_ONLY_DATA_KEYS, LetterKind, Locale};
 use crate::signing::{DocumentKey, UrlError};
 use serde_json::{Map, Value};
@@ -156,6 +159,8 @@ impl DocumentReady {
         let document_key = required_str(object, "document_key")?;
         let document_key = DocumentKey::parse(document_key)
             .map_err(|e: UrlError| reject("document_key", e.to_string()))?;
+        // Its file name is shown in the subject and the body.
+        check_no_invisible_format(document_key.as_str()).map_err(|r| reject("document_key", r))?;
         Ok(Self {
             event_id,
             document_key,
@@ -216,7 +221,8 @@ fn parse_template(object: &Map<String, Value>) -> Result<LetterKind, EventReject
         reject(
             "template",
             format!(
-                "{template:?} is not a known template ({})",
+                "{:?} is not a known template ({})",
+                echo(template),
                 LetterKind::ALL_NAMES
             ),
         )
@@ -229,7 +235,7 @@ fn parse_locale(object: &Map<String, Value>, rules: &EventRules) -> Result<Local
         Some(l) => Locale::parse(l).ok_or_else(|| {
             reject(
                 "locale",
-                format!("{l:?} has no templates ({})", Locale::ALL_NAMES),
+                format!("{:?} has no templates ({})", echo(l), Locale::ALL_NAMES),
             )
         }),
     }
@@ -248,7 +254,8 @@ fn parse_link_ttl(
         return Err(reject(
             "expires_in",
             format!(
-                "{text:?} is longer than the maximum {}",
+                "{:?} is longer than the maximum {}",
+                echo(text),
                 crate::duration::HumanDuration(rules.max_ttl)
             ),
         ));
@@ -284,7 +291,7 @@ fn parse_data(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, E
                 "data",
                 format!(
                     "has the key {:?}; keys are 1 to 64 ASCII letters, digits or '_'",
-                    key.chars().take(80).collect::<String>()
+                    echo(key)
                 ),
             ));
         }
@@ -298,6 +305,7 @@ fn parse_data(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, E
                 ));
             }
         };
+        check_no_invisible_format(text).map_err(|r| reject(&field, r))?;
         let text = if BODY_ONLY_DATA_KEYS.contains(&key.as_str()) {
             body_text(text).map_err(|r| reject(&field, r))?
         } else {
@@ -526,6 +534,79 @@ mod tests {
             target[parts[parts.len() - 1]] = value;
         }
         v.to_string()
+    }
+
+    fn rejection(body: &str) -> EventRejection {
+        DocumentReady::parse(body, &rules()).unwrap_err()
+    }
+
+    #[test]
+    fn reasons_echo_at_most_about_80_characters_of_a_value() {
+        let huge = "x".repeat(240 * 1024);
+        for (field, value) in [
+            ("template", Value::String(huge.clone())),
+            ("locale", Value::String(huge.clone())),
+            ("expires_in", Value::String(huge.clone())),
+            (
+                "expires_in",
+                Value::String(format!("{}d", "9".repeat(5000))),
+            ),
+            ("recipient.email", Value::String(format!("{huge}@"))),
+        ] {
+            let body = with(field, value);
+            // Under SQS's size limit, so the value itself reaches the check.
+            let body = if body.len() > MAX_BODY_BYTES {
+                body.replace(&huge, &"x".repeat(200_000))
+            } else {
+                body
+            };
+            let r = rejection(&body);
+            assert_eq!(r.field, field, "{}", r.reason);
+            assert!(
+                r.reason.chars().count() < 200,
+                "{field}: a reason of {} characters: {}…",
+                r.reason.chars().count(),
+                r.reason.chars().take(200).collect::<String>()
+            );
+            assert!(
+                r.reason.contains("xxxxxxxxxx…") || r.reason.contains("9999…"),
+                "{}",
+                r.reason
+            );
+        }
+        let mut data = Map::new();
+        data.insert("k-".repeat(1000), Value::String("v".into()));
+        let r = rejection(&with("data", Value::Object(data)));
+        assert!(r.reason.chars().count() < 200, "{}", r.reason);
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_refused_in_keys_and_data() {
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+            '\u{200B}', '\u{FEFF}',
+        ] {
+            let key = format!("decisions/invoice{c}fdp.exe");
+            let r = rejection(&with("document_key", Value::String(key)));
+            assert_eq!(r.field, "document_key", "U+{:04X}", c as u32);
+            assert!(
+                r.reason.contains(&format!(
+                    "invisible formatting character U+{:04X}",
+                    c as u32
+                )),
+                "{}",
+                r.reason
+            );
+            let r = rejection(&with(
+                "data.case_number",
+                Value::String(format!("ABC{c}-123")),
+            ));
+            assert_eq!(r.field, "data.case_number");
+            let r = rejection(&with("data.message", Value::String(format!("Dear {c}all"))));
+            assert_eq!(r.field, "data.message");
+            let r = rejection(&with("recipient.name", Value::String(format!("Jane{c}"))));
+            assert_eq!(r.field, "recipient.name");
+        }
     }
 
     #[test]

@@ -13,13 +13,13 @@
 
 use crate::audit::{
     AttemptEnd, AuditError, AuditLog, Claim, ClaimToken, Held, NewLink, Rejection, RejectionKind,
-    SendingRecord,
+    Sending, SendingRecord, SigningKey,
 };
 use crate::error::ErrorChain;
 use crate::event::{DocumentReady, EventRejection, EventRules};
 use crate::mail::{Outbox, RenderedEmail, SendError, templates};
 use crate::queue::{QueueError, QueueMessage, SqsQueue};
-use crate::signing::{BaseUrl, LinkTerms, SignableUrl, SignedLink, SigningError, UrlSigner};
+use crate::signing::{BaseUrl, SignableUrl, SignedLink, SigningError, UrlSigner};
 use crate::stats::Stats;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -93,9 +93,11 @@ impl LinkMaker {
 
     fn sign(&self, event: &DocumentReady, link_id: Uuid) -> Result<SignedLink, SigningError> {
         let now = Utc::now().timestamp();
-        let terms = LinkTerms::expiring_at(now + event.link_ttl.as_secs() as i64);
-        self.signer
-            .sign(&self.resource(event, link_id), &terms, now)
+        self.signer.sign_canned(
+            &self.resource(event, link_id),
+            now + event.link_ttl.as_secs() as i64,
+            now,
+        )
     }
 }
 
@@ -444,12 +446,23 @@ impl Pipeline {
                 return Ok(Step::Done(outcome));
             }
         };
-        let held = self
+        let key = SigningKey {
+            key_pair_id: self.links.signer.key_pair_id().as_str(),
+            hash_algorithm: self.links.signer.hash().as_str(),
+        };
+        match self
             .audit
-            .mark_sending(token, &draft.record(), was_sending, self.limits.lease)
-            .await?;
-        if held == Held::Lost {
-            return Ok(Step::Done(self.claim_lost("before sending", false)));
+            .mark_sending(token, &draft.record(), &key, was_sending, self.limits.lease)
+            .await?
+        {
+            Sending::Kept => {}
+            Sending::Lost => return Ok(Step::Done(self.claim_lost("before sending", false))),
+            Sending::Revoked => {
+                info!(
+                    "the link was revoked after this attempt took it over; not sending it (attempt recorded as revoked), deleting the message"
+                );
+                return Ok(Step::Done(Outcome::DuplicateSkipped));
+            }
         }
         if was_sending {
             warn!(

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod edge;
 pub mod error;
 pub mod event;
+pub mod hardening;
 pub mod http;
 pub mod json;
 pub mod kms;

@@ -212,6 +212,12 @@ pub fn report_on_stderr(text: String) {
 }
 
 fn main() -> ExitCode {
+    // Before any key is read: a core dump of doclink would hold it.
+    if let Err(err) = doclink::hardening::make_undumpable() {
+        report_on_stderr(format!(
+            "doclink: warning: cannot make the process non-dumpable: {err}\n"
+        ));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sign(args) => commands::sign::run(args),

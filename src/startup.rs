@@ -267,7 +267,12 @@ async fn decrypt_signer(
     let key_kind = key.kind();
     let signer = UrlSigner::new(settings.key_pair_id.clone(), key, settings.hash)
         .map_err(StartupError::Key)?;
-    info!(key = %key_kind, key_pair_id = settings.key_pair_id.as_str(), hash = settings.hash.as_str(), "signing key decrypted");
+    let core_dumps = if crate::hardening::is_dumpable() {
+        "possible: the process is dumpable"
+    } else {
+        "off: the process is not dumpable"
+    };
+    info!(key = %key_kind, key_pair_id = settings.key_pair_id.as_str(), hash = settings.hash.as_str(), core_dumps, "signing key decrypted");
     Ok(signer)
 }
 

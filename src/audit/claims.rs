@@ -31,6 +31,25 @@ pub struct SendingRecord<'a> {
     pub signature_sha256: &'a [u8],
 }
 
+/// The key a signature was made with.
+pub struct SigningKey<'a> {
+    pub key_pair_id: &'a str,
+    pub hash_algorithm: &'a str,
+}
+
+/// What [`AuditLog::mark_sending`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "only a kept claim may be sent"]
+pub enum Sending {
+    /// Recorded as being handed to SES: send it now.
+    Kept,
+    /// Another worker took the link over: nothing was changed.
+    Lost,
+    /// The link was revoked since it was retaken: the attempt is recorded as
+    /// `revoked`, and the letter must not be sent.
+    Revoked,
+}
+
 /// Proof of a claim: the link and the attempt number it was claimed with. Every
 /// change after the claim names it, so a claim that was taken over changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +143,9 @@ impl AuditLog {
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING link_id
              ), first_attempt AS (
-                INSERT INTO link_attempts (link_id, attempt, worker, message_id, sending_at)
-                SELECT link_id, 1, $15, $16, now() FROM new_link
+                INSERT INTO link_attempts (link_id, attempt, worker, message_id, sending_at, key_pair_id,
+                                           hash_algorithm, signature_sha256, not_before, expires_at)
+                SELECT link_id, 1, $15, $16, now(), $9, $10, $13, $11, $12 FROM new_link
              )
              SELECT link_id FROM new_link",
         )
@@ -221,42 +241,81 @@ impl AuditLog {
         })
     }
 
-    /// Records a retaken link's new signature and that it is about to be handed to
-    /// SES. From here until [`AuditLog::mark_sent`], a crash leaves the outcome unknown.
+    /// Records a retaken link's new signature on its attempt and that it is about to
+    /// be handed to SES. From here until [`AuditLog::mark_sent`], a crash leaves the
+    /// outcome unknown.
+    ///
+    /// The link row keeps its first signature's facts (key, hash algorithm, signature
+    /// hash, not-before); only its expiry moves, to the later of the two, since the
+    /// link now opens until then. A link revoked since it was retaken is not sent:
+    /// the same statement that would mark it sending finds the revocation, ends the
+    /// attempt as `revoked` and records no signature on it, since none went out.
     pub async fn mark_sending(
         &self,
         token: ClaimToken,
         signed: &SendingRecord<'_>,
+        key: &SigningKey<'_>,
         possible_duplicate: bool,
         lease: Duration,
-    ) -> Result<Held, AuditError> {
+    ) -> Result<Sending, AuditError> {
         let mut connection = self.letters.lease().await?;
-        let rows = sqlx::query_scalar(
-            "WITH l AS (
-                UPDATE links SET status = 'sending', sending_at = now(), resource_url = $3, not_before = $4,
-                                 expires_at = $5, signature_sha256 = $6,
-                                 possible_duplicate = possible_duplicate OR $7,
-                                 lease_until = now() + make_interval(secs => $8)
+        // `held` locks the link row and reads its latest committed version (a
+        // revocation that committed while this statement waited is seen), and the
+        // UPDATE re-checks `revoked_at IS NULL` on that same version.
+        let row = sqlx::query(
+            "WITH held AS (
+                SELECT link_id, revoked_at IS NOT NULL AS revoked FROM links
                 WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
+                FOR UPDATE
+             ), l AS (
+                UPDATE links SET status = 'sending', sending_at = now(),
+                                 expires_at = GREATEST(expires_at, $4),
+                                 possible_duplicate = possible_duplicate OR $6,
+                                 lease_until = now() + make_interval(secs => $7)
+                WHERE link_id = $1 AND attempts = $2 AND status IN ('pending', 'sending')
+                  AND revoked_at IS NULL
+                  AND link_id IN (SELECT link_id FROM held WHERE NOT revoked)
                 RETURNING 1
              ), a AS (
-                UPDATE link_attempts SET sending_at = now(), possible_duplicate = $7
-                WHERE link_id = $1 AND attempt = $2 AND outcome IS NULL
+                UPDATE link_attempts t SET
+                    sending_at = CASE WHEN h.revoked THEN NULL ELSE now() END,
+                    possible_duplicate = $6 AND NOT h.revoked,
+                    key_pair_id = CASE WHEN h.revoked THEN NULL ELSE $8 END,
+                    hash_algorithm = CASE WHEN h.revoked THEN NULL ELSE $9 END,
+                    signature_sha256 = CASE WHEN h.revoked THEN NULL ELSE $5 END,
+                    not_before = CASE WHEN h.revoked THEN NULL ELSE $3 END,
+                    expires_at = CASE WHEN h.revoked THEN NULL ELSE $4 END,
+                    outcome = CASE WHEN h.revoked THEN 'revoked' END,
+                    finished_at = CASE WHEN h.revoked THEN now() END,
+                    reason = CASE WHEN h.revoked
+                                  THEN 'the link was revoked before this attempt sent it; nothing was sent' END
+                FROM held h
+                WHERE t.link_id = $1 AND t.attempt = $2 AND t.outcome IS NULL
              )
-             SELECT count(*) FROM l",
+             SELECT (SELECT count(*) FROM l) AS kept,
+                    (SELECT count(*) FROM held WHERE revoked) AS revoked",
         )
         .bind(token.link_id)
         .bind(token.attempt)
-        .bind(signed.resource_url)
         .bind(signed.not_before)
         .bind(signed.expires_at)
         .bind(signed.signature_sha256)
         .bind(possible_duplicate)
         .bind(seconds(lease))
+        .bind(key.key_pair_id)
+        .bind(key.hash_algorithm)
         .fetch_one(connection.connection())
         .await;
-        let rows: i64 = connection.settle(rows)?;
-        Ok(Held::from_rows(rows))
+        let row = connection.settle(row)?;
+        let kept: i64 = row.get("kept");
+        let revoked: i64 = row.get("revoked");
+        Ok(if kept > 0 {
+            Sending::Kept
+        } else if revoked > 0 {
+            Sending::Revoked
+        } else {
+            Sending::Lost
+        })
     }
 
     /// SES accepted the letter. The attempt records its message id even when the

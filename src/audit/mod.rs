@@ -16,11 +16,13 @@ mod retention;
 mod revocations;
 mod selector;
 
-pub use claims::{AttemptEnd, Claim, ClaimToken, Held, NewLink, SendingRecord};
+pub use claims::{
+    AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
+};
 pub use delivery::Recorded;
 pub use queries::{
-    AttemptRow, Cursor, DeliveryEventRow, LinkFilter, LinkHistory, LinkRow, RetryRow,
-    RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
+    AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
+    RetryRow, RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

@@ -51,7 +51,9 @@ pub struct LinkFilter {
     /// Issued before.
     pub until: Option<DateTime<Utc>>,
     pub possible_duplicate: bool,
-    /// Only links whose signature still opens the document: not yet expired.
+    /// Only links whose signature still opens the document: not yet expired (the
+    /// link's latest signature; with the selector's `key_pair_id`, one made with
+    /// that key).
     pub unexpired: bool,
 }
 
@@ -189,11 +191,21 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     if let Some(until) = filter.until {
         query.push(" AND created_at < ").push_bind(until);
     }
-    if filter.possible_duplicate {
-        query.push(" AND possible_duplicate");
-    }
+    // A link may carry several signatures (a retry re-signs with the key of the
+    // day): the selector's key matches any of them (LinkSelector::push_condition),
+    // and with --unexpired, one under that key must not have expired (see
+    // migrations/20261206000001_attempt_signatures.sql).
     if filter.unexpired {
         query.push(" AND expires_at > now()");
+        if let Some(key_pair_id) = &filter.selector.key_pair_id {
+            query
+                .push(" AND link_id IN (SELECT s.link_id FROM link_signatures s WHERE s.key_pair_id = ")
+                .push_bind(key_pair_id.clone())
+                .push(" AND s.expires_at > now())");
+        }
+    }
+    if filter.possible_duplicate {
+        query.push(" AND possible_duplicate");
     }
 }
 
@@ -211,6 +223,13 @@ pub struct AttemptRow {
     pub ses_message_id: Option<String>,
     pub error_class: Option<String>,
     pub reason: Option<String>,
+    /// The signature this attempt handed to SES; `None` when it handed none over
+    /// (or was recorded before attempts kept their own).
+    pub key_pair_id: Option<String>,
+    pub hash_algorithm: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Hex SHA-256 of the raw signature bytes.
+    pub signature_sha256: Option<String>,
 }
 
 /// One SES event about a link.
@@ -262,7 +281,48 @@ pub struct LinkHistory {
     pub revocation: Option<RevocationRow>,
 }
 
+/// The links that still depend on a signing key: for key rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDependency {
+    pub key_pair_id: String,
+    /// Links with a signature by this key, handed to SES, not yet expired.
+    pub valid_links: i64,
+    /// The latest expiry of such a signature, expired or not.
+    pub last_expiry: Option<DateTime<Utc>>,
+}
+
 impl AuditLog {
+    /// Every key other than `current` that signed a link handed to SES, with how
+    /// many links still hold a valid signature by it. Every attempt's signature
+    /// counts (a retry may have re-signed with another key), except one SES refused
+    /// for good; a link recorded before attempts kept their own signature counts
+    /// with its first key, as before, when it was sent.
+    pub async fn key_dependencies(&self, current: &str) -> Result<Vec<KeyDependency>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT s.key_pair_id,
+                    count(DISTINCT s.link_id) FILTER (WHERE s.expires_at > now()) AS valid,
+                    max(s.expires_at) AS last
+             FROM link_signatures s
+             JOIN links l ON l.link_id = s.link_id
+             LEFT JOIN link_attempts a ON a.link_id = s.link_id AND a.attempt = s.attempt
+             WHERE s.key_pair_id <> $1
+               AND CASE WHEN s.attempt IS NULL THEN l.status = 'sent'
+                        ELSE a.outcome IS DISTINCT FROM 'failed' END
+             GROUP BY s.key_pair_id ORDER BY s.key_pair_id",
+        )
+        .bind(current)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyDependency {
+                key_pair_id: r.get("key_pair_id"),
+                valid_links: r.get("valid"),
+                last_expiry: r.get("last"),
+            })
+            .collect())
+    }
+
     /// Up to `page` links matching `filter`, after `after`, in the order they were issued.
     pub async fn list_links(
         &self,
@@ -301,7 +361,7 @@ impl AuditLog {
         };
         let attempts = sqlx::query(
             "SELECT attempt, worker, message_id, started_at, sending_at, finished_at, outcome, possible_duplicate,
-                    ses_message_id, error_class, reason
+                    ses_message_id, error_class, reason, key_pair_id, hash_algorithm, expires_at, signature_sha256
              FROM link_attempts WHERE link_id = $1 ORDER BY attempt",
         )
         .bind(link_id)
@@ -320,6 +380,12 @@ impl AuditLog {
             ses_message_id: r.get("ses_message_id"),
             error_class: r.get("error_class"),
             reason: r.get("reason"),
+            key_pair_id: r.get("key_pair_id"),
+            hash_algorithm: r.get("hash_algorithm"),
+            expires_at: r.get("expires_at"),
+            signature_sha256: r
+                .get::<Option<Vec<u8>>, _>("signature_sha256")
+                .map(hex::encode),
         })
         .collect();
         let delivery_events = sqlx::query(

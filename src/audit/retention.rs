@@ -1,5 +1,6 @@
 //! Retention: `doclink links purge` deletes what is older than a cutoff, in batches,
-//! and never a revocation the edge still needs (a revoked link not yet expired).
+//! and never a link that has not expired: a live bearer link must stay findable and
+//! revocable, and a revoked one must stay in the edge's list until it expires.
 
 use super::{AuditError, AuditLog, LinkSelector};
 use chrono::{DateTime, Utc};
@@ -12,14 +13,17 @@ pub struct PurgeReport {
     pub attempts: i64,
     pub delivery_events: i64,
     pub rejections: i64,
-    /// Revoked links older than the cutoff kept because they have not expired.
+    /// Links older than the cutoff kept because they have not expired (or have no
+    /// expiry recorded).
+    pub kept_unexpired: i64,
+    /// Of those, the revoked ones.
     pub kept_revoked: i64,
 }
 
-/// Links a purge may remove: finished, older than the cutoff, and not a revocation
-/// that still matters.
+/// Links a purge may remove: finished, older than the cutoff, and expired.
+/// `expires_at` is the latest expiry of any of the link's signatures.
 const PURGEABLE: &str = "created_at < $1 AND status IN ('sent', 'failed')
-     AND NOT (revoked_at IS NOT NULL AND expires_at > now())";
+     AND expires_at IS NOT NULL AND expires_at <= now()";
 
 /// `sql` with `$1` bound to `cutoff` (and `$2` to `batch`, when given), and the
 /// selector's condition (the one every link-selecting command uses) at each
@@ -58,15 +62,18 @@ impl AuditLog {
         selector: &LinkSelector,
     ) -> Result<PurgeReport, AuditError> {
         let everything = selector.is_empty();
-        let kept_revoked: i64 = selected(
-            "SELECT count(*) FROM links WHERE created_at < $1 AND revoked_at IS NOT NULL AND expires_at > now(){SELECTED}",
+        let kept = selected(
+            "SELECT count(*) AS unexpired, count(*) FILTER (WHERE revoked_at IS NOT NULL) AS revoked
+             FROM links WHERE created_at < $1 AND (expires_at IS NULL OR expires_at > now()){SELECTED}",
             selector,
             cutoff,
             None,
         )?
-        .build_query_scalar()
+        .build()
         .fetch_one(&self.pool)
         .await?;
+        let kept_unexpired: i64 = kept.get("unexpired");
+        let kept_revoked: i64 = kept.get("revoked");
         if dry_run {
             let unmatched = if everything {
                 "(e.link_id IS NULL AND e.received_at < $1)"
@@ -98,10 +105,12 @@ impl AuditLog {
                 attempts: row.get("attempts"),
                 delivery_events: row.get("events"),
                 rejections: row.get("rejections"),
+                kept_unexpired,
                 kept_revoked,
             });
         }
         let mut report = PurgeReport {
+            kept_unexpired,
             kept_revoked,
             ..PurgeReport::default()
         };

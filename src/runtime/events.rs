@@ -76,6 +76,8 @@ impl DeliveryEvents {
         &self,
         message: &QueueMessage,
     ) -> Result<&'static str, crate::audit::AuditError> {
+        // Stored without the signature of any signed URL it quotes (a click's link).
+        let body = crate::delivery::redact_signed_urls(&message.body);
         let event = match DeliveryEvent::parse(&message.body) {
             Ok(event) => event,
             Err(rejection) => {
@@ -89,18 +91,14 @@ impl DeliveryEvents {
                         receive_count: message.receive_count as i32,
                         field: &rejection.field,
                         reason: &rejection.reason,
-                        body: &message.body,
+                        body: &body,
                     })
                     .await?;
                 warn!(field = %rejection.field, reason = %rejection.reason, "SES event notification rejected");
                 return Ok("malformed");
             }
         };
-        match self
-            .audit
-            .record_delivery_event(&event, &message.body)
-            .await?
-        {
+        match self.audit.record_delivery_event(&event, &body).await? {
             Recorded::Matched(link_id) => {
                 info!(%link_id, ses_message_id = %event.ses_message_id, event = event.kind.as_str(), "SES event recorded")
             }

@@ -97,7 +97,9 @@ impl PrivateKey {
     /// Reads a PEM private key: PKCS#1 (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or
     /// PKCS#8 (`PRIVATE KEY`). The PEM buffer is zeroised by the caller's `Zeroizing`.
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
-        let text = String::from_utf8_lossy(pem);
+        // A PEM that is not UTF-8 would be copied by a lossy conversion: that copy
+        // is zeroised too.
+        let text = Zeroizing::new(String::from_utf8_lossy(pem).into_owned());
         if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
             return Err(KeyError::EncryptedPem);
         }
@@ -164,7 +166,9 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads `BEGIN PUBLIC KEY` (SPKI) or `BEGIN RSA PUBLIC KEY` (PKCS#1) PEM.
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
-        let text = String::from_utf8_lossy(pem);
+        // A PEM that is not UTF-8 would be copied by a lossy conversion: that copy
+        // is zeroised too.
+        let text = Zeroizing::new(String::from_utf8_lossy(pem).into_owned());
         let key = if text.contains("BEGIN RSA PUBLIC KEY") {
             PKey::from_rsa(
                 openssl::rsa::Rsa::public_key_from_pem_pkcs1(pem)

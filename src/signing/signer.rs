@@ -17,6 +17,11 @@ pub enum SigningError {
     Policy(#[from] PolicyError),
     #[error("OpenSSL failed to sign the policy")]
     Crypto,
+    /// Asked for a canned policy, the terms or the URL would need a custom one.
+    #[error(
+        "refusing to sign {0}: it would need a custom policy ('*' in the URL, or terms beyond an expiry), and doclink signs only canned policies for the exact URL"
+    )]
+    NotCanned(String),
     /// The emitted URL did not verify: a bug, never a link.
     #[error("the signed URL failed its own verification ({0}); no link was issued")]
     SelfCheck(VerifyFailure),
@@ -123,6 +128,25 @@ impl UrlSigner {
         self.key.kind()
     }
 
+    /// Signs exactly `url` until `expires` with a canned policy, which CloudFront
+    /// rebuilds from the URL itself, so the signature opens that URL and no other.
+    /// What the daemon mails is signed this way; a URL that would need a custom
+    /// policy (one holding `*`) is refused.
+    pub fn sign_canned(
+        &self,
+        url: &SignableUrl,
+        expires: i64,
+        now: i64,
+    ) -> Result<SignedLink, SigningError> {
+        let terms = LinkTerms::expiring_at(expires);
+        if !matches!(Policy::for_url(url, &terms), Policy::Canned { .. }) {
+            return Err(SigningError::NotCanned(url.as_str().to_string()));
+        }
+        let link = self.sign(url, &terms, now)?;
+        debug_assert!(!link.has_custom_policy());
+        Ok(link)
+    }
+
     /// Signs `url` under `terms`, `now` being the current epoch second.
     pub fn sign(
         &self,
@@ -188,5 +212,37 @@ impl UrlSigner {
             .map_err(|_| SigningError::Crypto)?;
         signer.update(message).map_err(|_| SigningError::Crypto)?;
         signer.sign_to_vec().map_err(|_| SigningError::Crypto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::KeyKind;
+
+    fn signer() -> UrlSigner {
+        let key = PrivateKey::generate(KeyKind::EcdsaP256).unwrap();
+        UrlSigner::new(
+            KeyPairId::parse("K2JCJMDEHXQW5F").unwrap(),
+            key,
+            HashAlgorithm::Sha256,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_daemon_signs_only_canned_policies_for_the_exact_url() {
+        let signer = signer();
+        let now = 1_800_000_000;
+        let wildcard = SignableUrl::parse("https://docs.example.org/*/k.pdf").unwrap();
+        assert!(matches!(
+            signer.sign_canned(&wildcard, now + 60, now),
+            Err(SigningError::NotCanned(url)) if url == wildcard.as_str()
+        ));
+        let exact = SignableUrl::parse("https://docs.example.org/a/k.pdf?lid=1").unwrap();
+        let link = signer.sign_canned(&exact, now + 60, now).unwrap();
+        assert!(!link.has_custom_policy());
+        assert!(link.url().contains("&Expires=1800000060&Signature="));
+        assert!(!link.url().contains("Policy="));
     }
 }

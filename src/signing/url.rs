@@ -45,6 +45,10 @@ pub enum UrlError {
     BaseNotHttps,
     #[error("base URL must not carry a query or fragment")]
     BaseHasQuery,
+    #[error(
+        "base URL holds {0:?} at byte {1}; a CloudFront policy reads '*' and '?' as wildcards, which would open other objects"
+    )]
+    BaseWildcard(char, usize),
     #[error("URL must be absolute and start with http:// or https://")]
     NotHttp,
     #[error("URL has no host")]
@@ -119,6 +123,9 @@ impl BaseUrl {
     pub fn parse(text: &str) -> Result<Self, UrlError> {
         if !text.starts_with("https://") {
             return Err(UrlError::BaseNotHttps);
+        }
+        if let Some(at) = text.find('*') {
+            return Err(UrlError::BaseWildcard('*', at));
         }
         if text.contains('?') || text.contains('#') {
             return Err(UrlError::BaseHasQuery);
@@ -311,5 +318,24 @@ mod tests {
         assert!(SignableUrl::parse("https://a/b?x=1&y").unwrap().has_query());
         assert_eq!(BaseUrl::parse("http://a"), Err(UrlError::BaseNotHttps));
         assert_eq!(BaseUrl::parse("https://a/?x"), Err(UrlError::BaseHasQuery));
+    }
+
+    #[test]
+    fn a_base_url_holding_a_wildcard_is_refused() {
+        assert_eq!(
+            BaseUrl::parse("https://docs.example.org/*"),
+            Err(UrlError::BaseWildcard('*', 25))
+        );
+        assert_eq!(
+            BaseUrl::parse("https://docs.example.org/a*b/"),
+            Err(UrlError::BaseWildcard('*', 26))
+        );
+        assert!(BaseUrl::parse("https://docs.example.org/?").is_err());
+        // A '*' or '?' in a document key is percent-encoded: never a wildcard.
+        let key = DocumentKey::parse("a*/b?.pdf").unwrap();
+        assert_eq!(
+            base().document_url(&key).as_str(),
+            "https://docs.example.org/a%2A/b%3F.pdf"
+        );
     }
 }
