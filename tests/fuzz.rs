@@ -504,9 +504,12 @@ fn wrap(body: String, layer: Layer) -> String {
     }
 }
 
+/// The README's invisible formatting characters: refused in display names,
+/// document keys and every data value.
 fn is_invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A rule of the README's event table that `event` plainly breaks, if any: the
@@ -532,7 +535,9 @@ fn documented_rule_broken(event: &Value) -> Option<String> {
     if key.is_empty()
         || key.len() > 1024
         || key.starts_with('/')
-        || key.chars().any(char::is_control)
+        || key
+            .chars()
+            .any(|c| c.is_control() || is_invisible_format(c))
     {
         return Some("document_key breaks its rule".into());
     }
@@ -586,6 +591,11 @@ fn documented_rule_broken(event: &Value) -> Option<String> {
                 }
                 if name != "message" && text.chars().any(char::is_control) {
                     return Some(format!("data.{name} holds a control character"));
+                }
+                if text.chars().any(is_invisible_format) {
+                    return Some(format!(
+                        "data.{name} holds an invisible formatting character"
+                    ));
                 }
             }
         }
@@ -758,6 +768,10 @@ fn check_accepted(event: &DocumentReady) -> Result<(), TestCaseError> {
             "data key {name:?}"
         );
         prop_assert!(value.chars().count() <= 2000);
+        prop_assert!(
+            !value.chars().any(is_invisible_format),
+            "data.{name} {value:?}"
+        );
         if name == "message" {
             prop_assert!(
                 !value.chars().any(|c| c.is_control() && c != '\n'),
