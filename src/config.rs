@@ -1193,4 +1193,21 @@ mod tests {
             );
         }
     }
+
+    /// Settings are printed for debugging without the database URL, whose password
+    /// would otherwise reach the logs; what identifies the deployment stays.
+    #[test]
+    fn debug_leaves_out_the_database_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(dir.path());
+        env.insert(
+            "DATABASE_URL",
+            "postgres://doclink:hunter2-secret@db.internal/doclink".into(),
+        );
+        let debug = format!("{:?}", load(&env, None).unwrap());
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        assert!(!debug.contains("db.internal"), "{debug}");
+        assert!(debug.contains("http://localhost:5000/123/q"), "{debug}");
+        assert!(debug.contains("K2JCJMDEHXQW5F"), "{debug}");
+    }
 }

@@ -410,3 +410,40 @@ impl AuditLog {
         Ok(Held::from_rows(rows))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lease reaches PostgreSQL's `make_interval(secs => ...)` whole, fractions
+    /// included: a shorter one would let another worker take a letter still being sent.
+    #[test]
+    fn the_lease_is_bound_in_seconds_as_configured() {
+        assert_eq!(seconds(Duration::from_millis(90_250)), 90.25);
+    }
+
+    /// The attempt history's `outcome` column accepts a fixed list (its CHECK
+    /// constraint, as the last migration that sets it leaves it): an attempt ended
+    /// with anything else could not be recorded.
+    #[test]
+    fn attempt_ends_are_outcomes_the_schema_accepts() {
+        let migrator = sqlx::migrate!("./migrations");
+        let accepted = migrator
+            .iter()
+            .filter_map(|m| m.sql.as_str().split("outcome IN (").nth(1))
+            .filter_map(|rest| rest.split(')').next())
+            .next_back()
+            .expect("the outcome column's CHECK constraint");
+        let ends = [
+            AttemptEnd::Retry,
+            AttemptEnd::Released,
+            AttemptEnd::AccountBlocked,
+        ];
+        for end in ends {
+            let quoted = format!("'{}'", end.as_str());
+            assert!(accepted.contains(&quoted), "{quoted} not in ({accepted})");
+        }
+        let names: std::collections::BTreeSet<_> = ends.iter().map(|e| e.as_str()).collect();
+        assert_eq!(names.len(), ends.len(), "each end has its own outcome");
+    }
+}

@@ -301,7 +301,10 @@ impl SesMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider::error::CredentialsError;
     use aws_sdk_sesv2::error::ErrorMetadata;
+    use aws_sdk_sesv2::types::error as ses;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::http::{Response, StatusCode};
     use aws_smithy_types::body::SdkBody;
 
@@ -318,10 +321,29 @@ mod tests {
                     .meta(meta)
                     .build(),
             ),
+            "LimitExceededException" => SendEmailError::LimitExceededException(
+                ses::LimitExceededException::builder().meta(meta).build(),
+            ),
             "BadRequestException" => SendEmailError::BadRequestException(
                 aws_sdk_sesv2::types::error::BadRequestException::builder()
                     .meta(meta)
                     .build(),
+            ),
+            "AccountSuspendedException" => SendEmailError::AccountSuspendedException(
+                ses::AccountSuspendedException::builder().meta(meta).build(),
+            ),
+            "SendingPausedException" => SendEmailError::SendingPausedException(
+                ses::SendingPausedException::builder().meta(meta).build(),
+            ),
+            "MailFromDomainNotVerifiedException" => {
+                SendEmailError::MailFromDomainNotVerifiedException(
+                    ses::MailFromDomainNotVerifiedException::builder()
+                        .meta(meta)
+                        .build(),
+                )
+            }
+            "NotFoundException" => SendEmailError::NotFoundException(
+                ses::NotFoundException::builder().meta(meta).build(),
             ),
             _ => SendEmailError::generic(meta),
         };
@@ -343,5 +365,61 @@ mod tests {
         }
         assert_eq!(answer(403, "AnythingElse").class(), "account");
         assert_eq!(answer(400, "Throttling").class(), "throttled");
+    }
+
+    /// Each modelled refusal is sorted by its kind, whatever the HTTP status says.
+    #[test]
+    fn modelled_refusals_are_sorted_by_their_kind() {
+        assert_eq!(answer(400, "LimitExceededException").class(), "throttled");
+        for code in [
+            "AccountSuspendedException",
+            "SendingPausedException",
+            "MailFromDomainNotVerifiedException",
+            "NotFoundException",
+        ] {
+            let err = answer(400, code);
+            assert_eq!((err.class(), err.code()), ("account", Some(code)));
+        }
+        // A credentials code names the fault whatever status carries it.
+        for code in CREDENTIAL_CODES {
+            assert_eq!(answer(400, code).class(), "account", "{code}");
+        }
+    }
+
+    fn unanswered(error: ConnectorError) -> SendError {
+        classify(SdkError::dispatch_failure(error))
+    }
+
+    /// A request without an answer: refused connections never reached SES, a request
+    /// that could not be sent is configuration, and anything else may have arrived.
+    #[test]
+    fn unanswered_requests_are_sorted_by_whether_they_left() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = unanswered(ConnectorError::io(refused.into()));
+        assert_eq!(err.class(), "unreachable");
+        assert!(err.certainly_not_sent());
+
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let err = unanswered(ConnectorError::io(reset.into()));
+        assert_eq!(err.class(), "outcome_unknown");
+        assert!(!err.certainly_not_sent());
+
+        let err = unanswered(ConnectorError::user("an invalid request".into()));
+        assert_eq!(
+            (err.class(), err.code()),
+            ("account", Some("InvalidRequest"))
+        );
+        let err = unanswered(ConnectorError::other("no identity".into(), None));
+        assert_eq!(
+            (err.class(), err.code()),
+            ("account", Some("InvalidRequest"))
+        );
+
+        let missing = CredentialsError::not_loaded("no provider had credentials");
+        let err = unanswered(ConnectorError::other(missing.into(), None));
+        assert_eq!(
+            (err.class(), err.code()),
+            ("account", Some("CredentialsUnavailable"))
+        );
     }
 }

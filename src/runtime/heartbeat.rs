@@ -110,3 +110,63 @@ impl InFlight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    /// An SQS that accepts anything, counting the calls.
+    async fn queue() -> (MockServer, SqsQueue) {
+        let sqs = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "application/x-amz-json-1.0")
+                    .set_body_string(r#"{"Successful":[],"Failed":[]}"#),
+            )
+            .mount(&sqs)
+            .await;
+        let config = aws_sdk_sqs::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(sqs.uri())
+            .build();
+        let url = format!("{}/000000000000/events", sqs.uri());
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), url);
+        (sqs, queue)
+    }
+
+    async fn calls(sqs: &MockServer) -> usize {
+        sqs.received_requests().await.expect("recording").len()
+    }
+
+    /// A message is extended once it has been in flight for half the visibility
+    /// timeout, not before, not again until another half has passed, and never after
+    /// it is forgotten (deleted).
+    #[tokio::test]
+    async fn messages_are_extended_after_half_the_visibility_and_until_forgotten() {
+        let (sqs, queue) = queue().await;
+        let in_flight = InFlight::default();
+        let visibility = Duration::from_secs(2);
+        let tracked = in_flight.track("receipt-1");
+        in_flight.extend_due(&queue, visibility).await;
+        assert_eq!(calls(&sqs).await, 0, "a message just received is not due");
+        tokio::time::sleep(visibility / 2).await;
+        in_flight.extend_due(&queue, visibility).await;
+        assert_eq!(calls(&sqs).await, 1, "due after half the visibility");
+        in_flight.extend_due(&queue, visibility).await;
+        assert_eq!(calls(&sqs).await, 1, "just extended: not due again");
+        in_flight.forget(tracked);
+        tokio::time::sleep(visibility / 2).await;
+        in_flight.extend_due(&queue, visibility).await;
+        assert_eq!(
+            calls(&sqs).await,
+            1,
+            "a forgotten message is never extended"
+        );
+    }
+}
