@@ -412,6 +412,15 @@ async fn a_link_revoked_between_the_retake_and_the_send_is_not_sent() {
         "only the first attempt reached SES"
     );
     assert!(ses.accepted().is_empty());
+    // The attempt that found the revocation said so and deleted the message itself;
+    // it did not take the revocation for a claim lost to another worker (whose
+    // message would be left for a redelivery to skip).
+    let log = stderr(&out);
+    assert!(
+        log.contains("not sending it (attempt recorded as revoked)"),
+        "{log}"
+    );
+    assert!(!log.contains("the claim was lost"), "{log}");
     let attempts = sqlx::query(
         "SELECT attempt, outcome, sending_at IS NULL AS unsent, key_pair_id, reason FROM link_attempts ORDER BY attempt",
     )
