@@ -44,7 +44,7 @@ fn main() {
         let pool = doclink::audit::connect_with(options, 4).await.unwrap();
         let current: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
         assert_eq!(current, "doclink_bench_queries", "the bench must not touch another database");
-        doclink::audit::migrate(&pool).await.unwrap();
+        doclink::audit::migrate(&pool, doclink::audit::DEFAULT_ROLE_PREFIX).await.unwrap();
         let started = Instant::now();
         fill(&pool).await;
         let fill_s = started.elapsed().as_secs_f64();

@@ -150,7 +150,7 @@ async fn audit_pair_ms(admin_url: &str, pairs: usize) -> f64 {
         .await
         .expect("the bench database answers");
     assert_eq!(current, name, "the bench must not touch another database");
-    doclink::audit::migrate(&pool)
+    doclink::audit::migrate(&pool, doclink::audit::DEFAULT_ROLE_PREFIX)
         .await
         .expect("the migrations apply");
     let audit = AuditLog::new(pool.clone(), 4);

@@ -132,7 +132,8 @@ def memory_run(events, rate="100000"):
         feed_until(min(events, 500))
         wenv = dict(env, DATABASE_URL=db, DOCLINK_QUEUE_URL=queue, DOCLINK_KEY_PAIR_ID="KBENCH", DOCLINK_PRIVATE_KEY_CIPHERTEXT=ct.name,
                     DOCLINK_KMS_ENCRYPTION_CONTEXT="p=cf", DOCLINK_LINK_BASE_URL="https://letters.example.net",
-                    DOCLINK_FROM="Letters <letters@example.com>", DOCLINK_SEND_RATE=rate, DOCLINK_CONCURRENCY="32", DOCLINK_LOG="warn")
+                    DOCLINK_FROM="Letters <letters@example.com>", DOCLINK_SEND_RATE=rate, DOCLINK_CONCURRENCY="32", DOCLINK_LOG="warn",
+                    DOCLINK_ALLOW_OWNER_ROLE="true")
         started = time.time()
         worker = subprocess.Popen([doclink, "run"], env=wenv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peak = 0

@@ -39,6 +39,13 @@ step "Enqueueing $count events (unicode and spaces in keys, SNS-wrapped ones, pr
 feeder=$!
 while [ "$("$py" -c 'import boto3,sys; print(boto3.client("sqs").get_queue_attributes(QueueUrl=sys.argv[1], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])' "$QUEUE_URL")" = 0 ]; do sleep 0.2; done
 
+step "The audit database: migrated by its owner; the daemon runs as a writer, which may not delete or rewrite"
+"$doclink" migrate
+admin_url="$DATABASE_URL"
+psql -X -q "$admin_url" -c "DO \$\$ BEGIN CREATE ROLE demo_daemon LOGIN IN ROLE doclink_writer; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$"
+export DATABASE_URL="${admin_url/\/\/doclink@/\/\/demo_daemon@}"
+echo "the daemon connects as demo_daemon (member of doclink_writer)"
+
 step "doclink run --drain"
 start=$(date +%s%N)
 "$doclink" run --drain 2>"$demo/doclink.log"
@@ -50,7 +57,7 @@ echo "took $(( (end - start) / 1000000 )) ms; log lines: $(wc -l <"$demo/doclink
 
 step "The audit log"
 if command -v psql >/dev/null; then
-    psql -X -q "$DATABASE_URL" <<'SQL'
+    psql -X -q "$admin_url" <<'SQL'
 \pset footer off
 SELECT status, possible_duplicate, count(*) AS links FROM links GROUP BY 1, 2 ORDER BY 1;
 SELECT field, left(reason, 70) AS reason, left(body, 40) AS raw_body FROM rejections ORDER BY id;
@@ -78,5 +85,13 @@ PY
 
 step "That emailed link, checked by doclink verify"
 "$doclink" verify --public-key "$demo/public.pem" --key-pair-id K2JCJMDEHXQW5F "$(cat "$demo/link.txt")"
+
+step "The audit journal: sealed, then every row checked against it by doclink audit verify"
+"$doclink" audit seal
+"$doclink" audit verify
+echo "as the daemon's role, rewriting history is refused:"
+psql -X -q "$DATABASE_URL" -c "DELETE FROM links" 2>&1 | sed 's/^/  /' || true
+psql -X -q "$DATABASE_URL" -c "UPDATE links SET recipient_email = 'someone-else@example.org'" 2>&1 | sed 's/^/  /' || true
+
 echo
 echo "demo finished: everything it started is stopped on exit"

@@ -228,6 +228,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "address for /metrics, /healthz, /readyz: host:port, or a port alone for 127.0.0.1 (e.g. 9464); empty: off",
     },
     SettingSpec {
+        key: "allow_owner_role",
+        env: "DOCLINK_ALLOW_OWNER_ROLE",
+        default: Some("false"),
+        help: "true lets `run` connect as a role that could rewrite the audit log (a superuser, the tables' owner, or one with DELETE): for a local demo or tests only",
+    },
+    SettingSpec {
+        key: "db_role_prefix",
+        env: "DOCLINK_DB_ROLE_PREFIX",
+        default: Some("doclink_"),
+        help: "prefix of the database roles the first `doclink migrate` creates (<prefix>owner, writer, auditor, retention)",
+    },
+    SettingSpec {
+        key: "audit_seal_interval",
+        env: "DOCLINK_AUDIT_SEAL_INTERVAL",
+        default: Some("30s"),
+        help: "how often `run` seals the audit journal and logs its head (seal number and hash)",
+    },
+    SettingSpec {
         key: "log_format",
         env: "DOCLINK_LOG_FORMAT",
         default: Some("json"),
@@ -313,6 +331,9 @@ pub struct Settings {
     pub distribution_id: Option<String>,
     pub shutdown_grace: Duration,
     pub http_addr: Option<SocketAddr>,
+    pub allow_owner_role: bool,
+    pub db_role_prefix: String,
+    pub audit_seal_interval: Duration,
     pub log_format: LogFormat,
 }
 
@@ -670,6 +691,12 @@ impl Settings {
             duration_in(Duration::from_secs(1), Duration::from_secs(3_600)),
         ));
         let http_addr = p.check(raw.parse_optional("http_addr", parse_http_addr));
+        let allow_owner_role = p.check(raw.parse("allow_owner_role", boolean));
+        let db_role_prefix = p.check(raw.parse("db_role_prefix", role_prefix));
+        let audit_seal_interval = p.check(raw.parse(
+            "audit_seal_interval",
+            duration_in(Duration::from_secs(1), Duration::from_secs(86_400)),
+        ));
         let log_format = p.check(raw.parse("log_format", |v| match v {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -714,6 +741,9 @@ impl Settings {
             Some(distribution_id),
             Some(shutdown_grace),
             Some(http_addr),
+            Some(allow_owner_role),
+            Some(db_role_prefix),
+            Some(audit_seal_interval),
             Some(log_format),
         ) = (
             database_url,
@@ -746,6 +776,9 @@ impl Settings {
             distribution_id,
             shutdown_grace,
             http_addr,
+            allow_owner_role,
+            db_role_prefix,
+            audit_seal_interval,
             log_format,
         )
         else {
@@ -785,8 +818,37 @@ impl Settings {
             distribution_id,
             shutdown_grace,
             http_addr,
+            allow_owner_role,
+            db_role_prefix,
+            audit_seal_interval,
             log_format,
         })
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// A PostgreSQL role-name prefix, as the roles migration accepts it.
+fn role_prefix(v: &str) -> Result<String, String> {
+    let mut bytes = v.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    if first_ok
+        && v.len() <= 41
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?} is not a role prefix: lower-case letters, digits and _, starting with a letter or _, at most 41"
+        ))
     }
 }
 
@@ -838,6 +900,10 @@ impl SomeSettings {
 
     pub fn revocation_kvs_arn(&self) -> Result<Option<KvsArn>, ConfigError> {
         self.0.parse_optional("revocation_kvs_arn", KvsArn::parse)
+    }
+
+    pub fn db_role_prefix(&self) -> Result<String, ConfigError> {
+        self.0.parse("db_role_prefix", role_prefix)
     }
 }
 

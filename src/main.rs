@@ -140,6 +140,16 @@ Examples:
         #[command(subcommand)]
         command: commands::revocations::RevocationsCommand,
     },
+    /// Prove the audit log is what was written: verify the journal's hash chain and
+    /// every row against it, or seal it now.
+    #[command(after_help = "\
+Examples:
+  doclink audit verify
+  doclink audit verify --anchor 42:3f1c...e9")]
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
 }
 
 /// How a command failed; each kind has its own exit status.
@@ -229,6 +239,7 @@ fn main() -> ExitCode {
         Command::Links { command } => commands::links::run(command),
         Command::Rejections { command } => commands::rejections::run(command),
         Command::Revocations { command } => commands::revocations::run(command),
+        Command::Audit { command } => commands::audit::run(command),
         Command::Doctor(args) => commands::doctor::run(args),
     };
     match result {

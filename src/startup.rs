@@ -51,6 +51,11 @@ pub enum StartupError {
     DeadLetterQueue(#[source] crate::queue::QueueError),
     #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
     EventsQueue(#[source] crate::queue::QueueError),
+    /// The role in DATABASE_URL could delete or rewrite the audit log.
+    #[error(
+        "setting DATABASE_URL (database_url): {danger}. Connect as a login role that is a member of {writer} only (README, \"Database roles\"), or set DOCLINK_ALLOW_OWNER_ROLE=true for a local demo or tests"
+    )]
+    RoleMayRewriteHistory { danger: String, writer: String },
     /// SQS says the queue a setting names does not exist.
     #[error(
         "setting {setting} ({key}): the queue {url} does not exist; create it, or correct the setting"
@@ -76,6 +81,7 @@ impl StartupError {
             StartupError::Undecryptable { .. }
                 | StartupError::Key(_)
                 | StartupError::NoSuchQueue { .. }
+                | StartupError::RoleMayRewriteHistory { .. }
         )
     }
 }
@@ -146,11 +152,38 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let pool = audit::connect(&settings.database_url, 2)
         .await
         .map_err(StartupError::Database)?;
-    audit::migrate(&pool)
+    let status = audit::migration_status(&pool)
         .await
         .map_err(StartupError::Database)?;
-    info!("audit database ready");
+    // Only a role that owns the schema can migrate, and such a role may run only
+    // when allowed (below): the writer's `run` finds the schema current or stops.
+    if status.missing > 0 {
+        if !settings.allow_owner_role {
+            return Err(StartupError::Database(audit::AuditError::NotMigrated {
+                missing: status.missing,
+                known: status.known,
+            }));
+        }
+        audit::migrate(&pool, &settings.db_role_prefix)
+            .await
+            .map_err(StartupError::Database)?;
+    }
     let audit = AuditLog::new(pool, max_connections);
+    let privileges = audit
+        .role_privileges()
+        .await
+        .map_err(StartupError::Database)?;
+    if let Some(danger) = privileges.danger() {
+        if settings.allow_owner_role {
+            warn!(role = %privileges.role, "{danger}; allowed by DOCLINK_ALLOW_OWNER_ROLE=true (for a local demo or tests only)");
+        } else {
+            return Err(StartupError::RoleMayRewriteHistory {
+                danger,
+                writer: privileges.writer_role(),
+            });
+        }
+    }
+    info!(role = %privileges.role, "audit database ready");
 
     let aws = aws_config().await;
     let signer = decrypt_signer(settings, &aws).await?;

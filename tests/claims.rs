@@ -30,7 +30,9 @@ fn link<'a>(event_id: &'a str, message_id: &'a str) -> NewLink<'a> {
 #[tokio::test]
 async fn a_held_claim_is_busy_and_a_revoked_unfinished_link_is_finished() {
     let stack = TestStack::new("claims", KeyKind::EcdsaP256).await;
-    doclink::audit::migrate(&stack.pool).await.unwrap();
+    doclink::audit::migrate(&stack.pool, doclink::audit::DEFAULT_ROLE_PREFIX)
+        .await
+        .unwrap();
     let audit = AuditLog::new(stack.pool.clone(), 2);
     let signature = [7u8; 32];
     let signed = SendingRecord {

@@ -10,16 +10,19 @@
 mod claims;
 mod connections;
 mod delivery;
+mod journal;
 mod queries;
 mod rejections;
 mod retention;
 mod revocations;
+mod roles;
 mod selector;
 
 pub use claims::{
     AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
 };
 pub use delivery::Recorded;
+pub use journal::{Break, Head, Seal, Verification, entry_line, verify};
 pub use queries::{
     AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
     RetryRow, RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
@@ -27,6 +30,7 @@ pub use queries::{
 pub use rejections::{Rejection, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;
 pub use revocations::{ActiveRevocation, RevocationReport};
+pub use roles::{AUDIT_TABLES, RolePrivileges};
 pub use selector::{DocumentMatch, LinkSelector};
 
 use connections::Connections;
@@ -69,9 +73,26 @@ pub async fn connect_with(
         .await?)
 }
 
+/// The default prefix of the database roles the migrations create
+/// (`doclink_owner`, `doclink_writer`, `doclink_auditor`, `doclink_retention`).
+pub const DEFAULT_ROLE_PREFIX: &str = "doclink_";
+
 /// Applies the embedded migrations (idempotent; safe with several workers starting).
-pub async fn migrate(pool: &PgPool) -> Result<(), AuditError> {
-    sqlx::migrate!("./migrations").run(pool).await?;
+/// `role_prefix` names the roles the roles migration creates; a database migrated
+/// before keeps the prefix it was given then (`audit_settings`).
+pub async fn migrate(pool: &PgPool, role_prefix: &str) -> Result<(), AuditError> {
+    let mut connection = pool.acquire().await?;
+    sqlx::query("SELECT set_config('doclink.role_prefix', $1, false)")
+        .bind(role_prefix)
+        .execute(&mut *connection)
+        .await?;
+    let result = sqlx::migrate!("./migrations").run(&mut *connection).await;
+    // The setting stays on this pooled connection otherwise; it is harmless, but
+    // leave the connection as it was.
+    let _ = sqlx::query("RESET doclink.role_prefix")
+        .execute(&mut *connection)
+        .await;
+    result?;
     Ok(())
 }
 

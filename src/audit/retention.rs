@@ -114,51 +114,49 @@ impl AuditLog {
             kept_revoked,
             ..PurgeReport::default()
         };
+        // The database removes: audit_purge_links re-checks every rule itself (the
+        // retention role may not delete any other way), and journals each removal.
         loop {
-            let row = selected(
+            let candidates: Vec<uuid::Uuid> = selected(
                 &format!(
-                "WITH doomed AS (
-                    SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}}
-                    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
-                 ), attempts AS (
-                    DELETE FROM link_attempts WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
-                 ), events AS (
-                    DELETE FROM delivery_events WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
-                 ), gone AS (
-                    DELETE FROM links WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
-                 )
-                 SELECT (SELECT count(*) FROM gone) AS links, (SELECT count(*) FROM attempts) AS attempts,
-                        (SELECT count(*) FROM events) AS events"
+                    "SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}} ORDER BY created_at LIMIT $2"
                 ),
                 selector,
                 cutoff,
                 Some(batch),
             )?
-            .build()
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await?;
+            if candidates.is_empty() {
+                break;
+            }
+            let row = sqlx::query(
+                "SELECT purged_links, purged_attempts, purged_events FROM audit_purge_links($1, $2)",
+            )
+            .bind(cutoff)
+            .bind(&candidates)
             .fetch_one(&self.pool)
             .await?;
-            let links: i64 = row.get("links");
+            let links: i64 = row.get("purged_links");
             report.links += links;
-            report.attempts += row.get::<i64, _>("attempts");
-            report.delivery_events += row.get::<i64, _>("events");
-            if links < batch {
+            report.attempts += row.get::<i64, _>("purged_attempts");
+            report.delivery_events += row.get::<i64, _>("purged_events");
+            // None removed: others hold them (a concurrent purge); stop rather than spin.
+            if links == 0 || (candidates.len() as i64) < batch {
                 break;
             }
         }
         if !everything {
             return Ok(report);
         }
-        report.delivery_events +=
-            sqlx::query("DELETE FROM delivery_events WHERE link_id IS NULL AND received_at < $1")
+        let row =
+            sqlx::query("SELECT purged_events, purged_rejections FROM audit_purge_unlinked($1)")
                 .bind(cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected() as i64;
-        report.rejections += sqlx::query("DELETE FROM rejections WHERE received_at < $1")
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await?
-            .rows_affected() as i64;
+                .fetch_one(&self.pool)
+                .await?;
+        report.delivery_events += row.get::<i64, _>("purged_events");
+        report.rejections += row.get::<i64, _>("purged_rejections");
         Ok(report)
     }
 }

@@ -152,6 +152,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         for duty in duties {
             let _ = duty.await;
         }
+        // The letters have ended: seal what they wrote, so the last head is logged.
+        runtime::watch::seal_once(&daemon.audit).await;
         if let Some(progress) = progress {
             progress.abort();
             eprintln!();
@@ -210,10 +212,17 @@ fn spawn_duties(
     stats: &Arc<Stats>,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut duties = vec![tokio::spawn(runtime::watch::queue_depths(
-        daemon.watched_queues.clone(),
-        shutdown.clone(),
-    ))];
+    let mut duties = vec![
+        tokio::spawn(runtime::watch::queue_depths(
+            daemon.watched_queues.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(runtime::watch::journal_seals(
+            daemon.audit.clone(),
+            settings.audit_seal_interval,
+            shutdown.clone(),
+        )),
+    ];
     if let Some(events) = &daemon.delivery_events {
         let events = doclink::runtime::DeliveryEvents {
             queue: events.queue.clone(),
@@ -272,7 +281,9 @@ fn spawn_signal_handler(shutdown: CancellationToken, stats: Arc<Stats>) {
 }
 
 pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
-    let database_url = config::load_database_url(args.config.as_deref())?;
+    let some = config::SomeSettings::load(args.config.as_deref())?;
+    let database_url = some.database_url().map_err(config::ConfigErrors::from)?;
+    let role_prefix = some.db_role_prefix().map_err(config::ConfigErrors::from)?;
     let options: PgConnectOptions = database_url.parse().map_err(|e: sqlx::Error| {
         Failure::Usage(anyhow::anyhow!("setting DATABASE_URL (database_url): {e}"))
     })?;
@@ -287,10 +298,23 @@ pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
         let pool = doclink::audit::connect(&database_url, 1)
             .await
             .map_err(|e| Failure::Unavailable(e.into()))?;
-        doclink::audit::migrate(&pool)
+        doclink::audit::migrate(&pool, &role_prefix)
             .await
             .map_err(|e| Failure::Unavailable(e.into()))?;
         eprintln!("migrations applied");
+        // Whether the roles could be set up: say so, with what to do, when not.
+        let missing: Option<String> = sqlx::query_scalar(
+            "SELECT CASE WHEN to_regprocedure('audit_grant_roles()') IS NULL THEN NULL ELSE audit_grant_roles() END",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| Some(format!("cannot apply the roles' privileges: {e}")));
+        match missing {
+            None => eprintln!(
+                "database roles: {role_prefix}owner owns the tables; make login roles members of {role_prefix}writer (the daemon), {role_prefix}auditor or {role_prefix}retention"
+            ),
+            Some(missing) => eprintln!("warning: database roles not set up: {missing}"),
+        }
         Ok(())
     })
 }

@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod daemon;
 pub mod doctor;
 pub mod keys;

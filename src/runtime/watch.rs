@@ -75,3 +75,39 @@ pub async fn sync_once(
         .await
         .map_err(|e| ErrorChain(&e).to_string())
 }
+
+/// Seals the audit journal every `interval` and exports its head: a log line
+/// (`audit journal sealed`, with `head` = SEAL:SHA256, which `doclink audit verify
+/// --anchor` takes) and the gauges `doclink_audit_journal_head_seal` and
+/// `doclink_audit_journal_head_hash48` (the hash's first 48 bits, exact in a float),
+/// so that the head is kept outside the database.
+pub async fn journal_seals(audit: AuditLog, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        seal_once(&audit).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One seal and its export; a failure is logged and counted, and the next interval
+/// seals what this one did not (nothing is lost: entries wait in the journal).
+pub async fn seal_once(audit: &AuditLog) {
+    match audit.seal().await {
+        Ok(Some(seal)) => {
+            let head = seal.head();
+            metrics::gauge!("doclink_audit_journal_head_seal").set(seal.id as f64);
+            let mut top = [0u8; 8];
+            top[2..].copy_from_slice(&seal.seal_sha256[..6]);
+            metrics::gauge!("doclink_audit_journal_head_hash48")
+                .set(u64::from_be_bytes(top) as f64);
+            info!(head = %head, entries = seal.entries, "audit journal sealed");
+        }
+        Ok(None) => {}
+        Err(err) => {
+            metrics::counter!("doclink_audit_journal_seal_failures_total").increment(1);
+            warn!(error = %ErrorChain(&err), "could not seal the audit journal; retrying at the next interval");
+        }
+    }
+}

@@ -152,6 +152,9 @@ impl TestStack {
             ("DOCLINK_SEND_RATE".into(), "500".into()),
             ("DOCLINK_CONCURRENCY".into(), "8".into()),
             ("DOCLINK_LOG_FORMAT".into(), "json".into()),
+            // The tests connect as the cluster's superuser; tests/evidence.rs runs
+            // the daemon as a writer role and proves the refusal without this.
+            ("DOCLINK_ALLOW_OWNER_ROLE".into(), "true".into()),
         ])
     }
 

@@ -1,0 +1,366 @@
+//! Evidence that cannot be quietly changed (issue 22 §1), against PostgreSQL, moto and
+//! the real binary: the daemon runs as a writer role and every tampering statement
+//! fails for it; `run` refuses a role that could rewrite history; a superuser who
+//! disables the triggers and edits rows is named by `doclink audit verify`; a rewrite
+//! of the whole journal with a recomputed chain is caught against an anchor; the
+//! auditor role runs the read commands and the retention role purges, journalled.
+
+mod support;
+
+use doclink::signing::KeyKind;
+use sqlx::PgPool;
+use support::{TestStack, stderr, stdout};
+
+/// A login role that is a member of `group`, and its DATABASE_URL.
+async fn login_role(stack: &TestStack, group: &str) -> (String, String) {
+    let unique = &stack.name[stack.name.len() - 12..];
+    let role = format!("{}_{unique}", group.trim_start_matches("doclink_"));
+    // Names are ours (hex and a fixed group): safe to build.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN IN ROLE {group}"
+    )))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let url = stack
+        .database_url
+        .replacen("//doclink@", &format!("//{role}@"), 1);
+    assert_ne!(url, stack.database_url, "the stack's URL names its user");
+    (role, url)
+}
+
+/// Migrated by `doclink migrate` (as the cluster's superuser, the schema's owner).
+async fn migrated(stack: &TestStack) {
+    let out = stack.doclink(&["migrate"], &[]).await;
+    assert!(out.status.success(), "migrate: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("doclink_owner owns the tables"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+async fn send_letters(stack: &TestStack, n: usize, extra: &[(&str, &str)]) {
+    let bodies: Vec<String> = (0..n)
+        .map(|i| stack.event(i, &format!("evidence/{i}.pdf")).to_string())
+        .chain(std::iter::once("{\"event_id\": 7}".to_string()))
+        .collect();
+    stack.enqueue(&bodies).await;
+    let out = stack.drain(extra).await;
+    // One invalid event: --drain exits 0 (a rejection is not a failed letter).
+    assert!(out.status.success(), "run --drain: {}", stderr(&out));
+    assert_eq!(stack.emails().await.len(), n, "every letter emailed once");
+}
+
+/// The error PostgreSQL gives `url` for `sql`, or None when it succeeded.
+async fn refused(url: &str, sql: &str) -> Option<String> {
+    let pool = PgPool::connect(url).await.unwrap();
+    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await;
+    pool.close().await;
+    result.err().map(|e| e.to_string())
+}
+
+async fn verify(stack: &TestStack, url: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["audit", "verify"];
+    all.extend_from_slice(args);
+    let out = stack.doclink(&all, &[("DATABASE_URL", url)]).await;
+    (
+        out.status.code().unwrap_or(-1),
+        stdout(&out) + &stderr(&out),
+    )
+}
+
+#[tokio::test]
+async fn the_daemon_runs_as_a_writer_that_cannot_rewrite_what_happened() {
+    let stack = TestStack::new("evidence-writer", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    let (_, writer) = login_role(&stack, "doclink_writer").await;
+    // The writer's daemon needs no permission to rewrite history: it runs, sends and
+    // rejects, without DOCLINK_ALLOW_OWNER_ROLE.
+    let as_writer = [
+        ("DATABASE_URL", writer.as_str()),
+        ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
+    ];
+    send_letters(&stack, 3, &as_writer).await;
+    let link: String =
+        sqlx::query_scalar("SELECT link_id::text FROM links ORDER BY link_id LIMIT 1")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let out = stack
+        .doclink(
+            &[
+                "links",
+                "revoke",
+                &link,
+                "--reason",
+                "wrong address",
+                "--by",
+                "alice",
+            ],
+            &as_writer,
+        )
+        .await;
+    assert!(out.status.success(), "revoke as writer: {}", stderr(&out));
+
+    // The review's statements, each refused.
+    for sql in [
+        "UPDATE links SET revoked_at = NULL, revocation_id = NULL",
+        "DELETE FROM revocations WHERE id = 1",
+        "DELETE FROM link_attempts",
+        "UPDATE links SET recipient_email = 'someone-else@example.org'",
+        "UPDATE links SET sent_at = sent_at - interval '3 days'",
+        "TRUNCATE links",
+        "ALTER TABLE links DISABLE TRIGGER ALL",
+        "UPDATE revocations SET reason = 'nothing happened'",
+        "UPDATE link_attempts SET outcome = 'failed' WHERE outcome = 'sent'",
+        "DELETE FROM audit_journal",
+        "INSERT INTO audit_journal (seq, xid, at, table_name, row_key, event, entry_sha256) VALUES (0, '1', now(), 'links', 'x', 'issued', '\\x00')",
+        "SELECT audit_journal_append('links', 'x', 'issued', NULL)",
+        "SELECT * FROM audit_purge_links(now(), ARRAY[]::uuid[])",
+        "DELETE FROM rejections",
+    ] {
+        let error = refused(&writer, sql).await;
+        assert!(error.is_some(), "the writer could run: {sql}");
+    }
+    let revoked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM links WHERE revoked_at IS NOT NULL AND revocation_id IS NOT NULL",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(revoked, 1, "the revocation stands");
+
+    // And the journal holds everything that did happen.
+    let seal = stack.doclink(&["audit", "seal"], &as_writer).await;
+    assert!(seal.status.success(), "{}", stderr(&seal));
+    let (code, text) = verify(&stack, &writer, &[]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("intact"), "{text}");
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT event FROM audit_journal ORDER BY 1")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    for expected in [
+        "issued",
+        "sent",
+        "attempt:sent",
+        "revoked",
+        "revocation",
+        "rejected",
+    ] {
+        assert!(
+            events.iter().any(|e| e == expected),
+            "{expected} not journalled: {events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn run_refuses_a_role_that_could_rewrite_history() {
+    let stack = TestStack::new("evidence-owner", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    let out = stack
+        .doclink(
+            &["run", "--drain"],
+            &[("DOCLINK_ALLOW_OWNER_ROLE", "false")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("is a superuser"), "{text}");
+    assert!(text.contains("DOCLINK_ALLOW_OWNER_ROLE=true"), "{text}");
+    assert!(text.contains("doclink_writer"), "{text}");
+    // An owner (not a superuser) is refused too.
+    let (_, owner) = login_role(&stack, "doclink_owner").await;
+    let out = stack
+        .doclink(
+            &["run", "--drain"],
+            &[
+                ("DATABASE_URL", owner.as_str()),
+                ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("owns links"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_superuser_who_disables_the_triggers_is_named_by_verify() {
+    let stack = TestStack::new("evidence-superuser", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    send_letters(&stack, 3, &[]).await;
+    let (_, auditor) = login_role(&stack, "doclink_auditor").await;
+    let seal = stack.doclink(&["audit", "seal"], &[]).await;
+    assert!(seal.status.success(), "{}", stderr(&seal));
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 0, "before: {text}");
+
+    let (victim, attempt_of): (String, String) = sqlx::query_as(
+        "SELECT (SELECT link_id::text FROM links ORDER BY link_id LIMIT 1),
+                (SELECT link_id::text FROM links ORDER BY link_id DESC LIMIT 1)",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE links DISABLE TRIGGER ALL;
+         ALTER TABLE link_attempts DISABLE TRIGGER ALL;
+         UPDATE links SET recipient_email = 'someone-else@example.org' WHERE link_id = '{victim}';
+         DELETE FROM link_attempts WHERE link_id = '{attempt_of}';
+         ALTER TABLE links ENABLE TRIGGER ALL;
+         ALTER TABLE link_attempts ENABLE TRIGGER ALL;"
+    )))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("links {victim} was changed outside the journal")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "link_attempts {attempt_of}/1 was removed outside retention"
+        )),
+        "{text}"
+    );
+
+    // Editing the journal entry to match is caught by the entry's own hash, and
+    // rehashing it too by its seal.
+    sqlx::raw_sql(
+        "ALTER TABLE audit_journal DISABLE TRIGGER ALL;
+         UPDATE audit_journal SET event = 'sent' WHERE seq = (SELECT min(seq) FROM audit_journal WHERE event = 'issued');
+         ALTER TABLE audit_journal ENABLE TRIGGER ALL;",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("was altered after it was written"), "{text}");
+}
+
+#[tokio::test]
+async fn a_rewritten_journal_with_a_recomputed_chain_is_caught_by_the_anchor() {
+    let stack = TestStack::new("evidence-anchor", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    send_letters(&stack, 2, &[]).await;
+    let seal = stack.doclink(&["audit", "seal"], &[]).await;
+    assert!(seal.status.success(), "{}", stderr(&seal));
+    // The head, as `audit seal` (and `run`'s log) prints it: kept outside.
+    let text = stdout(&seal);
+    let anchor = text
+        .split_whitespace()
+        .nth(1)
+        .expect("head SEAL:SHA256")
+        .to_string();
+    let (code, out) = verify(&stack, &stack.database_url, &["--anchor", &anchor]).await;
+    assert_eq!(code, 0, "{out}");
+
+    // A rewrite that leaves no inner trace: the row changed, its journal entry
+    // rewritten to match (row and entry hash recomputed), the seals remade.
+    sqlx::raw_sql(
+        "SET TimeZone = 'UTC'; SET bytea_output = 'hex';
+         ALTER TABLE links DISABLE TRIGGER ALL;
+         ALTER TABLE audit_journal DISABLE TRIGGER ALL;
+         ALTER TABLE audit_seals DISABLE TRIGGER ALL;
+         UPDATE links SET recipient_email = 'someone-else@example.org'
+           WHERE link_id = (SELECT link_id FROM links ORDER BY link_id LIMIT 1);
+         UPDATE audit_journal j SET row_sha256 = sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8'))
+           FROM links l
+           WHERE j.table_name = 'links' AND j.row_key = l.link_id::text
+             AND j.seq = (SELECT max(seq) FROM audit_journal k WHERE k.table_name = 'links' AND k.row_key = j.row_key);
+         UPDATE audit_journal SET entry_sha256 = sha256(convert_to(audit_entry_line(seq, xid, at, table_name, row_key, event, row_sha256), 'UTF8'));
+         DELETE FROM audit_seals;
+         ALTER TABLE links ENABLE TRIGGER ALL;
+         ALTER TABLE audit_journal ENABLE TRIGGER ALL;
+         ALTER TABLE audit_seals ENABLE TRIGGER ALL;
+         SELECT * FROM audit_seal();",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    // Consistent in itself ...
+    let (code, out) = verify(&stack, &stack.database_url, &[]).await;
+    assert_eq!(
+        code, 0,
+        "the rewrite is consistent without the anchor: {out}"
+    );
+    // ... but not with what was kept outside.
+    let (code, out) = verify(&stack, &stack.database_url, &["--anchor", &anchor]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the anchor says"), "{out}");
+}
+
+#[tokio::test]
+async fn the_auditor_reads_everything_and_retention_purges_through_its_function() {
+    let stack = TestStack::new("evidence-auditor", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    // Links that expire at once, so that retention may remove them.
+    send_letters(&stack, 2, &[("DOCLINK_LINK_TTL", "1s")]).await;
+    let (_, auditor) = login_role(&stack, "doclink_auditor").await;
+    let as_auditor = [("DATABASE_URL", auditor.as_str())];
+    let link: String = sqlx::query_scalar("SELECT link_id::text FROM links LIMIT 1")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    for args in [
+        vec!["links", "list"],
+        vec!["links", "show", link.as_str()],
+        vec!["links", "list", "--format", "csv"],
+        vec!["rejections", "list"],
+        vec!["revocations", "export"],
+        vec!["audit", "verify"],
+    ] {
+        let out = stack.doclink(&args, &as_auditor).await;
+        assert!(
+            out.status.success(),
+            "auditor: doclink {}: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+    }
+    // The auditor may not read a rejected body, nor purge.
+    assert!(
+        refused(&auditor, "SELECT body FROM rejections")
+            .await
+            .is_some()
+    );
+    let out = stack
+        .doclink(&["links", "purge", "--older-than", "0s"], &as_auditor)
+        .await;
+    assert!(!out.status.success(), "the auditor purged");
+
+    // Retention purges what has expired, through its function, journalled.
+    let (_, retention) = login_role(&stack, "doclink_retention").await;
+    stack
+        .wait_for_count("SELECT count(*) FROM links WHERE expires_at > now()", 0)
+        .await;
+    let out = stack
+        .doclink(
+            &["links", "purge", "--older-than", "0s"],
+            &[("DATABASE_URL", retention.as_str())],
+        )
+        .await;
+    assert!(out.status.success(), "purge as retention: {}", stderr(&out));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{}", stdout(&out));
+    let purged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_journal WHERE event = 'purged' AND table_name = 'links'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(purged, 2);
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 0, "after retention: {text}");
+}
