@@ -173,7 +173,68 @@ async fn database_checks(settings: &Settings, checks: &mut Vec<Check>) -> Option
             "check the database",
         )),
     }
-    migrated.then(|| AuditLog::new(pool, 1))
+    let audit = migrated.then(|| AuditLog::new(pool, 1))?;
+    role_checks(settings, &audit, checks).await;
+    Some(audit)
+}
+
+/// What the database role may do: `run` refuses one that could rewrite history, and
+/// one that lacks the writer's privileges fails its letters' statements.
+async fn role_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Check>) {
+    let privileges = match audit.role_privileges().await {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(Check::problem(
+                "database role",
+                format!("cannot read its privileges: {}", ErrorChain(&e)),
+                "check the database",
+            ));
+            return;
+        }
+    };
+    let member_of = if privileges.member_of.is_empty() {
+        "a member of no doclink role".to_string()
+    } else {
+        format!("a member of {}", privileges.member_of.join(", "))
+    };
+    checks.push(match (privileges.danger(), settings.allow_owner_role) {
+        (Some(danger), false) => Check::problem(
+            "database role",
+            danger,
+            format!(
+                "`run` refuses it (exit 2): connect as a login role that is a member of {} only (README, \"Database roles\")",
+                privileges.writer_role()
+            ),
+        ),
+        (Some(danger), true) => Check::ok(
+            "database role",
+            format!("{danger}; allowed by DOCLINK_ALLOW_OWNER_ROLE=true, for a local demo or tests only"),
+        ),
+        (None, _) if !privileges.lacks.is_empty() => Check::problem(
+            "database role",
+            format!("{} ({member_of}) lacks {}", privileges.role, privileges.lacks.join(", ")),
+            format!("GRANT {} TO {}", privileges.writer_role(), privileges.role),
+        ),
+        (None, _) => Check::ok(
+            "database role",
+            format!(
+                "{} ({member_of}): may add rows and move letters forward, may not delete or rewrite them",
+                privileges.role
+            ),
+        ),
+    });
+    match audit.journal_head().await {
+        Ok(Some(seal)) => checks.push(Check::ok(
+            "audit journal",
+            format!("head {} sealed {}", seal.head(), seal.sealed_at.to_rfc3339()),
+        )),
+        Ok(None) => checks.push(Check::ok("audit journal", "nothing sealed yet")),
+        Err(e) => checks.push(Check::problem(
+            "audit journal",
+            format!("cannot read its head: {}", ErrorChain(&e)),
+            "check the database",
+        )),
+    }
 }
 
 /// KMS decrypts, and the key is one CloudFront accepts.

@@ -1236,7 +1236,7 @@ async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
     );
 }
 
-/// The README's read-only role, created from the README's own SQL: `links list` and
+/// The README's auditor login role, created from the README's own SQL: `links list` and
 /// `links show` work as that role (the audit commands check the schema instead of
 /// migrating it), and a command that writes is refused by PostgreSQL.
 #[tokio::test]
@@ -1244,14 +1244,14 @@ async fn the_readme_auditor_role_can_read_and_cannot_write() {
     let (stack, _ses) = with_sent_links("auditor", 2).await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme.find("### A read-only role for auditors").unwrap()..];
+    let section = &readme[readme.find("### Database roles").unwrap()..];
     let sql = &section[section.find("```sql").unwrap() + 6..];
     let sql = &sql[..sql.find("```").unwrap()];
     // Roles are cluster-wide: give this one the test's own name.
     let database = stack.database_url.rsplit('/').next().unwrap().to_string();
     let role = format!("auditor_{}", database.trim_start_matches("doclink_"));
     let sql = sql
-        .replace("doclink_auditor", &role)
+        .replace("jane_audits", &role)
         .replace("DATABASE doclink ", &format!("DATABASE {database} "));
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
