@@ -103,6 +103,7 @@ files[revocation]="src/audit/claims.rs src/audit/revocations.rs src/commands/ver
 regex[revocation]='(replace|in) (AuditLog::(retake|mark_sending|is_revoked)|revoked_in_audit_log)( |$)|match guard revoked_in_audit_log'
 tests[revocation]="
     doclink::claims/a_held_claim_is_busy_and_a_revoked_unfinished_link_is_finished
+    doclink::claims/marking_sending_tells_a_claim_lost_to_another_worker_from_a_revoked_link
     doclink::review/a_link_revoked_between_the_retake_and_the_send_is_not_sent
     doclink::resilience/a_worker_whose_lease_lapsed_changes_nothing_and_keeps_its_message
     doclink::audit/a_revoked_link_is_refused_at_the_edge_and_by_verify
