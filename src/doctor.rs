@@ -226,7 +226,11 @@ async fn role_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Che
     match audit.journal_head().await {
         Ok(Some(seal)) => checks.push(Check::ok(
             "audit journal",
-            format!("head {} sealed {}", seal.head(), seal.sealed_at.to_rfc3339()),
+            format!(
+                "head {} sealed {}",
+                seal.head(),
+                seal.sealed_at.to_rfc3339()
+            ),
         )),
         Ok(None) => checks.push(Check::ok("audit journal", "nothing sealed yet")),
         Err(e) => checks.push(Check::problem(

@@ -130,7 +130,9 @@ async fn flags(stack: &TestStack, link_id: Uuid) -> (bool, bool) {
 #[tokio::test]
 async fn marking_sending_tells_a_claim_lost_to_another_worker_from_a_revoked_link() {
     let stack = TestStack::new("claims-lost", KeyKind::EcdsaP256).await;
-    doclink::audit::migrate(&stack.pool).await.unwrap();
+    doclink::audit::migrate(&stack.pool, doclink::audit::DEFAULT_ROLE_PREFIX)
+        .await
+        .unwrap();
     let audit = AuditLog::new(stack.pool.clone(), 2);
     let signature = [7u8; 32];
     let signed = SendingRecord {
