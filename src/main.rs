@@ -109,6 +109,7 @@ choose links the same way in list, revoke, purge and `revocations export`.
 Examples:
   doclink links list --recipient jane@example.org --since 30d
   doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+  doclink links show c0a8-2026-000123
   doclink links revoke --document 'letters/2026/*' --reason \"withdrawn\" --by alice
   doclink links purge --older-than 400d --dry-run")]
     Links {

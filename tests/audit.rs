@@ -1379,3 +1379,60 @@ async fn a_committed_revocation_cannot_be_rewritten() {
     assert_eq!(row.get::<String, _>("revoked_by"), "alice");
     assert_eq!(row.get::<i32, _>("links_revoked"), 1);
 }
+
+/// `links show` takes an event id where a link id is not given (a link id is a
+/// UUID), and an unknown one says so: exit 1, nothing on stdout.
+#[tokio::test]
+async fn links_show_finds_a_link_by_its_event_id() {
+    let stack = seeded("showevent", 5).await;
+    let link: String =
+        sqlx::query_scalar("SELECT link_id::text FROM links WHERE event_id = 'seed-3'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let by_id = stack.doclink(&["links", "show", &link], &[]).await;
+    assert!(by_id.status.success(), "{}", stderr(&by_id));
+    let by_event = stack.doclink(&["links", "show", "seed-3"], &[]).await;
+    assert!(by_event.status.success(), "{}", stderr(&by_event));
+    assert_eq!(stdout(&by_event), stdout(&by_id));
+    assert!(
+        stdout(&by_event).starts_with(&format!("link        {link}\nevent       seed-3\n")),
+        "{}",
+        stdout(&by_event)
+    );
+    let json = stack
+        .doclink(&["links", "show", "seed-3", "--format", "json"], &[])
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(shown["link"]["link_id"], link.as_str());
+
+    // A producer's event id may be a UUID too: one that is no link's id is looked up
+    // as an event id.
+    let event_uuid = "6f1c1c1e-8a4b-4c55-9d6e-0123456789ab";
+    sqlx::query("UPDATE links SET event_id = $1 WHERE event_id = 'seed-4'")
+        .bind(event_uuid)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let out = stack.doclink(&["links", "show", event_uuid], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("event       {event_uuid}\n")),
+        "{}",
+        stdout(&out)
+    );
+
+    for unknown in ["seed-99", "0192f3a4-5b6c-7d8e-9f01-23456789abcd"] {
+        let out = stack.doclink(&["links", "show", unknown], &[]).await;
+        assert_eq!(
+            (out.status.code(), stdout(&out), stderr(&out)),
+            (
+                Some(1),
+                String::new(),
+                format!(
+                    "doclink: no link in the audit log has the link id or the event id {unknown:?}\n"
+                )
+            )
+        );
+    }
+}

@@ -451,6 +451,18 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    /// The link issued for an event id, if any (an event has at most one link).
+    pub async fn link_of_event(&self, event_id: &str) -> Result<Option<Uuid>, AuditError> {
+        Ok(
+            sqlx::query_scalar("SELECT link_id FROM links WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

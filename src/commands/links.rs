@@ -23,13 +23,15 @@ Examples:
   doclink links list --key-pair-id K2JCJMDEHXQW5F --status sent --unexpired --format csv")]
     List(ListArgs),
     /// Print one link's whole history: claimed, each attempt, sent, delivery, each
-    /// retry by hand, revocation.
+    /// retry by hand, revocation. The link is named by its id or by its event's id.
     #[command(after_help = "\
-Example:
-  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd")]
+Examples:
+  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+  doclink links show c0a8-2026-000123 --format json")]
     Show {
-        /// The link id (the `lid` in the URL).
-        link_id: Uuid,
+        /// The link id (the `lid` in the URL), or the producer's event id.
+        #[arg(value_name = "LINK_ID|EVENT_ID")]
+        link: String,
         /// Output: a table to read, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: ShowFormat,
@@ -150,10 +152,10 @@ pub fn run(command: LinksCommand) -> Result<(), Failure> {
     match command {
         LinksCommand::List(args) => list(args),
         LinksCommand::Show {
-            link_id,
+            link,
             format,
             config,
-        } => show(link_id, format, config),
+        } => show(&link, format, config),
         LinksCommand::Revoke(args) => revoke(args),
         LinksCommand::Purge {
             older_than,
@@ -293,15 +295,30 @@ impl ListWriter {
     }
 }
 
-fn show(link_id: Uuid, format: ShowFormat, config: Option<PathBuf>) -> Result<(), Failure> {
+fn show(link: &str, format: ShowFormat, config: Option<PathBuf>) -> Result<(), Failure> {
     let settings = SomeSettings::load(config.as_deref())?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
-    let Some(history) = runtime
-        .block_on(audit.link_history(link_id))
-        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link")))?
-    else {
-        eprintln!("doclink: no link {link_id} in the audit log");
+    let reading = |e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link"));
+    // A link id is a UUID; anything else is an event id. A producer may use UUIDs for
+    // its event ids too, so a UUID that is no link's id is looked up as an event id.
+    let mut history = None;
+    if let Ok(link_id) = Uuid::parse_str(link) {
+        history = runtime
+            .block_on(audit.link_history(link_id))
+            .map_err(reading)?;
+    }
+    if history.is_none()
+        && let Some(link_id) = runtime
+            .block_on(audit.link_of_event(link))
+            .map_err(reading)?
+    {
+        history = runtime
+            .block_on(audit.link_history(link_id))
+            .map_err(reading)?;
+    }
+    let Some(history) = history else {
+        eprintln!("doclink: no link in the audit log has the link id or the event id {link:?}");
         return Err(Failure::Work);
     };
     let mut out = Stdout::new();
