@@ -839,6 +839,11 @@ impl SomeSettings {
     pub fn revocation_kvs_arn(&self) -> Result<Option<KvsArn>, ConfigError> {
         self.0.parse_optional("revocation_kvs_arn", KvsArn::parse)
     }
+
+    /// DOCLINK_TIMEZONE, in which times are shown to people.
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.0.parse("timezone", Branding::parse_timezone)
+    }
 }
 
 /// The settings `doclink migrate` needs: only the database.

@@ -60,7 +60,8 @@ Examples:
     /// Check a signed URL: signature, policy, time window and key-pair id.
     #[command(after_help = "\
 Prints `valid` and exits 0, or prints the reason (expired, not yet valid, bad signature,
-tampered, wrong key-pair id, malformed) and exits 1.
+tampered, wrong key-pair id, malformed, revoked) and exits 1. An expiry or a start is
+shown as a date in DOCLINK_TIMEZONE (default UTC).
 
 Example:
   doclink verify --public-key key.pub.pem --key-pair-id K2JCJMDEHXQW5F 'https://documents.example.org/a.pdf?Expires=...'")]

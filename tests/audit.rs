@@ -1436,3 +1436,168 @@ async fn links_show_finds_a_link_by_its_event_id() {
         );
     }
 }
+
+/// Adds a rejection row as the daemon would have written it; returns its id.
+async fn add_rejection(
+    stack: &TestStack,
+    kind: &str,
+    queue_url: &str,
+    field: &str,
+    reason: &str,
+    body: &str,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO rejections (kind, queue_url, message_id, event_id, receive_count, field, reason, body)
+         VALUES ($1, $2, gen_random_uuid()::text, 'fix-1', 1, $3, $4, $5) RETURNING id",
+    )
+    .bind(kind)
+    .bind(queue_url)
+    .bind(field)
+    .bind(reason)
+    .bind(body)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap()
+}
+
+/// Tables fit the width they are shown in (COLUMNS, else the terminal's, else
+/// none): long values are cut with `…`, and JSON and CSV keep them whole, with
+/// timestamps to the same microsecond; `--since` takes a timestamp as psql prints it.
+#[tokio::test]
+async fn tables_fit_the_width_and_json_and_csv_keep_everything() {
+    let stack = seeded("widths", 3).await;
+    let long_key = format!(
+        "archive/{}/the-final-decision.pdf",
+        "very-long-folder-name/".repeat(6)
+    );
+    sqlx::query("UPDATE links SET document_key = $1 WHERE event_id = 'seed-1'")
+        .bind(&long_key)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "recipient.name",
+        &format!("holds a control character (U+000D): {}", "x".repeat(120)),
+        "{}",
+    )
+    .await;
+    let widest = |text: &str| {
+        text.lines()
+            .map(|l| l.trim_end_matches('\r').chars().count())
+            .max()
+            .unwrap()
+    };
+    let seed_1 = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.contains("Person1@"))
+            .unwrap()
+            .to_string()
+    };
+
+    // Piped, with no width given: every value whole.
+    let out = stack.doclink(&["links", "list"], &[]).await;
+    assert!(
+        seed_1(&stdout(&out)).ends_with(&long_key),
+        "{}",
+        stdout(&out)
+    );
+
+    // COLUMNS=120: the document is cut, every line fits.
+    for (args, width) in [
+        (&["links", "list"][..], 180),
+        (&["links", "list"][..], 120),
+        (&["rejections", "list"][..], 80),
+    ] {
+        let columns = width.to_string();
+        let out = stack.doclink(args, &[("COLUMNS", &columns)]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let table = stdout(&out);
+        assert!(widest(&table) <= width, "{args:?} in {width}:\n{table}");
+        assert!(table.contains('…'), "{args:?} in {width}:\n{table}");
+        assert!(!table.contains(&long_key), "{table}");
+    }
+    let out = stack
+        .doclink(&["links", "list"], &[("COLUMNS", "180")])
+        .await;
+    let row = seed_1(&stdout(&out));
+    assert_eq!(row.chars().count(), 180, "{row}");
+    assert!(row.ends_with('…'), "{row}");
+    assert!(row.contains("Person1@Example.org"), "{row}");
+
+    // On a terminal 100 columns wide, with no COLUMNS: the terminal's width.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut script = std::process::Command::new("script");
+    script
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!(
+                "stty cols 100 rows 40; exec {} links list",
+                quote(env!("CARGO_BIN_EXE_doclink"))
+            ),
+            "/dev/null",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(stack.env())
+        .stdin(std::process::Stdio::null());
+    let out = script.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("LINK_ID"), "{table}");
+    assert_eq!(widest(&table), 100, "{table}");
+
+    // JSON and CSV hold the whole values, and the same timestamps.
+    let out = stack
+        .doclink(&["links", "list", "--format", "json"], &[("COLUMNS", "40")])
+        .await;
+    let json: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json[0]["document_key"], long_key.as_str());
+    let out = stack
+        .doclink(&["links", "list", "--format", "csv"], &[("COLUMNS", "40")])
+        .await;
+    let csv = stdout(&out);
+    let row: Vec<&str> = lines(&csv)[1].split(',').collect();
+    assert_eq!(row[3], long_key);
+    for (column, key) in [(5, "created_at"), (6, "sent_at"), (7, "expires_at")] {
+        let shown = json[0][key].as_str().unwrap();
+        assert_eq!(row[column], shown, "{key}");
+        // RFC 3339, UTC, microseconds: PostgreSQL's own precision.
+        assert_eq!(shown.len(), "2026-12-06T00:07:00.123456Z".len(), "{shown}");
+        assert!(
+            shown.ends_with('Z') && shown.as_bytes()[19] == b'.',
+            "{shown}"
+        );
+    }
+    let exact: String =
+        sqlx::query_scalar("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM links WHERE event_id = 'seed-1'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(json[0]["created_at"], exact.as_str());
+
+    // --since as psql prints created_at: the link itself and those after it.
+    let psql: String =
+        sqlx::query_scalar("SELECT created_at::text FROM links WHERE event_id = 'seed-2'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let out = stack
+        .doclink(
+            &["links", "list", "--since", &psql, "--format", "json"],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{psql}: {}", stderr(&out));
+    let since: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        since.iter().map(|l| &l["event_id"]).collect::<Vec<_>>(),
+        ["seed-2", "seed-3"],
+        "{psql}"
+    );
+}

@@ -22,7 +22,7 @@ pub use claims::{
 pub use delivery::Recorded;
 pub use queries::{
     AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
-    RetryRow, RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
+    RetryRow, RevocationRow, StatusFilter, exact_time, prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

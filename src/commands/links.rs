@@ -1,8 +1,9 @@
 //! `doclink links`: list, show, revoke and purge issued links.
 
+use super::table::{Column, Table};
 use super::{
-    SelectorArgs, Stdout, command_runtime, csv_field, no_link_matches, open_audit, parse_time,
-    time, who,
+    SelectorArgs, Stdout, command_runtime, csv_line, exact_time, no_link_matches, open_audit,
+    parse_time, time, who,
 };
 use crate::Failure;
 use doclink::audit::{AuditLog, LinkFilter, LinkHistory, LinkRow, LinkSelector, StatusFilter};
@@ -211,23 +212,38 @@ fn list(args: ListArgs) -> Result<(), Failure> {
     Ok(out.flush()?)
 }
 
+/// The table of `links list`: ids and times whole, the addresses and keys give way
+/// when the width is short (see `table.rs`).
+const LIST_COLUMNS: [Column; 8] = [
+    Column::fixed("LINK_ID", 36),
+    Column::fixed("STATUS", 10),
+    Column::shrinks("DELIVERY", 16, 9),
+    Column::fixed("SENT_AT", 20),
+    Column::fixed("EXPIRES_AT", 20),
+    Column::fixed("REVOKED_AT", 20),
+    Column::shrinks("RECIPIENT", 32, 12),
+    Column::shrinks("DOCUMENT", 24, 12),
+];
+
 /// Writes rows as they come, in the chosen format.
 struct ListWriter {
     format: ListFormat,
+    table: Table,
     rows: u64,
 }
 
 impl ListWriter {
     fn new(format: ListFormat) -> Self {
-        Self { format, rows: 0 }
+        Self {
+            format,
+            table: Table::new(&LIST_COLUMNS, super::table::output_width()),
+            rows: 0,
+        }
     }
 
     fn start(&mut self, out: &mut Stdout) -> Result<(), super::ReaderGone> {
         match self.format {
-            ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  DOCUMENT",
-                "LINK_ID", "STATUS", "DELIVERY", "SENT_AT", "EXPIRES_AT", "REVOKED_AT", "RECIPIENT"
-            )),
+            ListFormat::Table => out.line(&self.table.heading()),
             ListFormat::Json => out.line("["),
             ListFormat::Csv => out.line(
                 "link_id,event_id,recipient_email,document_key,status,created_at,sent_at,expires_at,revoked_at,delivery,possible_duplicate,key_pair_id,template,ses_message_id,sending_status",
@@ -238,17 +254,16 @@ impl ListWriter {
     fn row(&mut self, out: &mut Stdout, row: &LinkRow) -> Result<(), super::ReaderGone> {
         self.rows += 1;
         match self.format {
-            ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  {}",
-                row.link_id,
-                row.status,
+            ListFormat::Table => out.line(&self.table.row(&[
+                &row.link_id.to_string(),
+                &row.status,
                 row.delivery.as_deref().unwrap_or(""),
-                time(row.sent_at),
-                time(row.expires_at),
-                time(row.revoked_at),
-                row.recipient_email,
-                row.document_key
-            )),
+                &time(row.sent_at),
+                &time(row.expires_at),
+                &time(row.revoked_at),
+                &row.recipient_email,
+                &row.document_key,
+            ])),
             ListFormat::Json => {
                 let json = serde_json::to_string(row).expect("a link serializes");
                 if self.rows > 1 {
@@ -257,29 +272,24 @@ impl ListWriter {
                     out.line(&json)
                 }
             }
-            ListFormat::Csv => out.line(
-                &[
-                    row.link_id.to_string(),
-                    row.event_id.clone(),
-                    row.recipient_email.clone(),
-                    row.document_key.clone(),
-                    row.status.clone(),
-                    time(Some(row.created_at)),
-                    time(row.sent_at),
-                    time(row.expires_at),
-                    time(row.revoked_at),
-                    row.delivery.clone().unwrap_or_default(),
-                    row.possible_duplicate.to_string(),
-                    row.key_pair_id.clone(),
-                    row.template.clone(),
-                    row.ses_message_id.clone().unwrap_or_default(),
-                    row.sending_status.clone(),
-                ]
-                .iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-            ),
+            // Times as JSON has them, to the microsecond.
+            ListFormat::Csv => out.line(&csv_line(&[
+                &row.link_id.to_string(),
+                &row.event_id,
+                &row.recipient_email,
+                &row.document_key,
+                &row.status,
+                &exact_time(Some(row.created_at)),
+                &exact_time(row.sent_at),
+                &exact_time(row.expires_at),
+                &exact_time(row.revoked_at),
+                row.delivery.as_deref().unwrap_or_default(),
+                &row.possible_duplicate.to_string(),
+                &row.key_pair_id,
+                &row.template,
+                row.ses_message_id.as_deref().unwrap_or_default(),
+                &row.sending_status,
+            ])),
         }
     }
 

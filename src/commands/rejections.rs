@@ -1,6 +1,7 @@
 //! `doclink rejections`: the messages set aside (invalid, poison, refused by SES),
 //! and putting one back on its queue once the cause is fixed.
 
+use super::table::{Column, Table};
 use super::{Stdout, command_runtime, open_audit, parse_time, time, who};
 use crate::Failure;
 use doclink::audit::RejectionKind;
@@ -71,6 +72,16 @@ pub fn run(command: RejectionsCommand) -> Result<(), Failure> {
     }
 }
 
+const LIST_COLUMNS: [Column; 7] = [
+    Column::fixed("ID", 6).right(),
+    Column::fixed("RECEIVED_AT", 20),
+    Column::fixed("KIND", 8),
+    Column::shrinks("EVENT_ID", 24, 10),
+    Column::shrinks("FIELD", 20, 8),
+    Column::fixed("RETRIED_AT", 20),
+    Column::shrinks("REASON", 24, 12),
+];
+
 fn list(
     since: Option<chrono::DateTime<chrono::Utc>>,
     kind: Option<RejectionKind>,
@@ -82,11 +93,9 @@ fn list(
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
     let mut out = Stdout::new();
+    let table = Table::new(&LIST_COLUMNS, super::table::output_width());
     match format {
-        Format::Table => out.line(&format!(
-            "{:>6}  {:<20}  {:<8}  {:<24}  {:<20}  {:<20}  REASON",
-            "ID", "RECEIVED_AT", "KIND", "EVENT_ID", "FIELD", "RETRIED_AT"
-        ))?,
+        Format::Table => out.line(&table.heading())?,
         Format::Json => out.line("[")?,
     }
     let (mut after, mut left, mut shown) = (0i64, limit.unwrap_or(u64::MAX), 0u64);
@@ -100,16 +109,15 @@ fn list(
         for r in &rows {
             shown += 1;
             match format {
-                Format::Table => out.line(&format!(
-                    "{:>6}  {:<20}  {:<8}  {:<24}  {:<20}  {:<20}  {}",
-                    r.id,
-                    time(Some(r.received_at)),
-                    r.kind,
+                Format::Table => out.line(&table.row(&[
+                    &r.id.to_string(),
+                    &time(Some(r.received_at)),
+                    &r.kind,
                     r.event_id.as_deref().unwrap_or("-"),
-                    r.field,
-                    time(r.retried_at),
-                    r.reason.replace('\n', " ")
-                ))?,
+                    &r.field,
+                    &time(r.retried_at),
+                    &r.reason,
+                ]))?,
                 Format::Json => {
                     let json = serde_json::to_string(r).expect("a rejection serializes");
                     out.line(&if shown > 1 { format!(",{json}") } else { json })?
