@@ -117,10 +117,11 @@ Examples:
         #[command(subcommand)]
         command: commands::links::LinksCommand,
     },
-    /// List rejected messages, and put one back on its queue.
+    /// List rejected messages, show one with its raw body, and put one back on its queue.
     #[command(after_help = "\
 Examples:
   doclink rejections list --kind refused --since 7d
+  doclink rejections show 42
   doclink rejections retry 42 --by alice")]
     Rejections {
         #[command(subcommand)]

@@ -766,7 +766,22 @@ async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed
     let kinds: BTreeSet<&str> = listed.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["invalid", "refused"]));
     let refused_row = listed.iter().find(|r| r["kind"] == "refused").unwrap();
-    assert_eq!(refused_row["body"], refused.to_string());
+    // The list never reads the bodies; `rejections show` prints one.
+    assert!(listed.iter().all(|r| r.get("body").is_none()), "{listed:?}");
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "show",
+                &refused_row["id"].to_string(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["body"], refused.to_string());
     let out = stack
         .doclink(&["rejections", "list", "--kind", "invalid"], &[])
         .await;
@@ -1276,6 +1291,38 @@ async fn the_readme_auditor_role_can_read_and_cannot_write() {
     assert!(show.status.success(), "{}", stderr(&show));
     assert!(stdout(&show).contains(link), "{}", stdout(&show));
 
+    // `rejections list` works for the role in every format: it never
+    // selects the raw body, which the role may not read. Only `rejections show`
+    // reads it, and is refused.
+    let rejection: i64 = sqlx::query_scalar(
+        "INSERT INTO rejections (kind, queue_url, message_id, receive_count, field, reason, body)
+         VALUES ('invalid', 'http://q', 'm-1', 1, 'recipient.email', 'is missing', '{\"secret\": 1}')
+         RETURNING id",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    for args in [
+        &["rejections", "list"][..],
+        &["rejections", "list", "--format", "json"],
+        &["rejections", "list", "--format", "csv"],
+    ] {
+        let out = stack.doclink(args, &env).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("is missing"), "{args:?}: {text}");
+        assert!(!text.contains("secret"), "{args:?}: {text}");
+    }
+    let show = stack
+        .doclink(&["rejections", "show", &rejection.to_string()], &env)
+        .await;
+    assert_eq!(show.status.code(), Some(3), "{}", stderr(&show));
+    assert!(
+        stderr(&show).contains("permission denied"),
+        "{}",
+        stderr(&show)
+    );
+
     let revoke = stack
         .doclink(&["links", "revoke", link, "--reason", "test"], &env)
         .await;
@@ -1458,6 +1505,262 @@ async fn add_rejection(
     .fetch_one(&stack.pool)
     .await
     .unwrap()
+}
+
+/// The bodies waiting on `queue_url` (received, so gone for anyone else).
+async fn queued_bodies(stack: &TestStack, queue_url: &str) -> Vec<String> {
+    let out = stack
+        .sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.body.unwrap_or_default())
+        .collect()
+}
+
+/// `rejections show` prints a rejection's reason and raw body; `rejections retry`
+/// puts back an invalid event only corrected (`--body`), and only once the
+/// corrected body passes the parser that rejected it; `rejections list` has CSV.
+#[tokio::test]
+async fn an_invalid_event_is_shown_whole_and_retried_only_corrected() {
+    let stack = seeded("rejfix", 1).await;
+    let events_queue = stack.create_queue("events").await;
+    let broken =
+        r#"{"event_id": "fix-1", "document_key": "docs/a.pdf", "template": "decision_letter"}"#;
+    let id = add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "recipient",
+        "is required",
+        broken,
+    )
+    .await;
+    let hostile = add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "body",
+        "is not valid JSON",
+        "not json \u{1b}[31m red\r\nsecond line",
+    )
+    .await;
+
+    // show: the reason and the body, control characters escaped; JSON exact.
+    let out = stack
+        .doclink(&["rejections", "show", &id.to_string()], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.starts_with(&format!("rejection   {id}\n")), "{shown}");
+    assert!(shown.contains("\nkind        invalid\n"), "{shown}");
+    assert!(shown.contains("\nfield       recipient\n"), "{shown}");
+    assert!(shown.contains("\nreason      is required\n"), "{shown}");
+    assert!(
+        shown.ends_with(&format!("\nbody ({} bytes)\n{broken}\n", broken.len())),
+        "{shown}"
+    );
+    let out = stack
+        .doclink(&["rejections", "show", &hostile.to_string()], &[])
+        .await;
+    assert!(
+        stdout(&out).ends_with("\nnot json \\u{1b}[31m red\\u{d}\nsecond line\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "show",
+                &hostile.to_string(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["body"], "not json \u{1b}[31m red\r\nsecond line");
+    assert_eq!(json["reason"], "is not valid JSON");
+    let out = stack.doclink(&["rejections", "show", "999999"], &[]).await;
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (Some(1), "doclink: no rejection 999999\n".into())
+    );
+
+    // Unchanged, it would only be rejected again: refused, nothing queued.
+    let retry = |extra: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let mut args = vec![
+                "rejections".to_string(),
+                "retry".into(),
+                id.to_string(),
+                "--by".into(),
+                "carol".into(),
+            ];
+            args.extend(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stack.doclink(&args, &[]).await
+        }
+    };
+    let out = retry(vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "doclink: rejection {id} is an invalid event (recipient: is required); put back unchanged it \
+             would only be rejected again, so nothing was queued. Correct its body (`doclink rejections \
+             show {id}`) and give it with --body FILE\n"
+        )
+    );
+    // A "correction" that is still invalid is checked by the daemon's parser first.
+    let still_broken = stack.dir.path().join("still-broken.json");
+    std::fs::write(&still_broken, broken).unwrap();
+    let out = retry(vec!["--body".into(), still_broken.display().to_string()]).await;
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (
+            Some(1),
+            format!(
+                "doclink: --body {}: rejected: recipient: is required; nothing was queued\n",
+                still_broken.display()
+            )
+        )
+    );
+    assert!(queued_bodies(&stack, &stack.queue_url).await.is_empty());
+    let retried: i32 = sqlx::query_scalar("SELECT retry_count FROM rejections WHERE id = $1")
+        .bind(id)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(retried, 0);
+
+    // Corrected, it is queued and the retry recorded as for any other.
+    let mut fixed = stack.event(1, "docs/a.pdf");
+    fixed["event_id"] = "fix-1".into();
+    let fixed = fixed.to_string();
+    let fixed_file = stack.dir.path().join("fixed.json");
+    std::fs::write(&fixed_file, &fixed).unwrap();
+    let out = retry(vec!["--body".into(), fixed_file.display().to_string()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "rejection {id} is back on {} with the corrected body\n",
+            stack.queue_url
+        )
+    );
+    assert_eq!(queued_bodies(&stack, &stack.queue_url).await, [fixed]);
+    let row = sqlx::query(
+        "SELECT r.retry_count, r.retried_by, t.retried_by AS by_retry, t.reopened
+         FROM rejections r JOIN rejection_retries t ON t.rejection_id = r.id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<i32, _>("retry_count"), 1);
+    assert_eq!(row.get::<String, _>("retried_by"), "carol");
+    assert_eq!(row.get::<String, _>("by_retry"), "carol");
+    assert!(!row.get::<bool, _>("reopened"));
+
+    // A rejection from the events queue is checked by the SES notification parser:
+    // a document event is no correction of it.
+    let ses_id = add_rejection(
+        &stack,
+        "invalid",
+        &events_queue,
+        "body",
+        "is not valid JSON",
+        "{",
+    )
+    .await;
+    let env = [("DOCLINK_EVENTS_QUEUE_URL", events_queue.as_str())];
+    let ses_retry = |file: String| {
+        let stack = &stack;
+        async move {
+            stack
+                .doclink(
+                    &["rejections", "retry", &ses_id.to_string(), "--body", &file],
+                    &env,
+                )
+                .await
+        }
+    };
+    let out = ses_retry(fixed_file.display().to_string()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rejected: ") && stderr(&out).ends_with("; nothing was queued\n"),
+        "{}",
+        stderr(&out)
+    );
+    let notification = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ses-notifications/delivery.json"
+    );
+    let out = ses_retry(notification.to_string()).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        queued_bodies(&stack, &events_queue).await,
+        [std::fs::read_to_string(notification).unwrap()]
+    );
+
+    // --body is only for an invalid event: a refused letter goes back as it was.
+    let refused = add_rejection(&stack, "refused", &stack.queue_url, "ses", "refused", "{}").await;
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "retry",
+                &refused.to_string(),
+                "--body",
+                fixed_file.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is refused, not invalid"),
+        "{}",
+        stderr(&out)
+    );
+
+    // CSV: a heading, the same columns as JSON (no body), times as JSON has them.
+    let out = stack
+        .doclink(&["rejections", "list", "--format", "json"], &[])
+        .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = stack
+        .doclink(&["rejections", "list", "--format", "csv"], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = stdout(&out);
+    assert_eq!(
+        lines(&csv)[0],
+        "id,received_at,kind,queue_url,message_id,event_id,link_id,receive_count,field,reason,retried_at,retried_by,retry_count"
+    );
+    assert_eq!(lines(&csv).len(), listed.len() + 1);
+    let first = &listed[0];
+    assert_eq!(
+        lines(&csv)[1],
+        format!(
+            "{id},{},invalid,{},{},fix-1,,1,recipient,is required,{},carol,1",
+            first["received_at"].as_str().unwrap(),
+            stack.queue_url,
+            first["message_id"].as_str().unwrap(),
+            first["retried_at"].as_str().unwrap(),
+        )
+    );
 }
 
 /// Tables fit the width they are shown in (COLUMNS, else the terminal's, else

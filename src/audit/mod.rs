@@ -24,7 +24,7 @@ pub use queries::{
     AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
     RetryRow, RevocationRow, StatusFilter, exact_time, prefix_upper_bound, shown_status,
 };
-pub use rejections::{Rejection, RejectionKind, RejectionRow};
+pub use rejections::{Rejection, RejectionDetail, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;
 pub use revocations::{ActiveRevocation, RevocationReport};
 pub use selector::{DocumentMatch, LinkSelector};
