@@ -134,9 +134,11 @@ Exits 0 when every check passes, and 1 otherwise.
 Example:
   doclink doctor --config /etc/doclink.toml")]
     Doctor(commands::doctor::DoctorArgs),
-    /// Keep the edge's revocation store in line, or export the active revocations.
+    /// List who revoked what, keep the edge's revocation store in line, or export the
+    /// active revocations.
     #[command(after_help = "\
 Examples:
+  doclink revocations list --since 30d --by alice
   doclink revocations sync
   doclink revocations export --format kvs-json --out revoked.json")]
     Revocations {

@@ -701,6 +701,7 @@ fn every_help_ends_with_an_example() {
         "rejections retry",
         "revocations",
         "revocations export",
+        "revocations list",
         "rejections show",
         "keys",
         "keys encrypt",

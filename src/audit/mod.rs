@@ -22,7 +22,8 @@ pub use claims::{
 pub use delivery::Recorded;
 pub use queries::{
     AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
-    RetryRow, RevocationRow, StatusFilter, exact_time, prefix_upper_bound, shown_status,
+    RetryRow, RevocationEntry, RevocationFilter, RevocationRow, StatusFilter, exact_time,
+    prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionDetail, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

@@ -486,6 +486,34 @@ impl AuditLog {
     }
 }
 
+/// A revocation as `doclink revocations list` shows it: who revoked what, when,
+/// why, and how many links it revoked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RevocationEntry {
+    pub id: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub revoked_at: DateTime<Utc>,
+    pub revoked_by: String,
+    /// The host it was revoked on (unknown for revocations made before it was kept).
+    pub revoked_on: Option<String>,
+    pub reason: String,
+    /// What was asked, as the selection reads: `recipient jane@example.org`.
+    pub selector: String,
+    /// The links this revocation revoked (not those revoked before it).
+    pub links_revoked: i32,
+}
+
+/// The filters of `doclink revocations list`; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationFilter {
+    /// Revoked at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Revoked before.
+    pub until: Option<DateTime<Utc>>,
+    /// Revoked by this name (`--by` at the time, or the user name), exactly.
+    pub by: Option<String>,
+}
+
 impl AuditLog {
     /// The link issued for an event id, if any (an event has at most one link).
     pub async fn link_of_event(&self, event_id: &str) -> Result<Option<Uuid>, AuditError> {
@@ -495,6 +523,42 @@ impl AuditLog {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    /// Up to `page` revocations matching `filter` with an id above `after`, oldest
+    /// first.
+    pub async fn list_revocations(
+        &self,
+        filter: &RevocationFilter,
+        after: i64,
+        page: i64,
+    ) -> Result<Vec<RevocationEntry>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at, revoked_by, revoked_on, reason, selector, links_revoked
+             FROM revocations
+             WHERE id > $1 AND ($2::timestamptz IS NULL OR revoked_at >= $2)
+               AND ($3::timestamptz IS NULL OR revoked_at < $3) AND ($4::text IS NULL OR revoked_by = $4)
+             ORDER BY id LIMIT $5",
+        )
+        .bind(after)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.by.as_deref())
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RevocationEntry {
+                id: r.get("id"),
+                revoked_at: r.get("revoked_at"),
+                revoked_by: r.get("revoked_by"),
+                revoked_on: r.get("revoked_on"),
+                reason: r.get("reason"),
+                selector: r.get("selector"),
+                links_revoked: r.get("links_revoked"),
+            })
+            .collect())
     }
 }
 
