@@ -902,8 +902,28 @@ impl SomeSettings {
         self.0.parse_optional("revocation_kvs_arn", KvsArn::parse)
     }
 
+<<<<<<< HEAD
     pub fn db_role_prefix(&self) -> Result<String, ConfigError> {
         self.0.parse("db_role_prefix", role_prefix)
+=======
+    pub fn events_queue_url(&self) -> Result<Option<String>, ConfigError> {
+        self.0.parse_optional("events_queue_url", sqs_url)
+    }
+
+    /// DOCLINK_TIMEZONE, in which times are shown to people.
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.0.parse("timezone", Branding::parse_timezone)
+    }
+
+    /// The rules the daemon parses events with (the default locale and the link
+    /// lifetimes), for a command that checks an event as the daemon would.
+    pub fn event_rules(&self) -> Result<crate::event::EventRules, ConfigError> {
+        Ok(crate::event::EventRules {
+            default_locale: self.0.parse("default_locale", locale)?,
+            default_ttl: self.0.parse("link_ttl", duration)?,
+            max_ttl: self.0.parse("link_max_ttl", duration)?,
+        })
+>>>>>>> audit-reads
     }
 }
 

@@ -60,7 +60,8 @@ Examples:
     /// Check a signed URL: signature, policy, time window and key-pair id.
     #[command(after_help = "\
 Prints `valid` and exits 0, or prints the reason (expired, not yet valid, bad signature,
-tampered, wrong key-pair id, malformed) and exits 1.
+tampered, wrong key-pair id, malformed, revoked) and exits 1. An expiry or a start is
+shown as a date in DOCLINK_TIMEZONE (default UTC).
 
 Example:
   doclink verify --public-key key.pub.pem --key-pair-id K2JCJMDEHXQW5F 'https://documents.example.org/a.pdf?Expires=...'")]
@@ -109,16 +110,18 @@ choose links the same way in list, revoke, purge and `revocations export`.
 Examples:
   doclink links list --recipient jane@example.org --since 30d
   doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+  doclink links show c0a8-2026-000123
   doclink links revoke --document 'letters/2026/*' --reason \"withdrawn\" --by alice
   doclink links purge --older-than 400d --dry-run")]
     Links {
         #[command(subcommand)]
         command: commands::links::LinksCommand,
     },
-    /// List rejected messages, and put one back on its queue.
+    /// List rejected messages, show one with its raw body, and put one back on its queue.
     #[command(after_help = "\
 Examples:
   doclink rejections list --kind refused --since 7d
+  doclink rejections show 42
   doclink rejections retry 42 --by alice")]
     Rejections {
         #[command(subcommand)]
@@ -131,9 +134,11 @@ Exits 0 when every check passes, and 1 otherwise.
 Example:
   doclink doctor --config /etc/doclink.toml")]
     Doctor(commands::doctor::DoctorArgs),
-    /// Keep the edge's revocation store in line, or export the active revocations.
+    /// List who revoked what, keep the edge's revocation store in line, or export the
+    /// active revocations.
     #[command(after_help = "\
 Examples:
+  doclink revocations list --since 30d --by alice
   doclink revocations sync
   doclink revocations export --format kvs-json --out revoked.json")]
     Revocations {

@@ -766,7 +766,22 @@ async fn a_refused_letter_is_retried_from_the_rejections_once_the_cause_is_fixed
     let kinds: BTreeSet<&str> = listed.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["invalid", "refused"]));
     let refused_row = listed.iter().find(|r| r["kind"] == "refused").unwrap();
-    assert_eq!(refused_row["body"], refused.to_string());
+    // The list never reads the bodies; `rejections show` prints one.
+    assert!(listed.iter().all(|r| r.get("body").is_none()), "{listed:?}");
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "show",
+                &refused_row["id"].to_string(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["body"], refused.to_string());
     let out = stack
         .doclink(&["rejections", "list", "--kind", "invalid"], &[])
         .await;
@@ -1276,6 +1291,50 @@ async fn the_readme_auditor_role_can_read_and_cannot_write() {
     assert!(show.status.success(), "{}", stderr(&show));
     assert!(stdout(&show).contains(link), "{}", stdout(&show));
 
+    // Every read command works for the role, `rejections list` included: it never
+    // selects the raw body, which the role may not read. Only `rejections show`
+    // reads it, and is refused.
+    let rejection: i64 = sqlx::query_scalar(
+        "INSERT INTO rejections (kind, queue_url, message_id, receive_count, field, reason, body)
+         VALUES ('invalid', 'http://q', 'm-1', 1, 'recipient.email', 'is missing', '{\"secret\": 1}')
+         RETURNING id",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO revocations (revoked_by, revoked_on, reason, selector, links_revoked)
+         VALUES ('alice', 'ops-1', 'wrong address', 'event x', 1)",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    for args in [
+        &["rejections", "list"][..],
+        &["rejections", "list", "--format", "json"],
+        &["rejections", "list", "--format", "csv"],
+        &["revocations", "list"],
+        &["revocations", "list", "--format", "json"],
+    ] {
+        let out = stack.doclink(args, &env).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("is missing") || text.contains("wrong address"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("secret"), "{args:?}: {text}");
+    }
+    let show = stack
+        .doclink(&["rejections", "show", &rejection.to_string()], &env)
+        .await;
+    assert_eq!(show.status.code(), Some(3), "{}", stderr(&show));
+    assert!(
+        stderr(&show).contains("permission denied"),
+        "{}",
+        stderr(&show)
+    );
+
     let revoke = stack
         .doclink(&["links", "revoke", link, "--reason", "test"], &env)
         .await;
@@ -1378,4 +1437,649 @@ async fn a_committed_revocation_cannot_be_rewritten() {
         .unwrap();
     assert_eq!(row.get::<String, _>("revoked_by"), "alice");
     assert_eq!(row.get::<i32, _>("links_revoked"), 1);
+}
+
+/// `links show` takes an event id where a link id is not given (a link id is a
+/// UUID), and an unknown one says so: exit 1, nothing on stdout.
+#[tokio::test]
+async fn links_show_finds_a_link_by_its_event_id() {
+    let stack = seeded("showevent", 5).await;
+    let link: String =
+        sqlx::query_scalar("SELECT link_id::text FROM links WHERE event_id = 'seed-3'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let by_id = stack.doclink(&["links", "show", &link], &[]).await;
+    assert!(by_id.status.success(), "{}", stderr(&by_id));
+    let by_event = stack.doclink(&["links", "show", "seed-3"], &[]).await;
+    assert!(by_event.status.success(), "{}", stderr(&by_event));
+    assert_eq!(stdout(&by_event), stdout(&by_id));
+    assert!(
+        stdout(&by_event).starts_with(&format!("link        {link}\nevent       seed-3\n")),
+        "{}",
+        stdout(&by_event)
+    );
+    let json = stack
+        .doclink(&["links", "show", "seed-3", "--format", "json"], &[])
+        .await;
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(shown["link"]["link_id"], link.as_str());
+
+    // A producer's event id may be a UUID too: one that is no link's id is looked up
+    // as an event id.
+    let event_uuid = "6f1c1c1e-8a4b-4c55-9d6e-0123456789ab";
+    sqlx::query("UPDATE links SET event_id = $1 WHERE event_id = 'seed-4'")
+        .bind(event_uuid)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let out = stack.doclink(&["links", "show", event_uuid], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("event       {event_uuid}\n")),
+        "{}",
+        stdout(&out)
+    );
+
+    for unknown in ["seed-99", "0192f3a4-5b6c-7d8e-9f01-23456789abcd"] {
+        let out = stack.doclink(&["links", "show", unknown], &[]).await;
+        assert_eq!(
+            (out.status.code(), stdout(&out), stderr(&out)),
+            (
+                Some(1),
+                String::new(),
+                format!(
+                    "doclink: no link in the audit log has the link id or the event id {unknown:?}\n"
+                )
+            )
+        );
+    }
+}
+
+/// The revocations' own columns, as psql prints a timestamp (the session's zone
+/// offset, microseconds).
+async fn revoked_at_text(stack: &TestStack, id: i64, zone: &str) -> String {
+    let mut tx = stack.pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL timezone = '{zone}'"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let text: String = sqlx::query_scalar("SELECT revoked_at::text FROM revocations WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    text
+}
+
+/// `revocations list`: who revoked what, when, on which host, why and how many
+/// links, filtered by time (in psql's own format too) and by person, as a table,
+/// JSON and CSV that agree.
+#[tokio::test]
+async fn revocations_list_says_who_revoked_what_when_why_and_how_many() {
+    let stack = seeded("revlist", 30).await;
+    for args in [
+        &[
+            "links",
+            "revoke",
+            "--event",
+            "seed-1",
+            "--reason",
+            "sent to the wrong address",
+            "--by",
+            "alice",
+        ][..],
+        // person3@example.org holds seed-3 and seed-23.
+        &[
+            "links",
+            "revoke",
+            "--recipient",
+            "person3@example.org",
+            "--reason",
+            "withdrawn",
+            "--by",
+            "bob",
+        ],
+        &[
+            "links",
+            "revoke",
+            "--event",
+            "seed-5",
+            "--reason",
+            "asked by the customer",
+            "--by",
+            "alice",
+        ],
+    ] {
+        let out = stack.doclink(args, &[]).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        // Each revocation its own microsecond.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list = |args: &'static [&'static str]| {
+        let stack = &stack;
+        async move {
+            let mut all = vec!["revocations", "list"];
+            all.extend_from_slice(args);
+            let out = stack.doclink(&all, &[]).await;
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            stdout(&out)
+        }
+    };
+    let json = |text: String| -> Vec<serde_json::Value> { serde_json::from_str(&text).unwrap() };
+    let all = json(list(&["--format", "json"]).await);
+    assert_eq!(all.len(), 3);
+    let host = uname_n();
+    assert_eq!(all[1]["revoked_by"], "bob");
+    assert_eq!(all[1]["revoked_on"], host.as_str());
+    assert_eq!(all[1]["selector"], "recipient person3@example.org");
+    assert_eq!(all[1]["reason"], "withdrawn");
+    assert_eq!(all[1]["links_revoked"], 2);
+    let ids: Vec<i64> = all.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+
+    // By person.
+    let alice = json(list(&["--by", "alice", "--format", "json"]).await);
+    assert_eq!(
+        alice.iter().map(|r| &r["reason"]).collect::<Vec<_>>(),
+        ["sent to the wrong address", "asked by the customer"]
+    );
+    // By time, as psql prints it: in UTC, in another zone, and without an offset.
+    let second = revoked_at_text(&stack, ids[1], "UTC").await;
+    assert!(second.ends_with("+00"), "{second}");
+    let since = |at: String| {
+        let stack = &stack;
+        async move {
+            let out = stack
+                .doclink(
+                    &["revocations", "list", "--since", &at, "--format", "json"],
+                    &[],
+                )
+                .await;
+            assert!(out.status.success(), "{at}: {}", stderr(&out));
+            serde_json::from_str::<Vec<serde_json::Value>>(&stdout(&out))
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(since(second.clone()).await, ids[1..]);
+    let kolkata = revoked_at_text(&stack, ids[1], "Asia/Kolkata").await;
+    assert!(kolkata.ends_with("+05:30"), "{kolkata}");
+    assert_eq!(since(kolkata).await, ids[1..]);
+    assert_eq!(
+        since(second.trim_end_matches("+00").to_string()).await,
+        ids[1..]
+    );
+    let out = stack
+        .doclink(
+            &[
+                "revocations",
+                "list",
+                "--until",
+                &second,
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(json(stdout(&out)).len(), 1);
+
+    // The table says it all; CSV has the same values, times as JSON has them.
+    let table = list(&[]).await;
+    let rows = lines(&table);
+    assert!(
+        rows[0].starts_with("    ID  REVOKED_AT            BY"),
+        "{table}"
+    );
+    assert!(rows[2].contains("bob"), "{table}");
+    assert!(rows[2].contains(&host), "{table}");
+    assert!(
+        rows[2].contains("     2  recipient person3@example.org"),
+        "{table}"
+    );
+    assert!(rows[2].ends_with("withdrawn"), "{table}");
+    let csv = list(&["--format", "csv"]).await;
+    assert_eq!(
+        lines(&csv)[0],
+        "id,revoked_at,revoked_by,revoked_on,links_revoked,selector,reason"
+    );
+    assert_eq!(
+        lines(&csv)[2],
+        format!(
+            "{},{},bob,{host},2,recipient person3@example.org,withdrawn",
+            ids[1],
+            all[1]["revoked_at"].as_str().unwrap()
+        )
+    );
+    let out = stack
+        .doclink(&["revocations", "list", "--by", "nobody"], &[])
+        .await;
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "no revocations match\n");
+}
+
+/// Adds a rejection row as the daemon would have written it; returns its id.
+async fn add_rejection(
+    stack: &TestStack,
+    kind: &str,
+    queue_url: &str,
+    field: &str,
+    reason: &str,
+    body: &str,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO rejections (kind, queue_url, message_id, event_id, receive_count, field, reason, body)
+         VALUES ($1, $2, gen_random_uuid()::text, 'fix-1', 1, $3, $4, $5) RETURNING id",
+    )
+    .bind(kind)
+    .bind(queue_url)
+    .bind(field)
+    .bind(reason)
+    .bind(body)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap()
+}
+
+/// The bodies waiting on `queue_url` (received, so gone for anyone else).
+async fn queued_bodies(stack: &TestStack, queue_url: &str) -> Vec<String> {
+    let out = stack
+        .sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.body.unwrap_or_default())
+        .collect()
+}
+
+/// `rejections show` prints a rejection's reason and raw body; `rejections retry`
+/// puts back an invalid event only corrected (`--body`), and only once the
+/// corrected body passes the parser that rejected it; `rejections list` has CSV.
+#[tokio::test]
+async fn an_invalid_event_is_shown_whole_and_retried_only_corrected() {
+    let stack = seeded("rejfix", 1).await;
+    let events_queue = stack.create_queue("events").await;
+    let broken =
+        r#"{"event_id": "fix-1", "document_key": "docs/a.pdf", "template": "decision_letter"}"#;
+    let id = add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "recipient",
+        "is required",
+        broken,
+    )
+    .await;
+    let hostile = add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "body",
+        "is not valid JSON",
+        "not json \u{1b}[31m red\r\nsecond line",
+    )
+    .await;
+
+    // show: the reason and the body, control characters escaped; JSON exact.
+    let out = stack
+        .doclink(&["rejections", "show", &id.to_string()], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.starts_with(&format!("rejection   {id}\n")), "{shown}");
+    assert!(shown.contains("\nkind        invalid\n"), "{shown}");
+    assert!(shown.contains("\nfield       recipient\n"), "{shown}");
+    assert!(shown.contains("\nreason      is required\n"), "{shown}");
+    assert!(
+        shown.ends_with(&format!("\nbody ({} bytes)\n{broken}\n", broken.len())),
+        "{shown}"
+    );
+    let out = stack
+        .doclink(&["rejections", "show", &hostile.to_string()], &[])
+        .await;
+    assert!(
+        stdout(&out).ends_with("\nnot json \\u{1b}[31m red\\u{d}\nsecond line\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "show",
+                &hostile.to_string(),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["body"], "not json \u{1b}[31m red\r\nsecond line");
+    assert_eq!(json["reason"], "is not valid JSON");
+    let out = stack.doclink(&["rejections", "show", "999999"], &[]).await;
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (Some(1), "doclink: no rejection 999999\n".into())
+    );
+
+    // Unchanged, it would only be rejected again: refused, nothing queued.
+    let retry = |extra: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let mut args = vec![
+                "rejections".to_string(),
+                "retry".into(),
+                id.to_string(),
+                "--by".into(),
+                "carol".into(),
+            ];
+            args.extend(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stack.doclink(&args, &[]).await
+        }
+    };
+    let out = retry(vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "doclink: rejection {id} is an invalid event (recipient: is required); put back unchanged it \
+             would only be rejected again, so nothing was queued. Correct its body (`doclink rejections \
+             show {id}`) and give it with --body FILE\n"
+        )
+    );
+    // A "correction" that is still invalid is checked by the daemon's parser first.
+    let still_broken = stack.dir.path().join("still-broken.json");
+    std::fs::write(&still_broken, broken).unwrap();
+    let out = retry(vec!["--body".into(), still_broken.display().to_string()]).await;
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (
+            Some(1),
+            format!(
+                "doclink: --body {}: rejected: recipient: is required; nothing was queued\n",
+                still_broken.display()
+            )
+        )
+    );
+    assert!(queued_bodies(&stack, &stack.queue_url).await.is_empty());
+    let retried: i32 = sqlx::query_scalar("SELECT retry_count FROM rejections WHERE id = $1")
+        .bind(id)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(retried, 0);
+
+    // Corrected, it is queued and the retry recorded as for any other.
+    let mut fixed = stack.event(1, "docs/a.pdf");
+    fixed["event_id"] = "fix-1".into();
+    let fixed = fixed.to_string();
+    let fixed_file = stack.dir.path().join("fixed.json");
+    std::fs::write(&fixed_file, &fixed).unwrap();
+    let out = retry(vec!["--body".into(), fixed_file.display().to_string()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "rejection {id} is back on {} with the corrected body\n",
+            stack.queue_url
+        )
+    );
+    assert_eq!(queued_bodies(&stack, &stack.queue_url).await, [fixed]);
+    let row = sqlx::query(
+        "SELECT r.retry_count, r.retried_by, t.retried_by AS by_retry, t.reopened
+         FROM rejections r JOIN rejection_retries t ON t.rejection_id = r.id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<i32, _>("retry_count"), 1);
+    assert_eq!(row.get::<String, _>("retried_by"), "carol");
+    assert_eq!(row.get::<String, _>("by_retry"), "carol");
+    assert!(!row.get::<bool, _>("reopened"));
+
+    // A rejection from the events queue is checked by the SES notification parser:
+    // a document event is no correction of it.
+    let ses_id = add_rejection(
+        &stack,
+        "invalid",
+        &events_queue,
+        "body",
+        "is not valid JSON",
+        "{",
+    )
+    .await;
+    let env = [("DOCLINK_EVENTS_QUEUE_URL", events_queue.as_str())];
+    let ses_retry = |file: String| {
+        let stack = &stack;
+        async move {
+            stack
+                .doclink(
+                    &["rejections", "retry", &ses_id.to_string(), "--body", &file],
+                    &env,
+                )
+                .await
+        }
+    };
+    let out = ses_retry(fixed_file.display().to_string()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rejected: ") && stderr(&out).ends_with("; nothing was queued\n"),
+        "{}",
+        stderr(&out)
+    );
+    let notification = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ses-notifications/delivery.json"
+    );
+    let out = ses_retry(notification.to_string()).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        queued_bodies(&stack, &events_queue).await,
+        [std::fs::read_to_string(notification).unwrap()]
+    );
+
+    // --body is only for an invalid event: a refused letter goes back as it was.
+    let refused = add_rejection(&stack, "refused", &stack.queue_url, "ses", "refused", "{}").await;
+    let out = stack
+        .doclink(
+            &[
+                "rejections",
+                "retry",
+                &refused.to_string(),
+                "--body",
+                fixed_file.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is refused, not invalid"),
+        "{}",
+        stderr(&out)
+    );
+
+    // CSV: a heading, the same columns as JSON (no body), times as JSON has them.
+    let out = stack
+        .doclink(&["rejections", "list", "--format", "json"], &[])
+        .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let out = stack
+        .doclink(&["rejections", "list", "--format", "csv"], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = stdout(&out);
+    assert_eq!(
+        lines(&csv)[0],
+        "id,received_at,kind,queue_url,message_id,event_id,link_id,receive_count,field,reason,retried_at,retried_by,retry_count"
+    );
+    assert_eq!(lines(&csv).len(), listed.len() + 1);
+    let first = &listed[0];
+    assert_eq!(
+        lines(&csv)[1],
+        format!(
+            "{id},{},invalid,{},{},fix-1,,1,recipient,is required,{},carol,1",
+            first["received_at"].as_str().unwrap(),
+            stack.queue_url,
+            first["message_id"].as_str().unwrap(),
+            first["retried_at"].as_str().unwrap(),
+        )
+    );
+}
+
+/// Tables fit the width they are shown in (COLUMNS, else the terminal's, else
+/// none): long values are cut with `…`, and JSON and CSV keep them whole, with
+/// timestamps to the same microsecond; `--since` takes a timestamp as psql prints it.
+#[tokio::test]
+async fn tables_fit_the_width_and_json_and_csv_keep_everything() {
+    let stack = seeded("widths", 3).await;
+    let long_key = format!(
+        "archive/{}/the-final-decision.pdf",
+        "very-long-folder-name/".repeat(6)
+    );
+    sqlx::query("UPDATE links SET document_key = $1 WHERE event_id = 'seed-1'")
+        .bind(&long_key)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    add_rejection(
+        &stack,
+        "invalid",
+        &stack.queue_url,
+        "recipient.name",
+        &format!("holds a control character (U+000D): {}", "x".repeat(120)),
+        "{}",
+    )
+    .await;
+    let widest = |text: &str| {
+        text.lines()
+            .map(|l| l.trim_end_matches('\r').chars().count())
+            .max()
+            .unwrap()
+    };
+    let seed_1 = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.contains("Person1@"))
+            .unwrap()
+            .to_string()
+    };
+
+    // Piped, with no width given: every value whole.
+    let out = stack.doclink(&["links", "list"], &[]).await;
+    assert!(
+        seed_1(&stdout(&out)).ends_with(&long_key),
+        "{}",
+        stdout(&out)
+    );
+
+    // COLUMNS=120: the document is cut, every line fits.
+    for (args, width) in [
+        (&["links", "list"][..], 180),
+        (&["links", "list"][..], 120),
+        (&["rejections", "list"][..], 80),
+    ] {
+        let columns = width.to_string();
+        let out = stack.doclink(args, &[("COLUMNS", &columns)]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let table = stdout(&out);
+        assert!(widest(&table) <= width, "{args:?} in {width}:\n{table}");
+        assert!(table.contains('…'), "{args:?} in {width}:\n{table}");
+        assert!(!table.contains(&long_key), "{table}");
+    }
+    let out = stack
+        .doclink(&["links", "list"], &[("COLUMNS", "180")])
+        .await;
+    let row = seed_1(&stdout(&out));
+    assert_eq!(row.chars().count(), 180, "{row}");
+    assert!(row.ends_with('…'), "{row}");
+    assert!(row.contains("Person1@Example.org"), "{row}");
+
+    // On a terminal 100 columns wide, with no COLUMNS: the terminal's width.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut script = std::process::Command::new("script");
+    script
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!(
+                "stty cols 100 rows 40; exec {} links list",
+                quote(env!("CARGO_BIN_EXE_doclink"))
+            ),
+            "/dev/null",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(stack.env())
+        .stdin(std::process::Stdio::null());
+    let out = script.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("LINK_ID"), "{table}");
+    assert_eq!(widest(&table), 100, "{table}");
+
+    // JSON and CSV hold the whole values, and the same timestamps.
+    let out = stack
+        .doclink(&["links", "list", "--format", "json"], &[("COLUMNS", "40")])
+        .await;
+    let json: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json[0]["document_key"], long_key.as_str());
+    let out = stack
+        .doclink(&["links", "list", "--format", "csv"], &[("COLUMNS", "40")])
+        .await;
+    let csv = stdout(&out);
+    let row: Vec<&str> = lines(&csv)[1].split(',').collect();
+    assert_eq!(row[3], long_key);
+    for (column, key) in [(5, "created_at"), (6, "sent_at"), (7, "expires_at")] {
+        let shown = json[0][key].as_str().unwrap();
+        assert_eq!(row[column], shown, "{key}");
+        // RFC 3339, UTC, microseconds: PostgreSQL's own precision.
+        assert_eq!(shown.len(), "2026-12-06T00:07:00.123456Z".len(), "{shown}");
+        assert!(
+            shown.ends_with('Z') && shown.as_bytes()[19] == b'.',
+            "{shown}"
+        );
+    }
+    let exact: String =
+        sqlx::query_scalar("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM links WHERE event_id = 'seed-1'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(json[0]["created_at"], exact.as_str());
+
+    // --since as psql prints created_at: the link itself and those after it.
+    let psql: String =
+        sqlx::query_scalar("SELECT created_at::text FROM links WHERE event_id = 'seed-2'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let out = stack
+        .doclink(
+            &["links", "list", "--since", &psql, "--format", "json"],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{psql}: {}", stderr(&out));
+    let since: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        since.iter().map(|l| &l["event_id"]).collect::<Vec<_>>(),
+        ["seed-2", "seed-3"],
+        "{psql}"
+    );
 }

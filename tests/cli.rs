@@ -312,6 +312,70 @@ fn verify_into_a_closed_pipe_keeps_its_verdict_quietly() {
     );
 }
 
+/// `verify` states an expiry, or the start of a link not yet valid, as a date in
+/// DOCLINK_TIMEZONE with its offset and the zone named, not as Unix seconds.
+#[test]
+fn verify_states_times_as_dates_in_the_timezone() {
+    let signed = run(
+        &strs(&sign_args(&[
+            "--not-before",
+            "1893369600",
+            "--expires",
+            "1893456000",
+            "https://documents.example.org/a.pdf",
+        ])),
+        &[],
+        "",
+    );
+    assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stderr));
+    let url = text(&signed.stdout).trim().to_string();
+    let verify = |at: &str, env: &[(&str, &str)]| {
+        run(
+            &[
+                "verify",
+                "--public-key",
+                &fixture("ec_p256_public.pem"),
+                "--at",
+                at,
+                &url,
+            ],
+            env,
+            "",
+        )
+    };
+    let paris = [("DOCLINK_TIMEZONE", "Europe/Paris")];
+    let out = verify("1893456000", &paris);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (
+            Some(1),
+            "expired: the link expired at 2030-01-01 01:00:00 +01:00 (Europe/Paris)\n".into(),
+            String::new()
+        )
+    );
+    let out = verify("1893369599", &paris);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (
+            Some(1),
+            "not yet valid: the link is valid from 2029-12-31 01:00:00 +01:00 (Europe/Paris)\n"
+                .into()
+        )
+    );
+    // Without DOCLINK_TIMEZONE, UTC; an invalid one is named, exit 2.
+    let out = verify("1893456000", &[]);
+    assert_eq!(
+        text(&out.stdout),
+        "expired: the link expired at 2030-01-01 00:00:00 +00:00 (UTC)\n"
+    );
+    assert_fails(
+        &verify("1893456000", &[("DOCLINK_TIMEZONE", "Europe/Pariss")]),
+        2,
+        "doclink: setting DOCLINK_TIMEZONE (timezone): \"Europe/Pariss\" is not an IANA time zone name \
+         such as Europe/Paris, America/New_York or UTC\n",
+    );
+}
+
 #[test]
 fn sign_into_a_closed_pipe_exits_0_quietly() {
     let out = run_into_closed_pipe(
@@ -637,6 +701,8 @@ fn every_help_ends_with_an_example() {
         "rejections retry",
         "revocations",
         "revocations export",
+        "revocations list",
+        "rejections show",
         "keys",
         "keys encrypt",
         "run",

@@ -25,9 +25,10 @@ pub use delivery::Recorded;
 pub use journal::{Break, Head, Seal, Verification, entry_line, verify};
 pub use queries::{
     AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
-    RetryRow, RevocationRow, StatusFilter, prefix_upper_bound, shown_status,
+    RetryRow, RevocationEntry, RevocationFilter, RevocationRow, StatusFilter, exact_time,
+    prefix_upper_bound, shown_status,
 };
-pub use rejections::{Rejection, RejectionKind, RejectionRow};
+pub use rejections::{Rejection, RejectionDetail, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;
 pub use revocations::{ActiveRevocation, RevocationReport};
 pub use roles::{AUDIT_TABLES, RolePrivileges};

@@ -8,6 +8,29 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+/// How every timestamp of the audit log reads in JSON and CSV: RFC 3339 in UTC with
+/// microseconds, PostgreSQL's own precision, whatever the value. The two formats
+/// agree to the microsecond, and a value can be given back to `--since` exactly.
+pub fn exact_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// [`exact_time`] for serde.
+pub(crate) mod exact_serde {
+    use chrono::{DateTime, Utc};
+
+    pub fn one<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::exact_time(*t))
+    }
+
+    pub fn maybe<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::exact_time(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// The `--status` filter: a sending state, revocation, or what SES reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
@@ -76,9 +99,13 @@ pub struct LinkRow {
     /// Where sending got to (`pending`, `sending`, `sent`, `failed`), whatever
     /// happened after: the column `--status pending|sending|sent|failed` matches.
     pub sending_status: String,
+    #[serde(serialize_with = "exact_serde::one")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub sent_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub revoked_at: Option<DateTime<Utc>>,
     pub delivery: Option<String>,
     pub possible_duplicate: bool,
@@ -215,8 +242,11 @@ pub struct AttemptRow {
     pub attempt: i32,
     pub worker: Option<String>,
     pub message_id: Option<String>,
+    #[serde(serialize_with = "exact_serde::one")]
     pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub sending_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
     pub possible_duplicate: bool,
@@ -227,6 +257,7 @@ pub struct AttemptRow {
     /// (or was recorded before attempts kept their own).
     pub key_pair_id: Option<String>,
     pub hash_algorithm: Option<String>,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Hex SHA-256 of the raw signature bytes.
     pub signature_sha256: Option<String>,
@@ -236,7 +267,9 @@ pub struct AttemptRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeliveryEventRow {
     pub event_type: String,
+    #[serde(serialize_with = "exact_serde::maybe")]
     pub occurred_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "exact_serde::one")]
     pub received_at: DateTime<Utc>,
     pub ses_message_id: String,
     pub bounce_type: Option<String>,
@@ -248,6 +281,7 @@ pub struct DeliveryEventRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RetryRow {
     pub rejection_id: i64,
+    #[serde(serialize_with = "exact_serde::one")]
     pub retried_at: DateTime<Utc>,
     pub retried_by: String,
     pub retried_on: String,
@@ -259,6 +293,7 @@ pub struct RetryRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevocationRow {
     pub id: i64,
+    #[serde(serialize_with = "exact_serde::one")]
     pub revoked_at: DateTime<Utc>,
     pub revoked_by: String,
     /// The host it was revoked on (unknown for revocations made before it was kept).
@@ -448,6 +483,82 @@ impl AuditLog {
             retries,
             revocation,
         }))
+    }
+}
+
+/// A revocation as `doclink revocations list` shows it: who revoked what, when,
+/// why, and how many links it revoked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RevocationEntry {
+    pub id: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub revoked_at: DateTime<Utc>,
+    pub revoked_by: String,
+    /// The host it was revoked on (unknown for revocations made before it was kept).
+    pub revoked_on: Option<String>,
+    pub reason: String,
+    /// What was asked, as the selection reads: `recipient jane@example.org`.
+    pub selector: String,
+    /// The links this revocation revoked (not those revoked before it).
+    pub links_revoked: i32,
+}
+
+/// The filters of `doclink revocations list`; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationFilter {
+    /// Revoked at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Revoked before.
+    pub until: Option<DateTime<Utc>>,
+    /// Revoked by this name (`--by` at the time, or the user name), exactly.
+    pub by: Option<String>,
+}
+
+impl AuditLog {
+    /// The link issued for an event id, if any (an event has at most one link).
+    pub async fn link_of_event(&self, event_id: &str) -> Result<Option<Uuid>, AuditError> {
+        Ok(
+            sqlx::query_scalar("SELECT link_id FROM links WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Up to `page` revocations matching `filter` with an id above `after`, oldest
+    /// first.
+    pub async fn list_revocations(
+        &self,
+        filter: &RevocationFilter,
+        after: i64,
+        page: i64,
+    ) -> Result<Vec<RevocationEntry>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at, revoked_by, revoked_on, reason, selector, links_revoked
+             FROM revocations
+             WHERE id > $1 AND ($2::timestamptz IS NULL OR revoked_at >= $2)
+               AND ($3::timestamptz IS NULL OR revoked_at < $3) AND ($4::text IS NULL OR revoked_by = $4)
+             ORDER BY id LIMIT $5",
+        )
+        .bind(after)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.by.as_deref())
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RevocationEntry {
+                id: r.get("id"),
+                revoked_at: r.get("revoked_at"),
+                revoked_by: r.get("revoked_by"),
+                revoked_on: r.get("revoked_on"),
+                reason: r.get("reason"),
+                selector: r.get("selector"),
+                links_revoked: r.get("links_revoked"),
+            })
+            .collect())
     }
 }
 

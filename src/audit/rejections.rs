@@ -74,10 +74,13 @@ impl AuditLog {
     }
 }
 
-/// A stored rejection, as `doclink rejections` shows it.
+/// A stored rejection, as `doclink rejections list` shows it: everything but the
+/// raw body, which a read-only auditor's role may not read (see the README's
+/// auditor role); only [`RejectionDetail`] (`rejections show`) reads it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RejectionRow {
     pub id: i64,
+    #[serde(serialize_with = "super::queries::exact_serde::one")]
     pub received_at: DateTime<Utc>,
     pub kind: String,
     pub queue_url: String,
@@ -87,10 +90,17 @@ pub struct RejectionRow {
     pub receive_count: i32,
     pub field: String,
     pub reason: String,
+    #[serde(serialize_with = "super::queries::exact_serde::maybe")]
     pub retried_at: Option<DateTime<Utc>>,
     pub retried_by: Option<String>,
     pub retry_count: i32,
-    /// The raw message body, as received.
+}
+
+/// A rejection with its raw body, as received: `rejections show` and `retry`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RejectionDetail {
+    #[serde(flatten)]
+    pub rejection: RejectionRow,
     pub body: String,
 }
 
@@ -109,12 +119,12 @@ fn rejection_row(r: &sqlx::postgres::PgRow) -> RejectionRow {
         retried_at: r.get("retried_at"),
         retried_by: r.get("retried_by"),
         retry_count: r.get("retry_count"),
-        body: r.get("body"),
     }
 }
 
+/// Every column of `rejections` but `body`: what `rejections list` reads.
 const REJECTION_COLUMNS: &str = "id, received_at, kind, queue_url, message_id, event_id, link_id, receive_count, \
-     field, reason, retried_at, retried_by, retry_count, body";
+     field, reason, retried_at, retried_by, retry_count";
 
 impl AuditLog {
     /// Up to `page` rejections received at or after `since`, of `kind`, after id `after`.
@@ -139,14 +149,18 @@ impl AuditLog {
         Ok(rows.iter().map(rejection_row).collect())
     }
 
-    pub async fn rejection(&self, id: i64) -> Result<Option<RejectionRow>, AuditError> {
+    /// One rejection with its raw body; `None` if unknown.
+    pub async fn rejection(&self, id: i64) -> Result<Option<RejectionDetail>, AuditError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {REJECTION_COLUMNS} FROM rejections WHERE id = $1"
+            "SELECT {REJECTION_COLUMNS}, body FROM rejections WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(rejection_row))
+        Ok(row.as_ref().map(|r| RejectionDetail {
+            rejection: rejection_row(r),
+            body: r.get("body"),
+        }))
     }
 
     /// Makes a failed link sendable again before its event is put back on the queue:

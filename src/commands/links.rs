@@ -1,8 +1,9 @@
 //! `doclink links`: list, show, revoke and purge issued links.
 
+use super::table::{Column, Table};
 use super::{
-    SelectorArgs, Stdout, command_runtime, csv_field, no_link_matches, open_audit, parse_time,
-    time, who,
+    SelectorArgs, Stdout, command_runtime, csv_line, exact_time, no_link_matches, open_audit,
+    parse_time, time, who,
 };
 use crate::Failure;
 use doclink::audit::{AuditLog, LinkFilter, LinkHistory, LinkRow, LinkSelector, StatusFilter};
@@ -23,13 +24,15 @@ Examples:
   doclink links list --key-pair-id K2JCJMDEHXQW5F --status sent --unexpired --format csv")]
     List(ListArgs),
     /// Print one link's whole history: claimed, each attempt, sent, delivery, each
-    /// retry by hand, revocation.
+    /// retry by hand, revocation. The link is named by its id or by its event's id.
     #[command(after_help = "\
-Example:
-  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd")]
+Examples:
+  doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
+  doclink links show c0a8-2026-000123 --format json")]
     Show {
-        /// The link id (the `lid` in the URL).
-        link_id: Uuid,
+        /// The link id (the `lid` in the URL), or the producer's event id.
+        #[arg(value_name = "LINK_ID|EVENT_ID")]
+        link: String,
         /// Output: a table to read, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: ShowFormat,
@@ -150,10 +153,10 @@ pub fn run(command: LinksCommand) -> Result<(), Failure> {
     match command {
         LinksCommand::List(args) => list(args),
         LinksCommand::Show {
-            link_id,
+            link,
             format,
             config,
-        } => show(link_id, format, config),
+        } => show(&link, format, config),
         LinksCommand::Revoke(args) => revoke(args),
         LinksCommand::Purge {
             older_than,
@@ -209,23 +212,38 @@ fn list(args: ListArgs) -> Result<(), Failure> {
     Ok(out.flush()?)
 }
 
+/// The table of `links list`: ids and times whole, the addresses and keys give way
+/// when the width is short (see `table.rs`).
+const LIST_COLUMNS: [Column; 8] = [
+    Column::fixed("LINK_ID", 36),
+    Column::fixed("STATUS", 10),
+    Column::shrinks("DELIVERY", 16, 9),
+    Column::fixed("SENT_AT", 20),
+    Column::fixed("EXPIRES_AT", 20),
+    Column::fixed("REVOKED_AT", 20),
+    Column::shrinks("RECIPIENT", 32, 12),
+    Column::shrinks("DOCUMENT", 24, 12),
+];
+
 /// Writes rows as they come, in the chosen format.
 struct ListWriter {
     format: ListFormat,
+    table: Table,
     rows: u64,
 }
 
 impl ListWriter {
     fn new(format: ListFormat) -> Self {
-        Self { format, rows: 0 }
+        Self {
+            format,
+            table: Table::new(&LIST_COLUMNS, super::table::output_width()),
+            rows: 0,
+        }
     }
 
     fn start(&mut self, out: &mut Stdout) -> Result<(), super::ReaderGone> {
         match self.format {
-            ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  DOCUMENT",
-                "LINK_ID", "STATUS", "DELIVERY", "SENT_AT", "EXPIRES_AT", "REVOKED_AT", "RECIPIENT"
-            )),
+            ListFormat::Table => out.line(&self.table.heading()),
             ListFormat::Json => out.line("["),
             ListFormat::Csv => out.line(
                 "link_id,event_id,recipient_email,document_key,status,created_at,sent_at,expires_at,revoked_at,delivery,possible_duplicate,key_pair_id,template,ses_message_id,sending_status",
@@ -236,17 +254,16 @@ impl ListWriter {
     fn row(&mut self, out: &mut Stdout, row: &LinkRow) -> Result<(), super::ReaderGone> {
         self.rows += 1;
         match self.format {
-            ListFormat::Table => out.line(&format!(
-                "{:<36}  {:<10}  {:<16}  {:<20}  {:<20}  {:<20}  {:<32}  {}",
-                row.link_id,
-                row.status,
+            ListFormat::Table => out.line(&self.table.row(&[
+                &row.link_id.to_string(),
+                &row.status,
                 row.delivery.as_deref().unwrap_or(""),
-                time(row.sent_at),
-                time(row.expires_at),
-                time(row.revoked_at),
-                row.recipient_email,
-                row.document_key
-            )),
+                &time(row.sent_at),
+                &time(row.expires_at),
+                &time(row.revoked_at),
+                &row.recipient_email,
+                &row.document_key,
+            ])),
             ListFormat::Json => {
                 let json = serde_json::to_string(row).expect("a link serializes");
                 if self.rows > 1 {
@@ -255,29 +272,24 @@ impl ListWriter {
                     out.line(&json)
                 }
             }
-            ListFormat::Csv => out.line(
-                &[
-                    row.link_id.to_string(),
-                    row.event_id.clone(),
-                    row.recipient_email.clone(),
-                    row.document_key.clone(),
-                    row.status.clone(),
-                    time(Some(row.created_at)),
-                    time(row.sent_at),
-                    time(row.expires_at),
-                    time(row.revoked_at),
-                    row.delivery.clone().unwrap_or_default(),
-                    row.possible_duplicate.to_string(),
-                    row.key_pair_id.clone(),
-                    row.template.clone(),
-                    row.ses_message_id.clone().unwrap_or_default(),
-                    row.sending_status.clone(),
-                ]
-                .iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-            ),
+            // Times as JSON has them, to the microsecond.
+            ListFormat::Csv => out.line(&csv_line(&[
+                &row.link_id.to_string(),
+                &row.event_id,
+                &row.recipient_email,
+                &row.document_key,
+                &row.status,
+                &exact_time(Some(row.created_at)),
+                &exact_time(row.sent_at),
+                &exact_time(row.expires_at),
+                &exact_time(row.revoked_at),
+                row.delivery.as_deref().unwrap_or_default(),
+                &row.possible_duplicate.to_string(),
+                &row.key_pair_id,
+                &row.template,
+                row.ses_message_id.as_deref().unwrap_or_default(),
+                &row.sending_status,
+            ])),
         }
     }
 
@@ -293,15 +305,30 @@ impl ListWriter {
     }
 }
 
-fn show(link_id: Uuid, format: ShowFormat, config: Option<PathBuf>) -> Result<(), Failure> {
+fn show(link: &str, format: ShowFormat, config: Option<PathBuf>) -> Result<(), Failure> {
     let settings = SomeSettings::load(config.as_deref())?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
-    let Some(history) = runtime
-        .block_on(audit.link_history(link_id))
-        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link")))?
-    else {
-        eprintln!("doclink: no link {link_id} in the audit log");
+    let reading = |e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link"));
+    // A link id is a UUID; anything else is an event id. A producer may use UUIDs for
+    // its event ids too, so a UUID that is no link's id is looked up as an event id.
+    let mut history = None;
+    if let Ok(link_id) = Uuid::parse_str(link) {
+        history = runtime
+            .block_on(audit.link_history(link_id))
+            .map_err(reading)?;
+    }
+    if history.is_none()
+        && let Some(link_id) = runtime
+            .block_on(audit.link_of_event(link))
+            .map_err(reading)?
+    {
+        history = runtime
+            .block_on(audit.link_history(link_id))
+            .map_err(reading)?;
+    }
+    let Some(history) = history else {
+        eprintln!("doclink: no link in the audit log has the link id or the event id {link:?}");
         return Err(Failure::Work);
     };
     let mut out = Stdout::new();

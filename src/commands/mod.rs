@@ -6,6 +6,7 @@ pub mod links;
 pub mod rejections;
 pub mod revocations;
 pub mod sign;
+pub mod table;
 pub mod verify;
 
 use crate::Failure;
@@ -18,20 +19,36 @@ pub fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A point in time on the command line: RFC 3339 (`2026-11-28T09:00:00Z`), a date
-/// (`2026-11-28`, midnight UTC), or a duration ago (`7d`, `36h`).
+/// A point in time on the command line: RFC 3339 (`2026-11-28T09:00:00Z`), what
+/// `psql` prints for a timestamp (`2026-12-06 00:07:00`, `2026-12-06 00:07:00.123456+00`,
+/// `+05:30`; without an offset, UTC), a date (`2026-11-28`, midnight UTC), or a
+/// duration ago (`7d`, `36h`).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+    let given = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(given) {
         return Ok(t.with_timezone(&Utc));
     }
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+    // psql's `2026-12-06 00:07:00.123456+00`; `%.f` takes the fraction when there is
+    // one, `%#z` an offset of hours alone or hours and minutes.
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(given, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(given, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(given, "%Y-%m-%d") {
         return Ok(day.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
-    if let Ok(ago) = doclink::duration::parse_duration(text) {
+    if let Ok(ago) = doclink::duration::parse_duration(given) {
         return Ok(Utc::now() - chrono::Duration::seconds(ago.as_secs() as i64));
     }
     Err(format!(
-        "{text:?} is not a time: use 2026-11-28T09:00:00Z, 2026-11-28, or a duration ago such as 7d"
+        "{text:?} is not a time: use 2026-11-28T09:00:00Z, 2026-11-28 09:00:00 (as psql prints it, \
+         offset and fraction optional; UTC without one), 2026-11-28, or a duration ago such as 7d"
     ))
 }
 
@@ -184,10 +201,25 @@ pub fn no_link_matches(selector: &LinkSelector) -> Failure {
     Failure::Work
 }
 
-/// RFC 3339 in UTC to the second, or empty.
+/// RFC 3339 in UTC to the second, or empty: for tables and messages, read by people.
 pub fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
+}
+
+/// RFC 3339 in UTC to the microsecond, or empty: for CSV, as JSON has it
+/// ([`doclink::audit::exact_time`]).
+pub fn exact_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(doclink::audit::exact_time).unwrap_or_default()
+}
+
+/// One CSV line of `cells`, each through [`csv_field`].
+pub fn csv_line(cells: &[&str]) -> String {
+    cells
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A CSV field, quoted when it needs to be (RFC 4180). A cell a spreadsheet would
@@ -211,7 +243,33 @@ pub fn csv_field(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::{csv_field, parse_time};
+
+    #[test]
+    fn times_as_psql_prints_them() {
+        let at = |text: &str| parse_time(text).map(|t| t.to_rfc3339());
+        let seven = Ok("2026-12-06T00:07:00+00:00".to_string());
+        assert_eq!(at("2026-12-06 00:07:00"), seven);
+        assert_eq!(at("2026-12-06 00:07:00+00"), seven);
+        assert_eq!(at("2026-12-06 01:07:00+01"), seven);
+        assert_eq!(at("2026-12-06 05:37:00+05:30"), seven);
+        assert_eq!(at("2026-12-06T00:07:00Z"), seven);
+        assert_eq!(at("2026-12-06T00:07:00"), seven);
+        assert_eq!(
+            at("2026-12-06 00:07:00.123456+00"),
+            Ok("2026-12-06T00:07:00.123456+00:00".to_string())
+        );
+        assert_eq!(
+            at("2026-12-06 00:07:00.5"),
+            Ok("2026-12-06T00:07:00.500+00:00".to_string())
+        );
+        assert_eq!(
+            at("2026-12-06"),
+            Ok("2026-12-06T00:00:00+00:00".to_string())
+        );
+        assert!(at("2026-12-06 25:07:00").is_err());
+        assert!(at("yesterday").is_err());
+    }
 
     #[test]
     fn csv_cells_that_would_be_formulas_are_neutralised() {

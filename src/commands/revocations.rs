@@ -1,13 +1,43 @@
 //! `doclink revocations`: the edge's list of revoked links.
 
-use super::{SelectorArgs, command_runtime, open_audit};
+use super::table::{Column, Table};
+use super::{
+    SelectorArgs, Stdout, command_runtime, csv_line, exact_time, open_audit, parse_time, time,
+};
 use crate::Failure;
-use doclink::audit::LinkSelector;
+use doclink::audit::{LinkSelector, RevocationFilter};
 use doclink::config::SomeSettings;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum RevocationsCommand {
+    /// List revocations, oldest first: who revoked what (the selection asked for),
+    /// when, on which host, why, and how many links each revoked.
+    #[command(after_help = "\
+Examples:
+  doclink revocations list --since 30d --by alice
+  doclink revocations list --since '2026-12-01 00:00:00' --format csv > revocations.csv")]
+    List {
+        /// Revoked at or after: 2026-11-28T09:00:00Z, 2026-11-28 09:00:00 (as psql
+        /// prints it), 2026-11-28, or a duration ago (7d).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Revoked before (same forms as --since).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Revoked by this name (as `links revoke --by` gave it, or the user name), exactly.
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Output: a table to read, or JSON or CSV for scripts.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// TOML settings file; DATABASE_URL overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Bring the CloudFront KeyValueStore (DOCLINK_REVOCATION_KVS_ARN) in line with the
     /// audit log: revoked links that have not expired, and nothing else doclink wrote.
     #[command(after_help = "\
@@ -39,6 +69,13 @@ Examples:
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {
     Json,
     KvsJson,
@@ -46,6 +83,14 @@ pub enum ExportFormat {
 
 pub fn run(command: RevocationsCommand) -> Result<(), Failure> {
     match command {
+        RevocationsCommand::List {
+            since,
+            until,
+            by,
+            limit,
+            format,
+            config,
+        } => list(RevocationFilter { since, until, by }, limit, format, config),
         RevocationsCommand::Sync { config } => sync(config),
         RevocationsCommand::Export {
             selector,
@@ -54,6 +99,84 @@ pub fn run(command: RevocationsCommand) -> Result<(), Failure> {
             config,
         } => export(selector.selector(None), format, out, config),
     }
+}
+
+const LIST_COLUMNS: [Column; 7] = [
+    Column::fixed("ID", 6).right(),
+    Column::fixed("REVOKED_AT", 20),
+    Column::shrinks("BY", 16, 6),
+    Column::shrinks("HOST", 16, 6),
+    Column::fixed("LINKS", 6).right(),
+    Column::shrinks("WHAT", 36, 12),
+    Column::shrinks("REASON", 24, 12),
+];
+
+fn list(
+    filter: RevocationFilter,
+    limit: Option<u64>,
+    format: ListFormat,
+    config: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let settings = SomeSettings::load(config.as_deref())?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let mut out = Stdout::new();
+    let table = Table::new(&LIST_COLUMNS, super::table::output_width());
+    match format {
+        ListFormat::Table => out.line(&table.heading())?,
+        ListFormat::Json => out.line("[")?,
+        ListFormat::Csv => {
+            out.line("id,revoked_at,revoked_by,revoked_on,links_revoked,selector,reason")?
+        }
+    }
+    let (mut after, mut left, mut shown) = (0i64, limit.unwrap_or(u64::MAX), 0u64);
+    while left > 0 {
+        let page = 500.min(left) as i64;
+        let rows = runtime
+            .block_on(audit.list_revocations(&filter, after, page))
+            .map_err(|e| {
+                Failure::Unavailable(anyhow::Error::new(e).context("listing revocations"))
+            })?;
+        for r in &rows {
+            shown += 1;
+            match format {
+                ListFormat::Table => out.line(&table.row(&[
+                    &r.id.to_string(),
+                    &time(Some(r.revoked_at)),
+                    &r.revoked_by,
+                    r.revoked_on.as_deref().unwrap_or("?"),
+                    &r.links_revoked.to_string(),
+                    &r.selector,
+                    &r.reason,
+                ]))?,
+                ListFormat::Json => {
+                    let json = serde_json::to_string(r).expect("a revocation serializes");
+                    out.line(&if shown > 1 { format!(",{json}") } else { json })?
+                }
+                // Times as JSON has them, to the microsecond.
+                ListFormat::Csv => out.line(&csv_line(&[
+                    &r.id.to_string(),
+                    &exact_time(Some(r.revoked_at)),
+                    &r.revoked_by,
+                    r.revoked_on.as_deref().unwrap_or_default(),
+                    &r.links_revoked.to_string(),
+                    &r.selector,
+                    &r.reason,
+                ]))?,
+            }
+        }
+        left -= rows.len() as u64;
+        match rows.last() {
+            Some(last) if rows.len() as i64 == page => after = last.id,
+            _ => break,
+        }
+    }
+    match format {
+        ListFormat::Json => out.line("]")?,
+        ListFormat::Table if shown == 0 => eprintln!("no revocations match"),
+        _ => {}
+    }
+    Ok(out.flush()?)
 }
 
 fn sync(config: Option<PathBuf>) -> Result<(), Failure> {

@@ -2,7 +2,7 @@
 
 use crate::{Failure, write_stdout};
 use anyhow::Context;
-use doclink::signing::{LinkVerifier, PublicKey};
+use doclink::signing::{LinkVerifier, PublicKey, VerifyFailure};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -21,6 +21,8 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
+    // Times are shown to people in DOCLINK_TIMEZONE, as the letters state them.
+    let timezone = doclink::config::SomeSettings::load(None)?.timezone()?;
     let pem = std::fs::read(&args.public_key)
         .with_context(|| format!("--public-key {}", args.public_key.display()))?;
     let key = PublicKey::from_pem(&pem)
@@ -41,9 +43,33 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
             Ok(())
         }
         Err(why) => {
-            write_stdout(&format!("{why}\n"))?;
+            write_stdout(&format!("{}\n", verdict(&why, timezone)))?;
             Err(Failure::Work)
         }
+    }
+}
+
+/// What `verify` prints for a failed check: an expiry or a start as a date in
+/// `timezone`, with its offset and the zone named.
+fn verdict(why: &VerifyFailure, timezone: chrono_tz::Tz) -> String {
+    let date = |epoch: i64| match chrono::DateTime::from_timestamp(epoch, 0) {
+        Some(t) => format!(
+            "{} ({timezone})",
+            t.with_timezone(&timezone).format("%Y-%m-%d %H:%M:%S %:z")
+        ),
+        None => format!("Unix time {epoch}"),
+    };
+    match why {
+        VerifyFailure::Expired { expires } => {
+            format!("expired: the link expired at {}", date(*expires))
+        }
+        VerifyFailure::NotYetValid { not_before } => {
+            format!(
+                "not yet valid: the link is valid from {}",
+                date(*not_before)
+            )
+        }
+        other => other.to_string(),
     }
 }
 
