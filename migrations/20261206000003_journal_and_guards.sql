@@ -11,8 +11,8 @@
 --   * Entries are chained in batches ("seals"), not one by one: a per-entry chain
 --     would serialise every letter on one lock. A seal covers every entry whose
 --     transaction id lies in [xid_from, xid_to), where xid_to is the oldest
---     transaction still running when the seal was made, so no later commit can add
---     an entry to a sealed range. Its hash covers the previous seal's hash and the
+--     transaction still running in this database when the seal was made, so no
+--     later commit can add an entry to a sealed range. Its hash covers the previous seal's hash and the
 --     hash of each entry in order. `doclink audit verify` recomputes all of it, and
 --     compares each row's current image with its latest entry.
 
@@ -180,7 +180,10 @@ CREATE FUNCTION audit_seal() RETURNS SETOF audit_seals
     SET search_path = pg_catalog, public SET TimeZone = 'UTC' AS $$
 DECLARE
     last audit_seals;
-    upto xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    snap pg_snapshot := pg_current_snapshot();
+    next_xid numeric := pg_snapshot_xmax(snap)::text::numeric;
+    oldest_here numeric;
+    upto xid8;
     lower_bound xid8;
     n bigint;
     hashes text;
@@ -189,6 +192,21 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(7318251003174) THEN
         RETURN;
     END IF;
+    -- The oldest transaction still running in THIS database bounds the seal (not the
+    -- cluster's oldest: another database's long transaction must not hold it back).
+    -- pg_stat_activity gives 32-bit ids; they are widened against the next id. A
+    -- transaction that ends between the snapshot and this read has committed or
+    -- aborted, so its entries are final either way; one that starts after the
+    -- snapshot gets an id at or above its xmax.
+    PERFORM pg_stat_clear_snapshot();
+    SELECT min(CASE WHEN a.backend_xid::text::numeric <= next_xid % 4294967296
+                    THEN next_xid - next_xid % 4294967296 + a.backend_xid::text::numeric
+                    ELSE next_xid - next_xid % 4294967296 - 4294967296 + a.backend_xid::text::numeric END)
+      INTO oldest_here
+      FROM pg_stat_activity a
+     WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND a.backend_xid IS NOT NULL;
+    upto := least(next_xid, coalesce(oldest_here, next_xid))::text::xid8;
     SELECT * INTO last FROM audit_seals ORDER BY id DESC LIMIT 1;
     lower_bound := coalesce(last.xid_to, '0'::xid8);
     IF upto <= lower_bound THEN

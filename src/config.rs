@@ -902,10 +902,10 @@ impl SomeSettings {
         self.0.parse_optional("revocation_kvs_arn", KvsArn::parse)
     }
 
-<<<<<<< HEAD
     pub fn db_role_prefix(&self) -> Result<String, ConfigError> {
         self.0.parse("db_role_prefix", role_prefix)
-=======
+    }
+
     pub fn events_queue_url(&self) -> Result<Option<String>, ConfigError> {
         self.0.parse_optional("events_queue_url", sqs_url)
     }
@@ -923,7 +923,6 @@ impl SomeSettings {
             default_ttl: self.0.parse("link_ttl", duration)?,
             max_ttl: self.0.parse("link_max_ttl", duration)?,
         })
->>>>>>> audit-reads
     }
 }
 

@@ -28,6 +28,7 @@ Examples:
         /// journal with a recomputed chain.
         #[arg(long, value_parser = Head::parse)]
         anchor: Option<Head>,
+        /// Output: text to read (each break on a line, then a summary), or JSON.
         #[arg(long, value_enum, default_value = "text")]
         format: VerifyFormat,
         /// TOML settings file; DATABASE_URL overrides it.
