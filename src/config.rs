@@ -246,6 +246,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "how often `run` seals the audit journal and logs its head (seal number and hash)",
     },
     SettingSpec {
+        key: "audit_anchor_bucket",
+        env: "DOCLINK_AUDIT_ANCHOR_BUCKET",
+        default: Some(""),
+        help: "S3 bucket with Object Lock where `run` writes each new head of the audit journal, and `audit verify` reads the latest; empty: no anchor",
+    },
+    SettingSpec {
+        key: "audit_anchor_prefix",
+        env: "DOCLINK_AUDIT_ANCHOR_PREFIX",
+        default: Some("doclink-audit/"),
+        help: "key prefix of the anchors in that bucket",
+    },
+    SettingSpec {
         key: "log_format",
         env: "DOCLINK_LOG_FORMAT",
         default: Some("json"),
@@ -334,6 +346,8 @@ pub struct Settings {
     pub allow_owner_role: bool,
     pub db_role_prefix: String,
     pub audit_seal_interval: Duration,
+    pub audit_anchor_bucket: Option<String>,
+    pub audit_anchor_prefix: String,
     pub log_format: LogFormat,
 }
 
@@ -697,6 +711,8 @@ impl Settings {
             "audit_seal_interval",
             duration_in(Duration::from_secs(1), Duration::from_secs(86_400)),
         ));
+        let audit_anchor_bucket = p.check(raw.parse_optional("audit_anchor_bucket", bucket_name));
+        let audit_anchor_prefix = p.check(raw.parse("audit_anchor_prefix", key_prefix));
         let log_format = p.check(raw.parse("log_format", |v| match v {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -744,6 +760,8 @@ impl Settings {
             Some(allow_owner_role),
             Some(db_role_prefix),
             Some(audit_seal_interval),
+            Some(audit_anchor_bucket),
+            Some(audit_anchor_prefix),
             Some(log_format),
         ) = (
             database_url,
@@ -779,6 +797,8 @@ impl Settings {
             allow_owner_role,
             db_role_prefix,
             audit_seal_interval,
+            audit_anchor_bucket,
+            audit_anchor_prefix,
             log_format,
         )
         else {
@@ -821,8 +841,37 @@ impl Settings {
             allow_owner_role,
             db_role_prefix,
             audit_seal_interval,
+            audit_anchor_bucket,
+            audit_anchor_prefix,
             log_format,
         })
+    }
+}
+
+/// An S3 bucket name (the rules S3 gives, in short).
+fn bucket_name(v: &str) -> Result<String, String> {
+    let ok = (3..=63).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?} is not an S3 bucket name (3-63 lower-case letters, digits, '-' and '.')"
+        ))
+    }
+}
+
+/// An S3 key prefix: empty, or ending in '/'.
+fn key_prefix(v: &str) -> Result<String, String> {
+    if v.is_empty() || (v.ends_with('/') && !v.starts_with('/') && v.len() <= 200) {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?} is not a key prefix: it ends in '/' and does not start with one"
+        ))
     }
 }
 
@@ -904,6 +953,14 @@ impl SomeSettings {
 
     pub fn db_role_prefix(&self) -> Result<String, ConfigError> {
         self.0.parse("db_role_prefix", role_prefix)
+    }
+
+    pub fn audit_anchor_bucket(&self) -> Result<Option<String>, ConfigError> {
+        self.0.parse_optional("audit_anchor_bucket", bucket_name)
+    }
+
+    pub fn audit_anchor_prefix(&self) -> Result<String, ConfigError> {
+        self.0.parse("audit_anchor_prefix", key_prefix)
     }
 
     pub fn events_queue_url(&self) -> Result<Option<String>, ConfigError> {

@@ -114,6 +114,24 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
     if let Some(audit) = &audit {
         rotation_checks(settings, audit, &mut checks).await;
     }
+    if let Some(bucket) = &settings.audit_anchor_bucket {
+        let store = crate::anchor::AnchorStore::new(
+            &aws,
+            bucket.clone(),
+            settings.audit_anchor_prefix.clone(),
+        );
+        checks.push(match store.check().await {
+            Ok(retention) => Check::ok(
+                "audit anchor",
+                format!("bucket {bucket}: Object Lock on, default retention {retention}"),
+            ),
+            Err(e) => Check::problem(
+                "audit anchor",
+                ErrorChain(&e).to_string(),
+                "create the bucket with Object Lock and a default retention, and allow s3:PutObject, s3:GetObject and s3:GetBucketObjectLockConfiguration on it",
+            ),
+        });
+    }
     checks
 }
 

@@ -51,6 +51,9 @@ pub enum StartupError {
     DeadLetterQueue(#[source] crate::queue::QueueError),
     #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
     EventsQueue(#[source] crate::queue::QueueError),
+    /// The anchor bucket is unusable: not locked (configuration) or not reachable.
+    #[error("the audit anchor bucket DOCLINK_AUDIT_ANCHOR_BUCKET cannot be used")]
+    Anchor(#[source] crate::anchor::AnchorError),
     /// The role in DATABASE_URL could delete or rewrite the audit log.
     #[error(
         "setting DATABASE_URL (database_url): {danger}. Connect as a login role that is a member of {writer} only (README, \"Database roles\"), or set DOCLINK_ALLOW_OWNER_ROLE=true for a local demo or tests"
@@ -82,7 +85,7 @@ impl StartupError {
                 | StartupError::Key(_)
                 | StartupError::NoSuchQueue { .. }
                 | StartupError::RoleMayRewriteHistory { .. }
-        )
+        ) || matches!(self, StartupError::Anchor(e) if e.is_configuration())
     }
 }
 
@@ -141,6 +144,8 @@ pub struct Daemon {
     pub delivery_events: Option<DeliveryEvents>,
     /// The edge's revocation store, when configured.
     pub revocations: Option<RevocationStore>,
+    /// Where the audit journal's head is anchored, when configured.
+    pub anchor: Option<crate::anchor::AnchorStore>,
     /// Queues whose depth is a metric: documents, dead letters, events.
     pub watched_queues: Vec<(&'static str, SqsQueue)>,
 }
@@ -225,6 +230,19 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     watched_queues.extend(dead_letter.clone().map(|q| ("dead_letter", q)));
     watched_queues.extend(events.clone().map(|q| ("events", q)));
 
+    let anchor = match &settings.audit_anchor_bucket {
+        Some(bucket) => {
+            let store = crate::anchor::AnchorStore::new(
+                &aws,
+                bucket.clone(),
+                settings.audit_anchor_prefix.clone(),
+            );
+            let retention = store.check().await.map_err(StartupError::Anchor)?;
+            info!(bucket = %bucket, retention = %retention, "audit journal heads are anchored");
+            Some(store)
+        }
+        None => None,
+    };
     let outbox = outbox(settings, &aws).await;
     metrics::gauge!("doclink_send_rate").set(outbox.rate());
     let pipeline = Pipeline::new(
@@ -257,6 +275,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
             .clone()
             .map(|arn| RevocationStore::new(&aws, arn)),
         audit,
+        anchor,
         watched_queues,
     })
 }

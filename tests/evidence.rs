@@ -364,3 +364,129 @@ async fn the_auditor_reads_everything_and_retention_purges_through_its_function(
     let (code, text) = verify(&stack, &auditor, &[]).await;
     assert_eq!(code, 0, "after retention: {text}");
 }
+
+/// A bucket with Object Lock and a default retention, as the README asks.
+async fn locked_bucket(stack: &TestStack) -> (aws_sdk_s3::Client, String) {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    let aws = aws_config::load_from_env().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("anchors-{}", &stack.name[stack.name.len() - 12..]);
+    s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    s3.put_object_lock_configuration()
+        .bucket(&bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Compliance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (s3, bucket)
+}
+
+#[tokio::test]
+async fn run_anchors_each_head_in_a_locked_bucket_and_verify_checks_the_latest() {
+    let stack = TestStack::new("evidence-bucket", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    let (s3, bucket) = locked_bucket(&stack).await;
+    let anchored = [("DOCLINK_AUDIT_ANCHOR_BUCKET", bucket.as_str())];
+    send_letters(&stack, 2, &anchored).await;
+
+    // What S3 holds, read from S3: the head the database's last seal has, locked.
+    let (seal, hash): (i64, String) = sqlx::query_as(
+        "SELECT id, encode(seal_sha256, 'hex') FROM audit_seals ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    let key = format!("doclink-audit/head-{seal:020}.json");
+    let object = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        object.object_lock_mode.is_some() && object.object_lock_retain_until_date.is_some(),
+        "the anchor is locked: {:?} {:?}",
+        object.object_lock_mode,
+        object.object_lock_retain_until_date
+    );
+    let document: serde_json::Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(document["seal"], seal);
+    assert_eq!(document["sha256"], hash.as_str());
+    let (code, out) = {
+        let out = stack.doclink(&["audit", "verify"], &anchored).await;
+        (out.status.code(), stdout(&out) + &stderr(&out))
+    };
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("anchors {seal}:{hash}")), "{out}");
+
+    // The whole journal rewritten and resealed: caught against the bucket's head.
+    sqlx::raw_sql(
+        "SET TimeZone = 'UTC';
+         ALTER TABLE links DISABLE TRIGGER ALL;
+         ALTER TABLE audit_journal DISABLE TRIGGER ALL;
+         ALTER TABLE audit_seals DISABLE TRIGGER ALL;
+         UPDATE links SET recipient_email = 'someone-else@example.org'
+           WHERE link_id = (SELECT link_id FROM links ORDER BY link_id LIMIT 1);
+         UPDATE audit_journal j SET row_sha256 = sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8'))
+           FROM links l
+           WHERE j.table_name = 'links' AND j.row_key = l.link_id::text
+             AND j.seq = (SELECT max(seq) FROM audit_journal k WHERE k.table_name = 'links' AND k.row_key = j.row_key);
+         UPDATE audit_journal SET entry_sha256 = sha256(convert_to(audit_entry_line(seq, xid, at, table_name, row_key, event, row_sha256), 'UTF8'));
+         DELETE FROM audit_seals;
+         ALTER TABLE links ENABLE TRIGGER ALL;
+         ALTER TABLE audit_journal ENABLE TRIGGER ALL;
+         ALTER TABLE audit_seals ENABLE TRIGGER ALL;
+         SELECT * FROM audit_seal();",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let out = stack.doclink(&["audit", "verify"], &anchored).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("the anchor says"), "{}", stdout(&out));
+
+    // A bucket without Object Lock is refused at start-up: an anchor that can be
+    // overwritten proves nothing.
+    let plain = format!("plain-{}", &stack.name[stack.name.len() - 12..]);
+    s3.create_bucket().bucket(&plain).send().await.unwrap();
+    let out = stack
+        .doclink(
+            &["run", "--drain"],
+            &[("DOCLINK_AUDIT_ANCHOR_BUCKET", plain.as_str())],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no Object Lock"),
+        "{}",
+        stderr(&out)
+    );
+}

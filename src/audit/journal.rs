@@ -112,6 +112,13 @@ impl AuditLog {
         Ok(row.as_ref().map(seal_from).transpose()?)
     }
 
+    /// The database's name (an anchor says which database its head is of).
+    pub async fn database_name(&self) -> Result<String, AuditError> {
+        Ok(sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// The latest seal, if any.
     pub async fn journal_head(&self) -> Result<Option<Seal>, AuditError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -251,7 +258,7 @@ pub struct Verification {
     pub unsealed: i64,
     pub rows_checked: i64,
     pub head: Option<String>,
-    pub anchor: Option<String>,
+    pub anchors: Vec<String>,
     pub breaks: Vec<Break>,
 }
 
@@ -280,9 +287,9 @@ struct OpenSeal {
 
 /// Recomputes the journal and compares every audit row with it. Reads only (the
 /// auditor's role suffices). Streams the journal: memory is flat in its length.
-pub async fn verify(pool: &PgPool, anchor: Option<&Head>) -> Result<Verification, AuditError> {
+pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, AuditError> {
     let mut report = Verification {
-        anchor: anchor.map(|a| a.to_string()),
+        anchors: anchors.iter().map(|a| a.to_string()).collect(),
         ..Verification::default()
     };
     let mut connection = pool.acquire().await?;
@@ -359,7 +366,7 @@ pub async fn verify(pool: &PgPool, anchor: Option<&Head>) -> Result<Verification
         );
         previous = Some(seal);
     }
-    if let Some(anchor) = anchor {
+    for anchor in anchors {
         let found = seals.iter().find(|s| s.id == anchor.seal);
         let found_hash = found.map(|s| hex::encode(&s.seal_sha256));
         if found_hash.as_deref() != Some(anchor.sha256.as_str()) {

@@ -25,7 +25,8 @@ Examples:
     Verify {
         /// A head kept outside the database, SEAL:SHA256 as `run` logs it
         /// (`audit journal sealed`, field head): catches a rewrite of the whole
-        /// journal with a recomputed chain.
+        /// journal with a recomputed chain. With DOCLINK_AUDIT_ANCHOR_BUCKET set, the
+        /// latest head anchored there is checked too.
         #[arg(long, value_parser = Head::parse)]
         anchor: Option<Head>,
         /// Output: text to read (each break on a line, then a summary), or JSON.
@@ -70,10 +71,29 @@ fn verify(
     config: Option<PathBuf>,
 ) -> Result<(), Failure> {
     let settings = SomeSettings::load(config.as_deref())?;
+    let bucket = settings.audit_anchor_bucket()?;
+    let prefix = settings.audit_anchor_prefix()?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let mut anchors: Vec<Head> = anchor.into_iter().collect();
+    if let Some(bucket) = bucket {
+        let latest = runtime
+            .block_on(async {
+                let aws = doclink::startup::aws_config().await;
+                doclink::anchor::AnchorStore::new(&aws, bucket.clone(), prefix)
+                    .latest()
+                    .await
+            })
+            .map_err(|e| {
+                Failure::Unavailable(anyhow::Error::new(e).context("cannot read the anchored head"))
+            })?;
+        match latest {
+            Some(head) => anchors.push(head),
+            None => eprintln!("note: no head is anchored in bucket {bucket} yet"),
+        }
+    }
     let report = runtime
-        .block_on(doclink::audit::verify(audit.pool(), anchor.as_ref()))
+        .block_on(doclink::audit::verify(audit.pool(), &anchors))
         .map_err(|e| {
             Failure::Unavailable(anyhow::Error::new(e).context("cannot read the audit journal"))
         })?;
@@ -93,9 +113,10 @@ fn verify(
                 report.unsealed,
                 report.rows_checked,
                 report.head.as_deref().unwrap_or("none"),
-                match &report.anchor {
-                    Some(a) => format!(", anchor {a}"),
-                    None => String::new(),
+                if report.anchors.is_empty() {
+                    String::new()
+                } else {
+                    format!(", anchors {}", report.anchors.join(" "))
                 },
                 if report.breaks.is_empty() {
                     "intact".to_string()

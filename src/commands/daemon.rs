@@ -154,6 +154,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         // The letters have ended: seal what they wrote, so the last head is logged.
         runtime::watch::seal_once(&daemon.audit).await;
+        if let Some(store) = &daemon.anchor {
+            runtime::watch::anchor_head(&daemon.audit, store, &mut None).await;
+        }
         if let Some(progress) = progress {
             progress.abort();
             eprintln!();
@@ -219,6 +222,7 @@ fn spawn_duties(
         )),
         tokio::spawn(runtime::watch::journal_seals(
             daemon.audit.clone(),
+            daemon.anchor.clone(),
             settings.audit_seal_interval,
             shutdown.clone(),
         )),

@@ -1,6 +1,7 @@
 //! Background duties of `doclink run` beside the letters: the queue-depth gauges
 //! the alerts read, and keeping the edge's revocation store in line.
 
+use crate::anchor::AnchorStore;
 use crate::audit::AuditLog;
 use crate::edge::RevocationStore;
 use crate::error::ErrorChain;
@@ -81,12 +82,56 @@ pub async fn sync_once(
 /// --anchor` takes) and the gauges `doclink_audit_journal_head_seal` and
 /// `doclink_audit_journal_head_hash48` (the hash's first 48 bits, exact in a float),
 /// so that the head is kept outside the database.
-pub async fn journal_seals(audit: AuditLog, interval: Duration, shutdown: CancellationToken) {
+///
+/// With an anchor store (DOCLINK_AUDIT_ANCHOR_BUCKET), each new head is also written
+/// there; a head that could not be written is written at the next interval.
+pub async fn journal_seals(
+    audit: AuditLog,
+    anchor: Option<AnchorStore>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut anchored = None;
     loop {
         seal_once(&audit).await;
+        if let Some(store) = &anchor {
+            anchor_head(&audit, store, &mut anchored).await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Writes the journal's head to the anchor store unless `anchored` already holds it.
+pub async fn anchor_head(audit: &AuditLog, store: &AnchorStore, anchored: &mut Option<i64>) {
+    let failures = metrics::counter!("doclink_audit_anchor_failures_total");
+    let head = match audit.journal_head().await {
+        Ok(Some(seal)) => seal,
+        Ok(None) => return,
+        Err(err) => {
+            failures.increment(1);
+            warn!(error = %ErrorChain(&err), "could not read the audit journal's head to anchor it");
+            return;
+        }
+    };
+    if *anchored == Some(head.id) {
+        return;
+    }
+    let database = audit
+        .database_name()
+        .await
+        .unwrap_or_else(|_| "unknown".into());
+    match store.put(&head.head(), head.sealed_at, &database).await {
+        Ok(()) => {
+            *anchored = Some(head.id);
+            metrics::gauge!("doclink_audit_anchor_seal").set(head.id as f64);
+            info!(head = %head.head(), bucket = store.bucket(), "audit journal head anchored");
+        }
+        Err(err) => {
+            failures.increment(1);
+            warn!(error = %ErrorChain(&err), "could not anchor the audit journal's head; retrying at the next interval");
         }
     }
 }
