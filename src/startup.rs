@@ -22,6 +22,20 @@ use tracing::{info, warn};
 pub enum StartupError {
     #[error("cannot open the audit database")]
     Database(#[source] crate::audit::AuditError),
+    /// The database did not take a connection: where and why, in one sentence.
+    #[error("{0}")]
+    DatabaseUnreachable(crate::audit::Unreachable),
+    /// The standard AWS chain found no region.
+    #[error(
+        "no AWS region is set: set AWS_REGION (for example AWS_REGION=eu-west-1), or a region in the AWS_PROFILE's profile"
+    )]
+    NoRegion,
+    /// The standard AWS chain found no credentials (the SDK's account of each
+    /// provider is logged at debug level).
+    #[error(
+        "no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, a web-identity role with AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, the container or EC2 instance role): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role"
+    )]
+    NoCredentials,
     #[error("cannot read the private key ciphertext {path}")]
     Ciphertext {
         path: String,
@@ -75,6 +89,7 @@ impl StartupError {
             self,
             StartupError::Undecryptable { .. }
                 | StartupError::Key(_)
+                | StartupError::NoRegion
                 | StartupError::NoSuchQueue { .. }
         )
     }
@@ -125,6 +140,27 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The region and credentials of the standard AWS chain, before the first call: a
+/// missing one is named with what to set, rather than as the SDK's text from deep
+/// in the chain (the instance-metadata service's, typically).
+pub async fn check_aws_setup(aws: &aws_config::SdkConfig) -> Result<(), StartupError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    if aws.region().is_none() {
+        return Err(StartupError::NoRegion);
+    }
+    let Some(provider) = aws.credentials_provider() else {
+        return Err(StartupError::NoCredentials);
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // The SDK's own account, provider by provider, for whoever asks for it.
+            tracing::debug!(error = %crate::error::ErrorChain(&e), "the AWS credential chain found no credentials");
+            Err(StartupError::NoCredentials)
+        }
+    }
+}
+
 /// What `doclink run` works with: the letter pipeline and the queue it reads, and
 /// the duties beside it.
 pub struct Daemon {
@@ -143,7 +179,16 @@ pub struct Daemon {
 /// `stats` must be built after the metrics recorder is installed.
 pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, StartupError> {
     let max_connections = (settings.concurrency as u32).clamp(2, 64) + 2;
-    let pool = audit::connect(&settings.database_url, 2)
+    let options: sqlx::postgres::PgConnectOptions = settings
+        .database_url
+        .parse()
+        .map_err(|e: sqlx::Error| StartupError::Database(e.into()))?;
+    // One direct attempt first: a database that is down is named at once, with its
+    // host and port and why, not after the pool's 10 s wait as "pool timed out".
+    audit::reach(&options)
+        .await
+        .map_err(StartupError::DatabaseUnreachable)?;
+    let pool = audit::connect_with(options, 2)
         .await
         .map_err(StartupError::Database)?;
     audit::migrate(&pool)
@@ -153,6 +198,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let audit = AuditLog::new(pool, max_connections);
 
     let aws = aws_config().await;
+    check_aws_setup(&aws).await?;
     let signer = decrypt_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
