@@ -8,7 +8,35 @@ mod support;
 
 use doclink::signing::KeyKind;
 use std::time::{Duration, Instant};
-use support::{TestStack, stderr};
+use support::{TestStack, stderr, stdout};
+
+/// The daemon logs a data key that the event's template does not read, naming the
+/// key, the template and the keys it knows: once per key and template, however many
+/// letters carry it. The letters still go out.
+#[tokio::test]
+async fn an_unknown_template_data_key_is_named_once_per_key_and_template() {
+    let stack = TestStack::new("datakey", KeyKind::EcdsaP256).await;
+    let mut bodies = Vec::new();
+    for n in 0..4 {
+        // Even n: decision_letter, odd n: correspondence (TestStack::event).
+        let mut event = stack.event(n, &format!("letters/{n}.pdf"));
+        event["data"] = serde_json::json!({"case_numbr": format!("C-{n}")});
+        bodies.push(event.to_string());
+    }
+    stack.enqueue(&bodies).await;
+    let out = stack.drain(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("sent 4,"), "{}", stdout(&out));
+    let log = stderr(&out);
+    for template in ["decision_letter", "correspondence"] {
+        let warning = format!(
+            "data.case_numbr is not read by the {template} template (known keys: case_number, \
+             subject, message); the letter goes out without it"
+        );
+        assert_eq!(log.matches(&warning).count(), 1, "{template}: {log}");
+    }
+    assert_eq!(stack.emails().await.len(), 4);
+}
 
 /// A database name that does not exist is named once, at once, with where it was
 /// asked; exit 3 (it may yet be created).
