@@ -374,9 +374,30 @@ async fn auto_rate(mailer: &SesMailer, settings: &Settings) -> SendRate {
         }
         Err(why) => {
             let why: BoxError = why;
-            warn!(reason = %crate::error::ErrorChain(why.as_ref()), fallback = settings.send_rate_fallback.per_second(),
-                "SES GetAccount is unavailable; using DOCLINK_SEND_RATE_FALLBACK");
+            warn!(
+                reason = %crate::error::ErrorChain(why.as_ref()),
+                fallback = settings.send_rate_fallback.per_second(),
+                "{}",
+                no_quota_message(settings.send_rate_fallback)
+            );
             settings.send_rate_fallback
         }
     }
 }
+
+/// What `DOCLINK_SEND_RATE=auto` comes to when SES reports no quota, in words: the
+/// rate it falls back on, and the setting that decides instead.
+pub fn no_quota_message(fallback: SendRate) -> String {
+    format!("{}; {SET_SEND_RATE}", no_quota(fallback))
+}
+
+/// That SES reported no quota, and the rate `auto` falls back on.
+pub fn no_quota(fallback: SendRate) -> String {
+    format!(
+        "SES did not report a quota; sending at DOCLINK_SEND_RATE_FALLBACK={}/s",
+        fallback.per_second()
+    )
+}
+
+/// What to do when SES reports no quota.
+pub const SET_SEND_RATE: &str = "set DOCLINK_SEND_RATE to the rate your SES account allows";

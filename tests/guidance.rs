@@ -38,6 +38,28 @@ async fn an_unknown_template_data_key_is_named_once_per_key_and_template() {
     assert_eq!(stack.emails().await.len(), 4);
 }
 
+/// With DOCLINK_SEND_RATE=auto and an SES (moto) whose GetAccount reports no quota,
+/// start-up says so in words, with the fallback's real value and the setting to set.
+#[tokio::test]
+async fn no_ses_quota_is_said_plainly_with_the_rate_it_sends_at() {
+    let stack = TestStack::new("noquota", KeyKind::EcdsaP256).await;
+    let out = stack
+        .drain(&[
+            ("DOCLINK_SEND_RATE", "auto"),
+            ("DOCLINK_SEND_RATE_FALLBACK", "2.5"),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "SES did not report a quota; sending at DOCLINK_SEND_RATE_FALLBACK=2.5/s; set \
+             DOCLINK_SEND_RATE to the rate your SES account allows"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A database name that does not exist is named once, at once, with where it was
 /// asked; exit 3 (it may yet be created).
 #[tokio::test]
