@@ -331,6 +331,24 @@ fn migrate_names_an_unreachable_database_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// The audit commands, too, name a database that is down at once.
+#[test]
+fn links_name_an_unreachable_database_at_once() {
+    let started = std::time::Instant::now();
+    let out = run(
+        &["links", "list"],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")],
+        "",
+    );
+    assert_fails(
+        &out,
+        3,
+        "doclink: cannot connect to the database at 127.0.0.1:1 (connection refused); check that \
+         PostgreSQL is running there and that DATABASE_URL is right\n",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn migrate_refuses_a_url_that_is_not_postgresql() {
     let out = run(
