@@ -177,7 +177,12 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
     let key = key_checks(settings, &aws, &mut checks).await;
     match &key {
         Some(key) => cloudfront_checks(settings, &aws, key, &mut checks).await,
-        None => checks.push(Check::skipped("public key", "needs the decrypted key")),
+        None => {
+            checks.push(Check::skipped("public key", "needs the decrypted key"));
+            if settings.distribution_id.is_some() {
+                checks.push(Check::skipped("distribution", "needs the decrypted key"));
+            }
+        }
     }
     ses_checks(settings, &aws, &mut checks).await;
     queue_checks(settings, &aws, &mut checks).await;

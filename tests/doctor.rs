@@ -789,6 +789,7 @@ async fn doctor_names_unknown_variables_no_quota_and_what_does_not_answer() {
         [
             "SES account",
             "dead-letter queue",
+            "distribution",
             "key",
             "public key",
             "send rate"
