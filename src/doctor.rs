@@ -174,9 +174,72 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
     checks.extend(environment_checks());
     let aws = crate::startup::aws_config().await;
     let audit = database_checks(settings, &mut checks).await;
-    let key = key_checks(settings, &aws, &mut checks).await;
+    if aws_checks(&aws, &mut checks).await {
+        aws_service_checks(settings, &aws, &mut checks).await;
+    } else {
+        let mut needing = vec![
+            "KMS",
+            "key",
+            "public key",
+            "SES identity",
+            "SES account",
+            "send rate",
+            "queue",
+        ];
+        let optional = [
+            (settings.distribution_id.is_some(), "distribution"),
+            (
+                settings.dead_letter_queue_url.is_some(),
+                "dead-letter queue",
+            ),
+            (settings.events_queue_url.is_some(), "events queue"),
+            (settings.revocation_kvs_arn.is_some(), "revocation store"),
+        ];
+        needing.extend(
+            optional
+                .iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, name)| *name),
+        );
+        for name in needing {
+            checks.push(Check::skipped(name, "needs an AWS region and credentials"));
+        }
+    }
+    if let Some(audit) = &audit {
+        rotation_checks(settings, audit, &mut checks).await;
+    }
+    checks
+}
+
+/// The standard AWS chain gives a region and credentials (as `run` checks before
+/// its first AWS call); `false`, with the problem, when it does not.
+async fn aws_checks(aws: &aws_config::SdkConfig, checks: &mut Vec<Check>) -> bool {
+    match crate::startup::check_aws_setup(aws).await {
+        Ok(()) => {
+            let region = aws.region().map(|r| r.to_string()).unwrap_or_default();
+            checks.push(Check::ok(
+                "AWS",
+                format!("region {region}; the credential chain gives credentials"),
+            ));
+            true
+        }
+        Err(e) => {
+            checks.push(Check::problem("AWS", e.to_string(), "region, credentials and endpoints come from the standard AWS chain (README, \"Configuration\")"));
+            false
+        }
+    }
+}
+
+/// The checks that call AWS: KMS and the key, CloudFront, SES, the queues and the
+/// revocation store.
+async fn aws_service_checks(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+    checks: &mut Vec<Check>,
+) {
+    let key = key_checks(settings, aws, checks).await;
     match &key {
-        Some(key) => cloudfront_checks(settings, &aws, key, &mut checks).await,
+        Some(key) => cloudfront_checks(settings, aws, key, checks).await,
         None => {
             checks.push(Check::skipped("public key", "needs the decrypted key"));
             if settings.distribution_id.is_some() {
@@ -184,31 +247,27 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
             }
         }
     }
-    ses_checks(settings, &aws, &mut checks).await;
-    queue_checks(settings, &aws, &mut checks).await;
+    ses_checks(settings, aws, checks).await;
+    queue_checks(settings, aws, checks).await;
     if let Some(arn) = &settings.revocation_kvs_arn {
-        let store = crate::edge::RevocationStore::new(&aws, arn.clone());
+        let store = crate::edge::RevocationStore::new(aws, arn.clone());
         checks.push(match store.describe().await {
             Ok((items, bytes)) => Check::ok("revocation store", format!("{} answers: {items} revoked links, {bytes} bytes of 5 MB", arn.as_str())),
             Err(e) => match no_answer(&e) {
                 Some(why) if why.contains("cannot be resolved") => Check::problem(
                     "revocation store",
-                    format!("{}: the store's endpoint {} cannot be resolved", arn.as_str(), kvs_endpoint(&aws, arn)),
+                    format!("{}: the store's endpoint {} cannot be resolved", arn.as_str(), kvs_endpoint(aws, arn)),
                     "set AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE to the store's endpoint (an emulator or a proxy; the SDK puts the ARN's account id in front of an AWS_ENDPOINT_URL's host), or check DOCLINK_REVOCATION_KVS_ARN and DNS",
                 ),
                 Some(why) => Check::problem(
                     "revocation store",
-                    format!("{}: cannot connect to the store's endpoint {} ({why})", arn.as_str(), kvs_endpoint(&aws, arn)),
+                    format!("{}: cannot connect to the store's endpoint {} ({why})", arn.as_str(), kvs_endpoint(aws, arn)),
                     "check AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE, DOCLINK_REVOCATION_KVS_ARN and the network",
                 ),
                 None => Check::problem("revocation store", format!("{}: {}", arn.as_str(), ErrorChain(&e)), "check DOCLINK_REVOCATION_KVS_ARN and the role's cloudfront-keyvaluestore permissions"),
             },
         });
     }
-    if let Some(audit) = &audit {
-        rotation_checks(settings, audit, &mut checks).await;
-    }
-    checks
 }
 
 /// Where the KeyValueStore client sends its calls for `arn`, as the SDK builds it.

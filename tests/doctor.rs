@@ -863,3 +863,57 @@ async fn doctor_names_unknown_variables_no_quota_and_what_does_not_answer() {
         "{out}"
     );
 }
+
+/// Without AWS credentials, or without a region, doctor says which is missing and
+/// what to set, once, and skips every check that would call AWS, rather than
+/// blaming KMS, SES and SQS each with the SDK's text; the database still is checked.
+#[tokio::test]
+async fn doctor_names_missing_credentials_or_region_and_skips_what_calls_aws() {
+    let stack = TestStack::new("doctor-aws", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let home = stack.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let imds = format!("http://127.0.0.1:{}", support::free_port());
+    let env = [
+        ("HOME", home.to_str().unwrap()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+    ];
+    let cases: [(&[&str], &str); 2] = [
+        (
+            support::AWS_CREDENTIAL_VARIABLES,
+            "problem  AWS: no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID \
+             and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws,",
+        ),
+        (
+            &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            "problem  AWS: no AWS region is set: set AWS_REGION",
+        ),
+    ];
+    for (removed, expected) in cases {
+        let child = stack.spawn_with_env_removed(&["doctor"], &env, removed);
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("doctor exits")
+                .unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+        assert_eq!(problems(&text), ["AWS"], "{text}");
+        assert!(line(&text, "AWS").starts_with(expected), "{text}");
+        assert!(line(&text, "database").starts_with("ok "), "{text}");
+        assert_eq!(
+            skipped(&text),
+            [
+                "KMS",
+                "SES account",
+                "SES identity",
+                "key",
+                "public key",
+                "queue",
+                "send rate"
+            ],
+            "{text}"
+        );
+    }
+}
