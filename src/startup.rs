@@ -31,11 +31,14 @@ pub enum StartupError {
     )]
     NoRegion,
     /// The standard AWS chain found no credentials (the SDK's account of each
-    /// provider is logged at debug level).
+    /// provider is logged at debug level). `failed`: the reason of a source that is
+    /// set up but failed (a role that cannot be assumed, an instance-metadata service
+    /// that refuses), cut short.
     #[error(
-        "no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, a web-identity role with AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, the container or EC2 instance role): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role"
+        "no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, a web-identity role with AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, the container or EC2 instance role): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role{}",
+        failed.as_ref().map(|why| format!(" (the last source tried failed: {why})")).unwrap_or_default()
     )]
-    NoCredentials,
+    NoCredentials { failed: Option<String> },
     #[error("cannot read the private key ciphertext {path}")]
     Ciphertext {
         path: String,
@@ -149,15 +152,36 @@ pub async fn check_aws_setup(aws: &aws_config::SdkConfig) -> Result<(), StartupE
         return Err(StartupError::NoRegion);
     }
     let Some(provider) = aws.credentials_provider() else {
-        return Err(StartupError::NoCredentials);
+        return Err(StartupError::NoCredentials { failed: None });
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
         Err(e) => {
             // The SDK's own account, provider by provider, for whoever asks for it.
             tracing::debug!(error = %crate::error::ErrorChain(&e), "the AWS credential chain found no credentials");
-            Err(StartupError::NoCredentials)
+            use aws_credential_types::provider::error::CredentialsError;
+            let failed = match e {
+                CredentialsError::CredentialsNotLoaded(_) => None,
+                other => Some(short_reason(&other)),
+            };
+            Err(StartupError::NoCredentials { failed })
         }
+    }
+}
+
+/// An SDK error's causes on one line, without the debug dumps some of them append
+/// in parentheses, and at most 200 characters.
+fn short_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::error::ErrorChain(error).to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let line = line
+        .split(" (")
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches([':', '.']);
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
     }
 }
 

@@ -140,6 +140,30 @@ async fn missing_credentials_or_region_name_the_chain_and_what_to_set() {
     assert!(!err.contains("WARN"), "{err}");
     assert!(!err.contains("ProviderError"), "{err}");
 
+    // An instance-metadata service that refuses (as where IMDS is disabled): the same
+    // guidance, and that source's reason in one short line.
+    let imds = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("PUT"))
+        .respond_with(wiremock::ResponseTemplate::new(403).set_body_string("denied"))
+        .mount(&imds)
+        .await;
+    let out = run_without(
+        &stack,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.uri())],
+        support::AWS_CREDENTIAL_VARIABLES,
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("doclink: no AWS credentials were found in the standard chain (")
+            && last.contains("or run with a role (the last source tried failed: ")
+            && last.ends_with(')'),
+        "{err}"
+    );
+    assert!(!err.contains("ProviderError"), "{err}");
+
     let out = run_without(&stack, &[], &["AWS_REGION", "AWS_DEFAULT_REGION"]).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
