@@ -391,7 +391,10 @@ impl RawSettings {
                 .map_err(|e| file_error(format!("{}: {e}", path.display())))?;
             for (key, value) in table {
                 let spec = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
-                    file_error(format!("{}: unknown setting {key:?}", path.display()))
+                    let hint = closest(&key, SETTINGS.iter().map(|s| s.key))
+                        .map(|known| format!("; did you mean {known}?"))
+                        .unwrap_or_default();
+                    file_error(format!("{}: unknown setting {key:?}{hint}", path.display()))
                 })?;
                 let text = match value {
                     toml::Value::String(s) => s,
@@ -1073,10 +1076,130 @@ fn parse_http_addr(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{v:?} is not host:port or a port"))
 }
 
+/// Variables doclink reads that are not settings of the table: the log filter.
+pub const ENVIRONMENT_ONLY: &[&str] = &["DOCLINK_LOG"];
+
+/// A `DOCLINK_*` variable doclink does not read, most likely a typo: its name and
+/// the closest setting's variable, when one is close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    pub name: String,
+    pub closest: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not a doclink setting and is ignored", self.name)?;
+        match self.closest {
+            Some(known) => write!(f, "; did you mean {known}?"),
+            None => write!(
+                f,
+                "; the settings are listed in the README (\"Configuration\")"
+            ),
+        }
+    }
+}
+
+/// The `DOCLINK_*` names among `names` that are neither a setting's variable (from
+/// [`SETTINGS`]) nor in [`ENVIRONMENT_ONLY`], sorted.
+pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<UnknownVariable> {
+    let known = || {
+        SETTINGS
+            .iter()
+            .map(|s| s.env)
+            .chain(ENVIRONMENT_ONLY.iter().copied())
+    };
+    let mut unknown: Vec<UnknownVariable> = names
+        .into_iter()
+        .filter(|name| name.starts_with("DOCLINK_") && !known().any(|k| k == name))
+        .map(|name| UnknownVariable {
+            closest: closest(&name, known()),
+            name,
+        })
+        .collect();
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    unknown
+}
+
+/// [`unknown_variables`] of this process's environment.
+pub fn unknown_environment_variables() -> Vec<UnknownVariable> {
+    unknown_variables(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))
+}
+
+/// The candidate nearest to `text` by edit distance (case-insensitive), when it is
+/// near enough to be a typo of it: at most a third of its length away, and 3 at most.
+fn closest<'a>(text: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let text = text.to_ascii_lowercase();
+    candidates
+        .map(|c| (edit_distance(&text, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// A DOCLINK_* variable doclink does not read is found, with the setting it is
+    /// most likely a typo of; the known ones (every setting's, and DOCLINK_LOG) are
+    /// not; and a name close to none gets no guess.
+    #[test]
+    fn unknown_variables_are_named_with_the_closest_setting() {
+        let names = [
+            "DOCLINK_SEND_RAT",
+            "DOCLINK_SEND_RATE",
+            "DOCLINK_LOG",
+            "DOCLINK_QUEUE_URL",
+            "DOCLINK_CONCURENCY",
+            "DOCLINK_WHATEVER_ELSE_ENTIRELY",
+            "HOME",
+            "DATABASE_URL",
+        ];
+        let unknown = unknown_variables(names.iter().map(|n| n.to_string()));
+        assert_eq!(
+            unknown,
+            [
+                UnknownVariable {
+                    name: "DOCLINK_CONCURENCY".into(),
+                    closest: Some("DOCLINK_CONCURRENCY"),
+                },
+                UnknownVariable {
+                    name: "DOCLINK_SEND_RAT".into(),
+                    closest: Some("DOCLINK_SEND_RATE"),
+                },
+                UnknownVariable {
+                    name: "DOCLINK_WHATEVER_ELSE_ENTIRELY".into(),
+                    closest: None,
+                },
+            ]
+        );
+        assert_eq!(
+            unknown[1].to_string(),
+            "DOCLINK_SEND_RAT is not a doclink setting and is ignored; did you mean DOCLINK_SEND_RATE?"
+        );
+        // Every setting's variable is known.
+        assert!(unknown_variables(SETTINGS.iter().map(|s| s.env.to_string())).is_empty());
+    }
 
     fn base_env(dir: &Path) -> HashMap<&'static str, String> {
         let ciphertext = dir.join("key.ct");
@@ -1232,7 +1355,15 @@ mod tests {
             load(&base_env(dir.path()), Some(&file))
                 .unwrap_err()
                 .to_string()
-                .contains("unknown setting")
+                .ends_with("unknown setting \"no_such_thing\"")
+        );
+        // A typo of a key is answered with the key.
+        std::fs::write(&file, "send_rat = 10\n").unwrap();
+        assert!(
+            load(&base_env(dir.path()), Some(&file))
+                .unwrap_err()
+                .to_string()
+                .ends_with("unknown setting \"send_rat\"; did you mean send_rate?")
         );
     }
 

@@ -16,8 +16,10 @@ pub struct Check {
     pub name: &'static str,
     /// `None` when it passed.
     pub problem: Option<String>,
-    /// What was found (passed), or what to do (problem).
+    /// What was found (passed), or what to do (problem); why, when skipped.
     pub detail: String,
+    /// Not run, because what it needs failed an earlier check (which is the problem).
+    pub skipped: bool,
 }
 
 impl Check {
@@ -26,6 +28,7 @@ impl Check {
             name,
             problem: None,
             detail: detail.into(),
+            skipped: false,
         }
     }
     fn problem(name: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
@@ -33,8 +36,80 @@ impl Check {
             name,
             problem: Some(problem.into()),
             detail: fix.into(),
+            skipped: false,
         }
     }
+    fn skipped(name: &'static str, why: impl Into<String>) -> Self {
+        Self {
+            skipped: true,
+            ..Self::ok(name, why)
+        }
+    }
+}
+
+/// Why a call got no answer, in words, when it got none: refused, timed out, or a
+/// host name that cannot be resolved. `None` when something answered (a refusal, an
+/// unreadable answer): that is another kind of problem.
+pub fn no_answer(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut text = String::new();
+    let mut io = None;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        text.push_str(&e.to_string());
+        text.push_str(": ");
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            io = Some(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => e.to_string(),
+            });
+        }
+        next = e.source();
+    }
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        return Some("its host name cannot be resolved".into());
+    }
+    if io.is_some() {
+        return io;
+    }
+    let dispatch = text.contains("dispatch failure");
+    (text.contains("request has timed out") || (dispatch && text.contains("timeout")))
+        .then(|| "no answer in time".to_string())
+}
+
+/// Where the SDK sends `service`'s calls: `AWS_ENDPOINT_URL_<SERVICE>`, else
+/// `AWS_ENDPOINT_URL`, else the regional endpoint `https://<host>.<region>.amazonaws.com`.
+fn endpoint(aws: &aws_config::SdkConfig, service: &str, host: &str) -> String {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .ok()
+        .filter(|url| !url.is_empty())
+        .or_else(|| aws.endpoint_url().map(str::to_string))
+        .unwrap_or_else(|| match aws.region() {
+            // CloudFront's API has one global endpoint.
+            _ if host == "cloudfront" => "https://cloudfront.amazonaws.com".to_string(),
+            Some(region) => format!("https://{host}.{region}.amazonaws.com"),
+            None => format!("https://{host}.<region>.amazonaws.com"),
+        })
+}
+
+/// The problem for a service that does not answer, naming where it was asked.
+fn unreachable(
+    name: &'static str,
+    service: &str,
+    (aws, variable, host): (&aws_config::SdkConfig, &str, &str),
+    why: &str,
+) -> Check {
+    Check::problem(
+        name,
+        format!(
+            "cannot connect to {service} at {} ({why})",
+            endpoint(aws, variable, host)
+        ),
+        format!(
+            "check AWS_ENDPOINT_URL_{variable} / AWS_ENDPOINT_URL / AWS_REGION and the network"
+        ),
+    )
 }
 
 /// A cache behaviour as the doctor reads it.
@@ -96,27 +171,107 @@ pub fn behaviour_for<'a>(
 /// Runs every check; the settings come first, since the others need them.
 pub async fn examine(settings: &Settings) -> Vec<Check> {
     let mut checks = vec![Check::ok("settings", "every setting is valid")];
+    checks.extend(environment_checks());
     let aws = crate::startup::aws_config().await;
     let audit = database_checks(settings, &mut checks).await;
-    let key = key_checks(settings, &aws, &mut checks).await;
-    if let Some(key) = &key {
-        cloudfront_checks(settings, &aws, key, &mut checks).await;
-    }
-    ses_checks(settings, &aws, &mut checks).await;
-    queue_checks(settings, &aws, &mut checks).await;
-    if let Some(arn) = &settings.revocation_kvs_arn {
-        let store = crate::edge::RevocationStore::new(&aws, arn.clone());
-        checks.push(match store.describe().await {
-            Ok((items, bytes)) => Check::ok("revocation store", format!("{} answers: {items} revoked links, {bytes} bytes of 5 MB", arn.as_str())),
-            Err(e) => Check::problem("revocation store", format!("{}: {}", arn.as_str(), ErrorChain(&e)), "check DOCLINK_REVOCATION_KVS_ARN and the role's cloudfront-keyvaluestore permissions"),
-        });
+    if aws_checks(&aws, &mut checks).await {
+        aws_service_checks(settings, &aws, &mut checks).await;
+    } else {
+        let mut needing = vec![
+            "KMS",
+            "key",
+            "public key",
+            "SES identity",
+            "SES account",
+            "send rate",
+            "queue",
+        ];
+        let optional = [
+            (settings.distribution_id.is_some(), "distribution"),
+            (
+                settings.dead_letter_queue_url.is_some(),
+                "dead-letter queue",
+            ),
+            (settings.events_queue_url.is_some(), "events queue"),
+            (settings.revocation_kvs_arn.is_some(), "revocation store"),
+            (settings.audit_anchor_bucket.is_some(), "audit anchor"),
+        ];
+        needing.extend(
+            optional
+                .iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, name)| *name),
+        );
+        for name in needing {
+            checks.push(Check::skipped(name, "needs an AWS region and credentials"));
+        }
     }
     if let Some(audit) = &audit {
         rotation_checks(settings, audit, &mut checks).await;
     }
+    checks
+}
+
+/// The standard AWS chain gives a region and credentials (as `run` checks before
+/// its first AWS call); `false`, with the problem, when it does not.
+async fn aws_checks(aws: &aws_config::SdkConfig, checks: &mut Vec<Check>) -> bool {
+    match crate::startup::check_aws_setup(aws).await {
+        Ok(()) => {
+            let region = aws.region().map(|r| r.to_string()).unwrap_or_default();
+            checks.push(Check::ok(
+                "AWS",
+                format!("region {region}; the credential chain gives credentials"),
+            ));
+            true
+        }
+        Err(e) => {
+            checks.push(Check::problem("AWS", e.to_string(), "region, credentials and endpoints come from the standard AWS chain (README, \"Configuration\")"));
+            false
+        }
+    }
+}
+
+/// The checks that call AWS: KMS and the key, CloudFront, SES, the queues and the
+/// revocation store.
+async fn aws_service_checks(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+    checks: &mut Vec<Check>,
+) {
+    let key = key_checks(settings, aws, checks).await;
+    match &key {
+        Some(key) => cloudfront_checks(settings, aws, key, checks).await,
+        None => {
+            checks.push(Check::skipped("public key", "needs the decrypted key"));
+            if settings.distribution_id.is_some() {
+                checks.push(Check::skipped("distribution", "needs the decrypted key"));
+            }
+        }
+    }
+    ses_checks(settings, aws, checks).await;
+    queue_checks(settings, aws, checks).await;
+    if let Some(arn) = &settings.revocation_kvs_arn {
+        let store = crate::edge::RevocationStore::new(aws, arn.clone());
+        checks.push(match store.describe().await {
+            Ok((items, bytes)) => Check::ok("revocation store", format!("{} answers: {items} revoked links, {bytes} bytes of 5 MB", arn.as_str())),
+            Err(e) => match no_answer(&e) {
+                Some(why) if why.contains("cannot be resolved") => Check::problem(
+                    "revocation store",
+                    format!("{}: the store's endpoint {} cannot be resolved", arn.as_str(), kvs_endpoint(aws, arn)),
+                    "set AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE to the store's endpoint (an emulator or a proxy; the SDK puts the ARN's account id in front of an AWS_ENDPOINT_URL's host), or check DOCLINK_REVOCATION_KVS_ARN and DNS",
+                ),
+                Some(why) => Check::problem(
+                    "revocation store",
+                    format!("{}: cannot connect to the store's endpoint {} ({why})", arn.as_str(), kvs_endpoint(aws, arn)),
+                    "check AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE, DOCLINK_REVOCATION_KVS_ARN and the network",
+                ),
+                None => Check::problem("revocation store", format!("{}: {}", arn.as_str(), ErrorChain(&e)), "check DOCLINK_REVOCATION_KVS_ARN and the role's cloudfront-keyvaluestore permissions"),
+            },
+        });
+    }
     if let Some(bucket) = &settings.audit_anchor_bucket {
         let store = crate::anchor::AnchorStore::new(
-            &aws,
+            aws,
             bucket.clone(),
             settings.audit_anchor_prefix.clone(),
         );
@@ -132,10 +287,65 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
             ),
         });
     }
+}
+
+/// Where the KeyValueStore client sends its calls for `arn`, as the SDK builds it.
+fn kvs_endpoint(aws: &aws_config::SdkConfig, arn: &crate::edge::KvsArn) -> String {
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE")
+        && !url.is_empty()
+    {
+        return url;
+    }
+    match aws.endpoint_url().and_then(|url| url.split_once("://")) {
+        Some((scheme, rest)) => format!("{scheme}://{}.{rest}", arn.account()),
+        None => format!("https://{}.cloudfront-kvs.global.api.aws", arn.account()),
+    }
+}
+
+/// What the environment holds besides the settings: `DOCLINK_*` variables that are
+/// no setting (a typo of one, most likely), and a log filter that cannot be read.
+fn environment_checks() -> Vec<Check> {
+    let mut checks: Vec<Check> = crate::config::unknown_environment_variables()
+        .into_iter()
+        .map(|unknown| {
+            Check::problem(
+                "settings",
+                unknown.to_string(),
+                format!("rename or remove {}", unknown.name),
+            )
+        })
+        .collect();
+    if let Err(e) = crate::logging::filter_from_env() {
+        checks.push(Check::problem(
+            "settings",
+            e.to_string(),
+            "correct DOCLINK_LOG, or unset it for info",
+        ));
+    }
     checks
 }
 
 async fn database_checks(settings: &Settings, checks: &mut Vec<Check>) -> Option<AuditLog> {
+    // One direct attempt first: a database that is down is named with its host and
+    // port and why, at once.
+    let reached = match settings
+        .database_url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+    {
+        Ok(options) => crate::audit::reach(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(why) = reached {
+        checks.push(Check::problem(
+            "database",
+            why,
+            "check DATABASE_URL, the server and the network",
+        ));
+        checks.push(Check::skipped("clock", "needs the database"));
+        return None;
+    }
     let pool = match sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
@@ -288,8 +498,18 @@ async fn key_checks(
     .await
     {
         Ok(pem) => pem,
+        Err(e @ crate::kms::KmsError::Unreachable { .. }) => {
+            checks.push(Check::problem(
+                "KMS",
+                e.at_endpoint(aws).to_string(),
+                "check AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL / AWS_REGION and the network",
+            ));
+            checks.push(Check::skipped("key", "needs KMS"));
+            return None;
+        }
         Err(e) => {
             checks.push(Check::problem("KMS", ErrorChain(&e).to_string(), "check the ciphertext file, the KMS key's policy (Decrypt for this role) and DOCLINK_KMS_ENCRYPTION_CONTEXT (it must equal the --context given to `doclink keys encrypt`)"));
+            checks.push(Check::skipped("key", "needs KMS"));
             return None;
         }
     };
@@ -323,7 +543,37 @@ async fn cloudfront_checks(
     let id = settings.key_pair_id.as_str();
     let ours = key.public_key().ok();
     let theirs = cloudfront.get_public_key().id(id).send().await;
+    if let Err(e) = &theirs
+        && let Some(why) = no_answer(e)
+    {
+        checks.push(Check::problem(
+            "public key",
+            format!(
+                "cannot connect to CloudFront at {} ({why})",
+                endpoint(aws, "CLOUDFRONT", "cloudfront")
+            ),
+            "check AWS_ENDPOINT_URL_CLOUDFRONT / AWS_ENDPOINT_URL and the network",
+        ));
+        if settings.distribution_id.is_some() {
+            checks.push(Check::skipped("distribution", "needs CloudFront"));
+        }
+        return;
+    }
+    // CloudFront says NoSuchPublicKey; an emulator may answer a bare 404 instead.
+    let unknown = theirs.as_ref().err().is_some_and(|e| {
+        e.as_service_error()
+            .is_some_and(|s| s.is_no_such_public_key())
+            || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+    });
     checks.push(match theirs {
+        Err(_) if unknown => Check::problem("public key", format!("CloudFront public key {id} does not exist in this account"), "upload the output of `doclink keys public` as a CloudFront public key and set DOCLINK_KEY_PAIR_ID to its id"),
+        // An answer without an error CloudFront's way (moto answers an unknown id with
+        // an HTML 500 page): its status, not the XML parser's complaint.
+        Err(aws_sdk_cloudfront::error::SdkError::ServiceError(e)) if aws_sdk_cloudfront::error::ProvideErrorMetadata::code(e.err()).is_none() => Check::problem(
+            "public key",
+            format!("CloudFront public key {id}: GetPublicKey answered HTTP {} without an error code (an endpoint that does not know the id may answer so)", e.raw().status().as_u16()),
+            "check that DOCLINK_KEY_PAIR_ID is the id of a CloudFront public key in this account (the output of `doclink keys public`, uploaded), and the endpoint",
+        ),
         Err(e) => Check::problem("public key", format!("CloudFront public key {id}: {}", ErrorChain(&e)), "upload the output of `doclink keys public` as a CloudFront public key and set DOCLINK_KEY_PAIR_ID to its id"),
         Ok(out) => {
             let pem = out.public_key().and_then(|k| k.public_key_config()).map(|c| c.encoded_key()).unwrap_or_default();
@@ -467,12 +717,25 @@ async fn ses_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &m
     let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or(address);
     let mut verified = None;
     for identity in [address, domain] {
-        if let Ok(out) = ses
+        let answer = ses
             .get_email_identity()
             .email_identity(identity)
             .send()
-            .await
+            .await;
+        if let Err(e) = &answer
+            && let Some(why) = no_answer(e)
         {
+            checks.push(unreachable(
+                "SES identity",
+                "SES",
+                (aws, "SESV2", "email"),
+                &why,
+            ));
+            checks.push(Check::skipped("SES account", "needs SES"));
+            checks.push(Check::skipped("send rate", "needs SES"));
+            return;
+        }
+        if let Ok(out) = answer {
             let ok = out.verified_for_sending_status()
                 || out
                     .verification_status()
@@ -497,7 +760,16 @@ async fn ses_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &m
             "create and verify the identity in SES, or fix DOCLINK_FROM / AWS_REGION",
         ),
     });
-    checks.push(match ses.get_account().send().await {
+    let account = ses.get_account().send().await;
+    // What DOCLINK_SEND_RATE=auto comes to, as `run` works it out.
+    let quota = account
+        .as_ref()
+        .ok()
+        .and_then(|a| a.send_quota())
+        .map(|q| q.max_send_rate())
+        .filter(|rate| *rate > 0.0);
+    let refused = matches!(&account, Err(aws_sdk_sesv2::error::SdkError::ServiceError(e)) if e.raw().status().as_u16() == 403);
+    checks.push(match account {
         Ok(account) if account.sending_enabled() => Check::ok("SES account", format!("sending enabled{}", if account.production_access_enabled() { "" } else { " (sandbox: only verified recipients)" })),
         Ok(_) => Check::problem("SES account", "sending is paused for this account", "resume sending in SES (or find out why it was paused)"),
         // Refused (403: credentials, permissions) is a problem: the send will be refused
@@ -508,6 +780,31 @@ async fn ses_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: &m
             "check the credentials and the role's SES permissions (ses:GetAccount, ses:SendEmail)",
         ),
         Err(_) => Check::ok("SES account", "not reported by this endpoint (GetAccount unavailable); sending is checked when letters go out"),
+    });
+    checks.push(match (settings.send_rate, quota) {
+        (crate::config::RateSetting::PerSecond(rate), _) => Check::ok(
+            "send rate",
+            format!("{}/s (DOCLINK_SEND_RATE)", rate.per_second()),
+        ),
+        (crate::config::RateSetting::Auto, _) if refused => {
+            Check::skipped("send rate", "needs SES GetAccount (see SES account)")
+        }
+        (crate::config::RateSetting::Auto, Some(max)) => {
+            let share = crate::mail::SendRate::clamped(max / f64::from(settings.workers));
+            Check::ok(
+                "send rate",
+                format!(
+                    "auto: SES allows {max}/s; {}/s for each of {} worker(s) (DOCLINK_WORKERS)",
+                    share.per_second(),
+                    settings.workers
+                ),
+            )
+        }
+        (crate::config::RateSetting::Auto, None) => Check::problem(
+            "send rate",
+            crate::startup::no_quota(settings.send_rate_fallback),
+            crate::startup::SET_SEND_RATE,
+        ),
     });
 }
 
@@ -526,11 +823,21 @@ async fn queue_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: 
             "DOCLINK_EVENTS_QUEUE_URL",
         ),
     ];
+    let mut sqs_unreachable = false;
     for (name, url, setting) in queues {
         let Some(url) = url else { continue };
+        if sqs_unreachable {
+            checks.push(Check::skipped(name, "needs SQS"));
+            continue;
+        }
         let queue = crate::queue::SqsQueue::new(sqs.clone(), url);
         checks.push(match queue.visible().await {
             Ok(waiting) => Check::ok(name, format!("{url} answers ({waiting} waiting)")),
+            Err(e) if no_answer(&e).is_some() => {
+                sqs_unreachable = true;
+                let why = no_answer(&e).unwrap_or_default();
+                unreachable(name, "SQS", (aws, "SQS", "sqs"), &why)
+            }
             Err(e) => Check::problem(
                 name,
                 format!("{url}: {}", ErrorChain(&e)),

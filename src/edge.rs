@@ -43,6 +43,14 @@ impl KvsArn {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 12-digit account id (checked by [`KvsArn::parse`]).
+    pub fn account(&self) -> &str {
+        self.0["arn:aws:cloudfront::".len()..]
+            .split(':')
+            .next()
+            .unwrap_or_default()
+    }
 }
 
 /// The store's limits (CloudFront Developer Guide, KeyValueStore quotas; the batch

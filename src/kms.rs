@@ -163,7 +163,10 @@ where
         }
         // The SDK reports these set-up faults only in its error text.
         let text = chain_text(&err);
-        if text.contains("no credentials") || text.contains("credential provider") {
+        if text.contains("no credentials")
+            || text.contains("credential provider")
+            || text.contains("while loading credentials")
+        {
             return KmsError::Setup {
                 operation,
                 problem: "no AWS credentials were found".into(),

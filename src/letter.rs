@@ -316,6 +316,7 @@ impl Pipeline {
             DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry is within 100 years");
         let letter = event.letter(link.url(), expires_at);
         let rendered = templates::render(event.template, &letter, self.outbox.branding())?;
+        event.template.warn_unread_data_keys(&event.data);
         Ok(Draft {
             link_id,
             link,

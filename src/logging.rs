@@ -165,9 +165,82 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 
+/// The log filter: `DOCLINK_LOG` when set, else [`DEFAULT_FILTER`]. An invalid filter is an
+/// error naming the setting, not a filter that quietly shows nothing: `EnvFilter`
+/// reads a bare word it does not know (`verbose`) as a target name, which hides
+/// every line, warnings included. So a directive without `=` must be a level.
+pub fn filter_from_env() -> Result<tracing_subscriber::EnvFilter, crate::config::ConfigError> {
+    let error = |message: String| crate::config::ConfigError {
+        env: "DOCLINK_LOG",
+        key: "environment only",
+        message,
+    };
+    match std::env::var("DOCLINK_LOG") {
+        Ok(text) if !text.trim().is_empty() => parse_filter(&text).map_err(error),
+        Ok(_) | Err(std::env::VarError::NotPresent) => {
+            Ok(tracing_subscriber::EnvFilter::new(DEFAULT_FILTER))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(error("is not valid UTF-8".into())),
+    }
+}
+
+/// `info`, but the AWS SDK's credential and region chain only at `error`: it warns
+/// for each provider it tries in vain, with debug dumps, and doclink names what is
+/// missing itself (`startup::check_aws_setup`).
+pub const DEFAULT_FILTER: &str = "info,aws_config=error";
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn parse_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let wrong = |why: String| {
+        format!(
+            "{why}; give a level ({}) or target=level directives, \
+             e.g. DOCLINK_LOG=info,doclink=debug",
+            LEVELS.join(", ")
+        )
+    };
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[']);
+        if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(wrong(format!("{directive:?} is not a log level")));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| {
+        wrong(format!(
+            "{:?} is not a log filter: {e}",
+            crate::error::echo(text)
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filter that would hide every line is refused, naming the setting; levels
+    /// and target=level directives are accepted.
+    #[test]
+    fn an_invalid_log_filter_names_the_setting() {
+        for good in [
+            "info",
+            "WARN",
+            "info,doclink=debug",
+            "sqlx=warn, debug",
+            "off",
+        ] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+        let error = parse_filter("verbose").unwrap_err();
+        assert!(
+            error.starts_with("\"verbose\" is not a log level; give a level (trace, debug, info, warn, error, off)"),
+            "{error}"
+        );
+        assert!(
+            parse_filter("doclink=loud")
+                .unwrap_err()
+                .starts_with("\"doclink=loud\" is not a log filter")
+        );
+    }
 
     /// A sink that blocks until released, as a pipe nobody reads.
     struct Blocked(Arc<(Mutex<bool>, Condvar)>, Arc<Mutex<Vec<u8>>>);

@@ -22,6 +22,23 @@ use tracing::{info, warn};
 pub enum StartupError {
     #[error("cannot open the audit database")]
     Database(#[source] crate::audit::AuditError),
+    /// The database did not take a connection: where and why, in one sentence.
+    #[error("{0}")]
+    DatabaseUnreachable(crate::audit::Unreachable),
+    /// The standard AWS chain found no region.
+    #[error(
+        "no AWS region is set: set AWS_REGION (for example AWS_REGION=eu-west-1), or a region in the AWS_PROFILE's profile"
+    )]
+    NoRegion,
+    /// The standard AWS chain found no credentials (the SDK's account of each
+    /// provider is logged at debug level). `failed`: the reason of a source that is
+    /// set up but failed (a role that cannot be assumed, an instance-metadata service
+    /// that refuses), cut short.
+    #[error(
+        "no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, a web-identity role with AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, the container or EC2 instance role): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role{}",
+        failed.as_ref().map(|why| format!(" (the last source tried failed: {why})")).unwrap_or_default()
+    )]
+    NoCredentials { failed: Option<String> },
     #[error("cannot read the private key ciphertext {path}")]
     Ciphertext {
         path: String,
@@ -83,6 +100,7 @@ impl StartupError {
             self,
             StartupError::Undecryptable { .. }
                 | StartupError::Key(_)
+                | StartupError::NoRegion
                 | StartupError::NoSuchQueue { .. }
                 | StartupError::RoleMayRewriteHistory { .. }
         ) || matches!(self, StartupError::Anchor(e) if e.is_configuration())
@@ -134,6 +152,48 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The region and credentials of the standard AWS chain, before the first call: a
+/// missing one is named with what to set, rather than as the SDK's text from deep
+/// in the chain (the instance-metadata service's, typically).
+pub async fn check_aws_setup(aws: &aws_config::SdkConfig) -> Result<(), StartupError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    if aws.region().is_none() {
+        return Err(StartupError::NoRegion);
+    }
+    let Some(provider) = aws.credentials_provider() else {
+        return Err(StartupError::NoCredentials { failed: None });
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // The SDK's own account, provider by provider, for whoever asks for it.
+            tracing::debug!(error = %crate::error::ErrorChain(&e), "the AWS credential chain found no credentials");
+            use aws_credential_types::provider::error::CredentialsError;
+            let failed = match e {
+                CredentialsError::CredentialsNotLoaded(_) => None,
+                other => Some(short_reason(&other)),
+            };
+            Err(StartupError::NoCredentials { failed })
+        }
+    }
+}
+
+/// An SDK error's causes on one line, without the debug dumps some of them append
+/// in parentheses, and at most 200 characters.
+fn short_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::error::ErrorChain(error).to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let line = line
+        .split(" (")
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches([':', '.']);
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
+    }
+}
+
 /// What `doclink run` works with: the letter pipeline and the queue it reads, and
 /// the duties beside it.
 pub struct Daemon {
@@ -154,7 +214,16 @@ pub struct Daemon {
 /// `stats` must be built after the metrics recorder is installed.
 pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, StartupError> {
     let max_connections = (settings.concurrency as u32).clamp(2, 64) + 2;
-    let pool = audit::connect(&settings.database_url, 2)
+    let options: sqlx::postgres::PgConnectOptions = settings
+        .database_url
+        .parse()
+        .map_err(|e: sqlx::Error| StartupError::Database(e.into()))?;
+    // One direct attempt first: a database that is down is named at once, with its
+    // host and port and why, not after the pool's 10 s wait as "pool timed out".
+    audit::reach(&options)
+        .await
+        .map_err(StartupError::DatabaseUnreachable)?;
+    let pool = audit::connect_with(options, 2)
         .await
         .map_err(StartupError::Database)?;
     let status = audit::migration_status(&pool)
@@ -191,6 +260,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     info!(role = %privileges.role, "audit database ready");
 
     let aws = aws_config().await;
+    check_aws_setup(&aws).await?;
     let signer = decrypt_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
@@ -380,9 +450,30 @@ async fn auto_rate(mailer: &SesMailer, settings: &Settings) -> SendRate {
         }
         Err(why) => {
             let why: BoxError = why;
-            warn!(reason = %crate::error::ErrorChain(why.as_ref()), fallback = settings.send_rate_fallback.per_second(),
-                "SES GetAccount is unavailable; using DOCLINK_SEND_RATE_FALLBACK");
+            warn!(
+                reason = %crate::error::ErrorChain(why.as_ref()),
+                fallback = settings.send_rate_fallback.per_second(),
+                "{}",
+                no_quota_message(settings.send_rate_fallback)
+            );
             settings.send_rate_fallback
         }
     }
 }
+
+/// What `DOCLINK_SEND_RATE=auto` comes to when SES reports no quota, in words: the
+/// rate it falls back on, and the setting that decides instead.
+pub fn no_quota_message(fallback: SendRate) -> String {
+    format!("{}; {SET_SEND_RATE}", no_quota(fallback))
+}
+
+/// That SES reported no quota, and the rate `auto` falls back on.
+pub fn no_quota(fallback: SendRate) -> String {
+    format!(
+        "SES did not report a quota; sending at DOCLINK_SEND_RATE_FALLBACK={}/s",
+        fallback.per_second()
+    )
+}
+
+/// What to do when SES reports no quota.
+pub const SET_SEND_RATE: &str = "set DOCLINK_SEND_RATE to the rate your SES account allows";

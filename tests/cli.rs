@@ -156,6 +156,109 @@ fn run_names_invalid_branding_with_the_rest() {
     );
 }
 
+/// A complete, valid daemon configuration (its database at a closed port), so that
+/// start-up gets past the settings; `extra` on top.
+fn daemon_env<'a>(ciphertext: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("DATABASE_URL", "postgres://doclink@127.0.0.1:1/doclink"),
+        ("DOCLINK_QUEUE_URL", "http://127.0.0.1:1/000000000000/q"),
+        ("DOCLINK_KEY_PAIR_ID", KEY_PAIR_ID),
+        ("DOCLINK_PRIVATE_KEY_CIPHERTEXT", ciphertext),
+        ("DOCLINK_LINK_BASE_URL", "https://documents.example.org"),
+        ("DOCLINK_FROM", "Letters <letters@example.org>"),
+        ("DOCLINK_LOG_FORMAT", "text"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+/// A DOCLINK_* variable that is no setting is warned of at start-up, with the
+/// setting it most likely meant; and a database that is down is named at once with
+/// its host, port and why, not after the pool's 10 s as "pool timed out".
+#[test]
+fn run_warns_of_an_unknown_variable_and_names_a_database_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let ciphertext = dir.path().join("key.ct");
+    std::fs::write(&ciphertext, b"x").unwrap();
+    let ciphertext = ciphertext.display().to_string();
+    let started = std::time::Instant::now();
+    let out = run(
+        &["run"],
+        &daemon_env(&ciphertext, &[("DOCLINK_SEND_RAT", "10")]),
+        "",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains(
+            "WARN doclink::commands::daemon: DOCLINK_SEND_RAT is not a doclink setting and is \
+             ignored; did you mean DOCLINK_SEND_RATE?"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        "doclink: cannot connect to the database at 127.0.0.1:1 (connection refused); check that \
+         PostgreSQL is running there and that DATABASE_URL is right"
+    );
+}
+
+/// A log filter that would show nothing (EnvFilter reads `verbose` as a target
+/// name) is a setting error, exit 2, named with the others; a TOML key with a typo
+/// is answered with the key it most likely meant.
+#[test]
+fn an_invalid_log_filter_and_a_toml_typo_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ciphertext = dir.path().join("key.ct");
+    std::fs::write(&ciphertext, b"x").unwrap();
+    let ciphertext = ciphertext.display().to_string();
+    assert_fails(
+        &run(
+            &["run"],
+            &daemon_env(&ciphertext, &[("DOCLINK_LOG", "verbose")]),
+            "",
+        ),
+        2,
+        "doclink: setting DOCLINK_LOG (environment only): \"verbose\" is not a log level; give a \
+         level (trace, debug, info, warn, error, off) or target=level directives, e.g. \
+         DOCLINK_LOG=info,doclink=debug\n",
+    );
+    assert_fails(
+        &run(
+            &["run"],
+            &daemon_env(
+                &ciphertext,
+                &[("DOCLINK_LOG", "verbose"), ("DOCLINK_HASH", "md5")],
+            ),
+            "",
+        ),
+        2,
+        "doclink: 2 settings are missing or invalid:
+  setting DOCLINK_HASH (hash): \"md5\" is not sha1 or sha256
+  setting DOCLINK_LOG (environment only): \"verbose\" is not a log level; give a level (trace, debug, info, warn, error, off) or target=level directives, e.g. DOCLINK_LOG=info,doclink=debug
+",
+    );
+    let file = dir.path().join("doclink.toml");
+    std::fs::write(&file, "send_rat = 10\n").unwrap();
+    let out = run(
+        &["run", "--config", file.to_str().unwrap()],
+        &daemon_env(&ciphertext, &[]),
+        "",
+    );
+    assert_fails(
+        &out,
+        2,
+        &format!(
+            "doclink: setting --config (file): {}: unknown setting \"send_rat\"; did you mean \
+             send_rate?\n",
+            file.display()
+        ),
+    );
+}
+
 /// A minimal AWS environment pointed at `endpoint`, with nothing from this machine.
 fn aws_env<'a>(home: &'a str, endpoint: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -225,6 +328,24 @@ fn migrate_names_an_unreachable_database_at_once() {
          PostgreSQL is running there and that DATABASE_URL is right\n",
     );
     // At once: not after the pool's 10 s acquire timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// The audit commands, too, name a database that is down at once.
+#[test]
+fn links_name_an_unreachable_database_at_once() {
+    let started = std::time::Instant::now();
+    let out = run(
+        &["links", "list"],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")],
+        "",
+    );
+    assert_fails(
+        &out,
+        3,
+        "doclink: cannot connect to the database at 127.0.0.1:1 (connection refused); check that \
+         PostgreSQL is running there and that DATABASE_URL is right\n",
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 

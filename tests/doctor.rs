@@ -615,18 +615,24 @@ async fn doctor_names_an_unsupported_key_a_paused_account_and_a_silent_revocatio
     let out = assert_fault_free(&stack, with_store(kvs.uri())).await;
     assert!(line(&out, "revocation store").starts_with("ok "), "{out}");
     // ...and nobody answering (a closed port) is its one problem.
-    let (code, out, _) = doctor(
-        &stack,
-        with_store(format!("http://127.0.0.1:{}", support::free_port())),
-    )
-    .await;
+    // It is named as a connection failure, with the endpoint.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let (code, out, _) = doctor(&stack, with_store(closed.clone())).await;
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(problems(&out), ["revocation store"], "{out}");
     assert!(
-        line(&out, "revocation store").starts_with(&format!("problem  revocation store: {arn}: ")),
+        line(&out, "revocation store").starts_with(&format!(
+            "problem  revocation store: {arn}: cannot connect to the store's endpoint {closed} \
+             (connection refused)"
+        )),
         "{out}"
     );
-    assert!(out.contains("check DOCLINK_REVOCATION_KVS_ARN"), "{out}");
+    assert!(
+        out.contains(
+            "→ check AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE, DOCLINK_REVOCATION_KVS_ARN and the network"
+        ),
+        "{out}"
+    );
 }
 
 /// The database's clock away from doctor's host's. PostgreSQL's now() cannot be
@@ -709,4 +715,205 @@ fn problems(out: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The lines of the checks doctor skipped, by name, sorted.
+fn skipped(out: &str) -> Vec<String> {
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("skipped  "))
+        .filter_map(|rest| rest.split_once(':').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// What doctor says about what is set up wrong around the settings, each from a
+/// configuration it passes, one change at a time:
+/// - a DOCLINK_* variable that is no setting: a settings problem naming the closest;
+/// - DOCLINK_SEND_RATE=auto where SES reports no quota (moto): the rate it comes to;
+/// - an endpoint nobody answers at: a connection failure for each service, naming
+///   the endpoint, and the checks that depend on it skipped, none blamed or passed;
+/// - a KeyValueStore whose endpoint host cannot be resolved: names
+///   AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE;
+/// - a key-pair id the endpoint does not know: its answer, not "error parsing XML".
+#[tokio::test]
+async fn doctor_names_unknown_variables_no_quota_and_what_does_not_answer() {
+    let stack = TestStack::new("doctor-guide", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let good = fault_free(&stack).await;
+    let baseline = assert_fault_free(&stack, good.clone()).await;
+    assert!(
+        line(&baseline, "send rate").starts_with("ok       send rate: 500/s (DOCLINK_SEND_RATE)"),
+        "{baseline}"
+    );
+
+    let (code, out, _) = doctor(&stack, with(&good, vec![("DOCLINK_SEND_RAT", "10".into())])).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), ["settings"], "{out}");
+    assert!(
+        out.contains(
+            "problem  settings: DOCLINK_SEND_RAT is not a doclink setting and is ignored; did you \
+             mean DOCLINK_SEND_RATE?\n         → rename or remove DOCLINK_SEND_RAT\n"
+        ),
+        "{out}"
+    );
+
+    let (code, out, _) = doctor(
+        &stack,
+        with(&good, vec![("DOCLINK_SEND_RATE", "auto".into())]),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), ["send rate"], "{out}");
+    assert!(
+        out.contains(
+            "problem  send rate: SES did not report a quota; sending at \
+             DOCLINK_SEND_RATE_FALLBACK=1/s\n         → set DOCLINK_SEND_RATE to the rate your SES \
+             account allows\n"
+        ),
+        "{out}"
+    );
+
+    let nobody = format!("http://127.0.0.1:{}", support::free_port());
+    let (code, out, _) = doctor(
+        &stack,
+        with(&good, vec![("AWS_ENDPOINT_URL", nobody.clone())]),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), ["KMS", "SES identity", "queue"], "{out}");
+    assert_eq!(
+        skipped(&out),
+        [
+            "SES account",
+            "dead-letter queue",
+            "distribution",
+            "key",
+            "public key",
+            "send rate"
+        ],
+        "{out}"
+    );
+    assert!(
+        line(&out, "KMS").starts_with(&format!(
+            "problem  KMS: KMS Decrypt failed: cannot connect to {nobody} (connection refused)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "problem  SES identity: cannot connect to SES at {nobody} (connection refused)\n         \
+             → check AWS_ENDPOINT_URL_SESV2 / AWS_ENDPOINT_URL / AWS_REGION and the network\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        line(&out, "queue").starts_with(&format!(
+            "problem  queue: cannot connect to SQS at {nobody} (connection refused)"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("permissions"), "{out}");
+
+    // The stack sets AWS_ENDPOINT_URL (moto): the SDK puts the ARN's account id in
+    // front of its host, a name that does not resolve.
+    let arn = "arn:aws:cloudfront::123456789012:key-value-store/abc-123";
+    let no_distribution: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| *k != "DOCLINK_DISTRIBUTION_ID")
+        .cloned()
+        .collect();
+    let (code, out, _) = doctor(
+        &stack,
+        with(
+            &no_distribution,
+            vec![("DOCLINK_REVOCATION_KVS_ARN", arn.into())],
+        ),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), ["revocation store"], "{out}");
+    let host = stack.endpoint.split_once("://").unwrap().1;
+    assert!(
+        out.contains(&format!(
+            "problem  revocation store: {arn}: the store's endpoint http://123456789012.{host} \
+             cannot be resolved\n         → set AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE"
+        )),
+        "{out}"
+    );
+
+    let (code, out, _) = doctor(
+        &stack,
+        with(
+            &good,
+            vec![("DOCLINK_KEY_PAIR_ID", "KNOSUCHKEY0000".into())],
+        ),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    let public_key = line(&out, "public key");
+    assert!(!public_key.contains("XML"), "{out}");
+    assert!(
+        public_key.starts_with(
+            "problem  public key: CloudFront public key KNOSUCHKEY0000: GetPublicKey answered \
+             HTTP 500 without an error code"
+        ),
+        "{out}"
+    );
+}
+
+/// Without AWS credentials, or without a region, doctor says which is missing and
+/// what to set, once, and skips every check that would call AWS, rather than
+/// blaming KMS, SES and SQS each with the SDK's text; the database still is checked.
+#[tokio::test]
+async fn doctor_names_missing_credentials_or_region_and_skips_what_calls_aws() {
+    let stack = TestStack::new("doctor-aws", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let home = stack.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let imds = format!("http://127.0.0.1:{}", support::free_port());
+    let env = [
+        ("HOME", home.to_str().unwrap()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+    ];
+    let cases: [(&[&str], &str); 2] = [
+        (
+            support::AWS_CREDENTIAL_VARIABLES,
+            "problem  AWS: no AWS credentials were found in the standard chain (AWS_ACCESS_KEY_ID \
+             and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws,",
+        ),
+        (
+            &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            "problem  AWS: no AWS region is set: set AWS_REGION",
+        ),
+    ];
+    for (removed, expected) in cases {
+        let child = stack.spawn_with_env_removed(&["doctor"], &env, removed);
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("doctor exits")
+                .unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+        assert_eq!(problems(&text), ["AWS"], "{text}");
+        assert!(line(&text, "AWS").starts_with(expected), "{text}");
+        assert!(line(&text, "database").starts_with("ok "), "{text}");
+        assert_eq!(
+            skipped(&text),
+            [
+                "KMS",
+                "SES account",
+                "SES identity",
+                "key",
+                "public key",
+                "queue",
+                "send rate"
+            ],
+            "{text}"
+        );
+    }
 }

@@ -431,7 +431,10 @@ async fn auto_send_rate_falls_back_with_a_warning_where_get_account_is_missing()
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("SES GetAccount is unavailable; using DOCLINK_SEND_RATE_FALLBACK"),
+        stderr(&out).contains(
+            "SES did not report a quota; sending at DOCLINK_SEND_RATE_FALLBACK=50/s; set \
+             DOCLINK_SEND_RATE"
+        ),
         "{}",
         stderr(&out)
     );

@@ -61,6 +61,51 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
     connect_with(database_url.parse()?, max_connections).await
 }
 
+/// The database cannot be reached, in words: where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
+/// One direct connection attempt, so that a database that cannot be reached is
+/// named at once with its cause: the host and port (or socket) and why. (The pool
+/// retries a refused connection until its 10 s acquire timeout and then says only
+/// "pool timed out".)
+pub async fn reach(options: &PgConnectOptions) -> Result<(), Unreachable> {
+    use sqlx::Connection;
+    const WAIT: Duration = Duration::from_secs(5);
+    let place = match options.get_socket() {
+        Some(dir) => format!("the socket in {}", dir.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let why = match tokio::time::timeout(WAIT, sqlx::PgConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Database(refusal))) => format!(
+            "the database at {place} refused the connection: {}; check the user, password and \
+             database name in DATABASE_URL",
+            refusal.message()
+        ),
+        Ok(Err(sqlx::Error::Io(e))) => format!(
+            "cannot connect to the database at {place} ({}); check that PostgreSQL is running \
+             there and that DATABASE_URL is right",
+            match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => e.to_string(),
+            }
+        ),
+        Ok(Err(other)) => format!("cannot connect to the database at {place}: {other}"),
+        Err(_) => format!(
+            "cannot connect to the database at {place} (no answer within {} s); check \
+             DATABASE_URL and the network",
+            WAIT.as_secs()
+        ),
+    };
+    Err(Unreachable(why))
+}
+
 /// [`connect`] with parsed options (the benchmarks point them at a database of their own).
 pub async fn connect_with(
     options: PgConnectOptions,

@@ -8,8 +8,7 @@ use doclink::logging::{LogBuffer, LogFlushGuard};
 use doclink::mail::{Mailbox, templates};
 use doclink::runtime::{self, RuntimeOptions, StopReason};
 use doclink::stats::Stats;
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnectOptions;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,10 +47,11 @@ pub struct PreviewArgs {
 }
 
 /// Logs go to stderr through doclink's bounded, batching buffer (src/logging.rs).
-fn init_logging(format: LogFormat) -> (LogBuffer, LogFlushGuard) {
+fn init_logging(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+) -> (LogBuffer, LogFlushGuard) {
     let (buffer, guard) = LogBuffer::start(std::io::stderr(), 4 << 20);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCLINK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(buffer.clone());
@@ -79,8 +79,24 @@ fn spawn_dropped_lines_metric(buffer: LogBuffer) {
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
-    let settings = Settings::load(args.config.as_deref())?;
-    let (log_buffer, _log_guard) = init_logging(settings.log_format);
+    // DOCLINK_LOG is checked with the settings: a filter that cannot be read is one
+    // more setting to correct, not logging that is silently off.
+    let (settings, filter) = match (
+        Settings::load(args.config.as_deref()),
+        doclink::logging::filter_from_env(),
+    ) {
+        (Ok(settings), Ok(filter)) => (settings, filter),
+        (Err(mut errors), filter) => {
+            errors.0.extend(filter.err());
+            return Err(errors.into());
+        }
+        (Ok(_), Err(error)) => return Err(config::ConfigErrors::from(error).into()),
+    };
+    let (log_buffer, _log_guard) = init_logging(settings.log_format, filter);
+    // A DOCLINK_* variable that is no setting is most likely a typo of one.
+    for unknown in config::unknown_environment_variables() {
+        tracing::warn!(variable = %unknown.name, closest = unknown.closest, "{unknown}");
+    }
     // One thread by default: it keeps up with about a thousand letters a second, and
     // sparing the wake-ups between threads saves about a sixth of a letter's CPU
     // (measured; see BENCHMARKS.md).
@@ -296,9 +312,9 @@ pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        reach_database(&options)
+        doclink::audit::reach(&options)
             .await
-            .map_err(Failure::Unavailable)?;
+            .map_err(|e| Failure::Unavailable(e.into()))?;
         let pool = doclink::audit::connect(&database_url, 1)
             .await
             .map_err(|e| Failure::Unavailable(e.into()))?;
@@ -321,43 +337,6 @@ pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
         }
         Ok(())
     })
-}
-
-/// One direct connection attempt, so that a database that cannot be reached is
-/// named at once with its cause. (The pool retries a refused connection until its
-/// 10 s acquire timeout and then says only "pool timed out".)
-async fn reach_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    const WAIT: Duration = Duration::from_secs(5);
-    let place = match options.get_socket() {
-        Some(dir) => format!("the socket in {}", dir.display()),
-        None => format!("{}:{}", options.get_host(), options.get_port()),
-    };
-    match tokio::time::timeout(WAIT, PgConnection::connect_with(options)).await {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            Ok(())
-        }
-        Ok(Err(sqlx::Error::Database(refusal))) => anyhow::bail!(
-            "the database at {place} refused the connection: {}; check the user, password and \
-             database name in DATABASE_URL",
-            refusal.message()
-        ),
-        Ok(Err(sqlx::Error::Io(e))) => anyhow::bail!(
-            "cannot connect to the database at {place} ({}); check that PostgreSQL is running \
-             there and that DATABASE_URL is right",
-            match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                std::io::ErrorKind::TimedOut => "timed out".to_string(),
-                _ => e.to_string(),
-            }
-        ),
-        Ok(Err(other)) => anyhow::bail!("cannot connect to the database at {place}: {other}"),
-        Err(_) => anyhow::bail!(
-            "cannot connect to the database at {place} (no answer within {} s); check \
-             DATABASE_URL and the network",
-            WAIT.as_secs()
-        ),
-    }
 }
 
 pub fn preview(args: PreviewArgs) -> Result<(), Failure> {

@@ -18,6 +18,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
             for error in &errors.0 {
                 say!("problem  settings: {error}");
             }
+            for unknown in doclink::config::unknown_environment_variables() {
+                say!("problem  settings: {unknown}");
+            }
             say!("         → set them (README, \"Configuration\"), then run doctor again");
             return Err(Failure::Work);
         }
@@ -28,6 +31,9 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let mut problems = 0;
     for check in &checks {
         match &check.problem {
+            None if check.skipped => {
+                out.line(&format!("skipped  {}: {}", check.name, check.detail))?
+            }
             None => out.line(&format!("ok       {}: {}", check.name, check.detail))?,
             Some(problem) => {
                 problems += 1;

@@ -59,6 +59,13 @@ pub fn open_audit(
     database_url: &str,
 ) -> Result<AuditLog, Failure> {
     runtime.block_on(async {
+        // One direct attempt first: a database that is down is named at once, with
+        // its host and port and why, not after the pool's 10 s as "pool timed out".
+        if let Ok(options) = database_url.parse::<sqlx::postgres::PgConnectOptions>() {
+            doclink::audit::reach(&options)
+                .await
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+        }
         let pool = doclink::audit::connect(database_url, 2)
             .await
             .map_err(|e| {

@@ -79,7 +79,45 @@ impl LetterKind {
             .filter(|key| !self.data_keys().contains(key))
             .collect()
     }
+
+    /// Logs a warning for each key of `data` this kind's templates do not read (most
+    /// likely a typo, which would otherwise leave the letter without that value
+    /// unnoticed), naming the key and the known keys: once per key and kind in this
+    /// process. Keys come from events, so at most [`UNREAD_KEYS_REMEMBERED`] pairs
+    /// are remembered; past that, new ones are only counted in the metric.
+    pub fn warn_unread_data_keys(&self, data: &std::collections::BTreeMap<String, String>) {
+        use std::sync::{Mutex, OnceLock};
+        static WARNED: OnceLock<Mutex<std::collections::HashSet<(LetterKind, String)>>> =
+            OnceLock::new();
+        let unread = self.unread_data_keys(data);
+        if unread.is_empty() {
+            return;
+        }
+        let mut warned = WARNED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in unread {
+            if warned.len() >= UNREAD_KEYS_REMEMBERED || warned.contains(&(*self, key.to_string()))
+            {
+                continue;
+            }
+            warned.insert((*self, key.to_string()));
+            tracing::warn!(
+                template = self.as_str(),
+                key = %crate::error::echo(key),
+                known_keys = %self.data_keys().join(", "),
+                "data.{} is not read by the {} template (known keys: {}); the letter goes out without it",
+                crate::error::echo(key).escape_debug(),
+                self.as_str(),
+                self.data_keys().join(", ")
+            );
+        }
+    }
 }
+
+/// How many (key, template) pairs [`LetterKind::warn_unread_data_keys`] remembers.
+pub const UNREAD_KEYS_REMEMBERED: usize = 1_000;
 
 /// `data` keys that only ever reach the body of a letter, never a header, so they
 /// may hold line breaks (paragraphs). Every other key may reach the subject line and
