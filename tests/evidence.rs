@@ -490,3 +490,38 @@ async fn run_anchors_each_head_in_a_locked_bucket_and_verify_checks_the_latest()
         stderr(&out)
     );
 }
+
+/// The support code's README roles are what the commands really connect as: doctor,
+/// run as the daemon would be, reports the writer login and its group, and says it
+/// may not delete (tests/review.rs runs the review's findings this way).
+#[tokio::test]
+async fn the_readme_roles_are_what_the_commands_connect_as() {
+    let stack = TestStack::new("evidence-roles", KeyKind::EcdsaP256).await;
+    stack.use_readme_roles().await;
+    let unique = &stack.name[stack.name.len() - 12..];
+    let out = stack.doclink(&["doctor"], &[]).await;
+    let text = stdout(&out) + &stderr(&out);
+    assert!(
+        text.contains(&format!(
+            "writer_{unique} (a member of doclink_writer): may add rows and move letters forward, may not delete or rewrite them"
+        )),
+        "{text}"
+    );
+    // Purge runs as retention: allowed, and nothing to remove yet.
+    let out = stack
+        .doclink(&["links", "purge", "--older-than", "1s"], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The auditor's list cannot reach a body; the writer's `rejections show` can.
+    let roles = stack.roles.get().unwrap();
+    assert!(
+        refused(&roles.auditor, "SELECT body FROM rejections")
+            .await
+            .is_some()
+    );
+    assert!(
+        refused(&roles.writer, "SELECT body FROM rejections")
+            .await
+            .is_none()
+    );
+}

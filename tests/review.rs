@@ -12,10 +12,11 @@ use std::time::Duration;
 use support::ses_standin::{Behaviour, SesStandIn};
 use support::{TestStack, stderr, stdout};
 
+/// A stack whose commands run as the README's roles (the daemon as the writer,
+/// purge as retention, the read commands as the auditor).
 async fn migrated(name: &str) -> TestStack {
     let stack = TestStack::new(name, KeyKind::EcdsaP256).await;
-    let out = stack.doclink(&["migrate"], &[]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    stack.use_readme_roles().await;
     stack
 }
 
@@ -146,7 +147,7 @@ fn parameter<'a>(url: &'a str, name: &str) -> &'a str {
 #[tokio::test]
 async fn a_retry_under_another_key_records_its_own_signature() {
     const NEW_KEY: &str = "KNEWKEY2";
-    let stack = TestStack::new("rekey", KeyKind::EcdsaP256).await;
+    let stack = migrated("rekey").await;
     stack
         .enqueue(&[stack.event(0, "decisions/2026/R-1/letter.pdf").to_string()])
         .await;
@@ -488,7 +489,7 @@ async fn csv_cells_that_would_be_formulas_come_out_as_text() {
 /// `delivery_events.body`, which auditors read. And the daemon is not dumpable.
 #[tokio::test]
 async fn a_click_on_a_signed_link_is_stored_without_its_signature() {
-    let stack = TestStack::new("click", KeyKind::EcdsaP256).await;
+    let stack = migrated("click").await;
     stack
         .enqueue(&[stack.event(0, "decisions/2026/R-3/letter.pdf").to_string()])
         .await;

@@ -31,7 +31,18 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// Login roles made as the README's "Database roles" says: members of the group
+/// roles the migrations create.
+pub struct ReadmeRoles {
+    pub writer: String,
+    pub auditor: String,
+    pub retention: String,
+}
+
 pub struct TestStack {
+    /// Set by [`TestStack::use_readme_roles`]: each command then connects as the role
+    /// the README gives it.
+    pub roles: std::sync::OnceLock<ReadmeRoles>,
     pub name: String,
     pub domain: String,
     pub database_url: String,
@@ -116,6 +127,7 @@ impl TestStack {
         std::fs::write(&ciphertext, &ciphertext_bytes).unwrap();
 
         Self {
+            roles: std::sync::OnceLock::new(),
             domain: format!("{}.example.org", unique),
             name,
             database_url,
@@ -216,10 +228,69 @@ impl TestStack {
         }
     }
 
+    /// Migrates the database with `doclink migrate` (as the cluster's superuser, the
+    /// schema's owner) and makes a login role in each of the writer, auditor and
+    /// retention groups. From then on every `doclink` command this stack runs
+    /// connects as the role the README gives it (the daemon, `links revoke`,
+    /// `rejections retry` and `show` as the writer; `links purge` as retention; the
+    /// other read commands as the auditor; `migrate` as the owner), without
+    /// DOCLINK_ALLOW_OWNER_ROLE. A test's own DATABASE_URL still wins.
+    pub async fn use_readme_roles(&self) {
+        let out = self.doclink(&["migrate"], &[]).await;
+        assert!(out.status.success(), "migrate: {}", stderr(&out));
+        let unique = &self.name[self.name.len() - 12..];
+        let mut urls = Vec::new();
+        for group in ["writer", "auditor", "retention"] {
+            let role = format!("{group}_{unique}");
+            // Ours: a fixed word and hex.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE ROLE {role} LOGIN IN ROLE doclink_{group}"
+            )))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+            let url = self
+                .database_url
+                .replacen("//doclink@", &format!("//{role}@"), 1);
+            assert_ne!(url, self.database_url, "the stack's URL names its user");
+            urls.push(url);
+        }
+        let [writer, auditor, retention] = <[String; 3]>::try_from(urls).unwrap();
+        assert!(
+            self.roles
+                .set(ReadmeRoles {
+                    writer,
+                    auditor,
+                    retention
+                })
+                .is_ok(),
+            "the roles are made once"
+        );
+    }
+
+    /// The DATABASE_URL the README's roles give `doclink ARGS`, if roles are in use.
+    fn role_url(&self, args: &[&str]) -> Option<&str> {
+        let roles = self.roles.get()?;
+        let url = match args {
+            ["migrate", ..] | [] => return None,
+            ["links", "purge", ..] => &roles.retention,
+            ["links", "list" | "show", ..]
+            | ["rejections", "list", ..]
+            | ["revocations", "list" | "export", ..]
+            | ["audit", "verify", ..] => &roles.auditor,
+            _ => &roles.writer,
+        };
+        Some(url)
+    }
+
     /// `doclink ARGS` with this stack's environment plus `extra`, and nothing else of
     /// ours from the test's environment.
     fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> tokio::process::Command {
         let mut env = self.env();
+        if let Some(url) = self.role_url(args) {
+            env.insert("DATABASE_URL".into(), url.to_string());
+            env.insert("DOCLINK_ALLOW_OWNER_ROLE".into(), "false".into());
+        }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
