@@ -1,37 +1,47 @@
 -- Evidence that cannot be quietly changed (issue 22): a tamper-evident journal of
--- every change to the audit tables, and guards that refuse deletes and rewrites.
--- Like every migration, it only adds; the rows already here get a baseline entry.
+-- every change to the audit tables, and rules in the database that refuse deletes
+-- and rewrites. Like every migration, it only adds; the rows already here get a
+-- baseline entry.
 --
 -- The journal (src/audit/journal.rs tells the whole design):
 --   * Each INSERT, UPDATE or DELETE of an audit row appends one entry, written by a
 --     trigger that runs as the tables' owner, so the daemon's role needs (and gets)
---     no INSERT on the journal and cannot forge an entry. An entry holds the row's
---     key, what happened, and the SHA-256 of the row's canonical image (its jsonb,
---     in UTC); the image itself is not kept (no personal data in the journal).
+--     no privilege on the journal and cannot forge an entry. An entry holds the
+--     row's key, what happened, and the SHA-256 of the row's canonical image (its
+--     jsonb, in UTC); the image itself is not kept (no personal data in the journal).
+--   * What happened is judged by the same rules the guards enforce: a change that
+--     breaks one (made with the guards disabled) is journalled as `tampered: ...`,
+--     a delete outside a retention run as `deleted`, and `audit verify` names both.
 --   * Entries are chained in batches ("seals"), not one by one: a per-entry chain
 --     would serialise every letter on one lock. A seal covers every entry whose
 --     transaction id lies in [xid_from, xid_to), where xid_to is the oldest
---     transaction still running in this database when the seal was made, so no
---     later commit can add an entry to a sealed range. Its hash covers the previous seal's hash and the
---     hash of each entry in order. `doclink audit verify` recomputes all of it, and
---     compares each row's current image with its latest entry.
+--     transaction still running (or prepared) in this database when the seal was
+--     made, so no later commit can add an entry to a sealed range. Its hash covers
+--     the previous seal's hash and the hash of each entry in order.
+--
+-- Every function here fixes its search_path to pg_catalog (pg_temp last) and names
+-- doclink's objects with their schema: a caller's temporary table or function can
+-- never stand in for them, least of all in the SECURITY DEFINER ones.
+--
+-- A later migration that adds a column to an audit table changes every row's
+-- image: it must end with `SELECT audit_rebaseline('<table>')`.
 
-CREATE SEQUENCE audit_journal_seq;
+CREATE SEQUENCE public.audit_journal_seq;
 
-CREATE TABLE audit_journal (
+CREATE TABLE public.audit_journal (
     seq          bigint PRIMARY KEY,
     xid          xid8 NOT NULL,                -- the writing transaction
     at           timestamptz NOT NULL,
     table_name   text NOT NULL,
     row_key      text NOT NULL,                -- link_id, link_id/attempt, or id
-    event        text NOT NULL,                -- issued, sent, revoked, attempt:retry, purged, ...
+    event        text NOT NULL,                -- issued, sent, revoked, attempt:retry, purged, tampered: ...
     row_sha256   bytea,                        -- the row's image after the change; NULL once removed
     entry_sha256 bytea NOT NULL                -- SHA-256 of the entry's canonical line
 );
 
-CREATE INDEX audit_journal_xid_idx ON audit_journal (xid);
+CREATE INDEX audit_journal_xid_idx ON public.audit_journal (xid);
 
-CREATE TABLE audit_seals (
+CREATE TABLE public.audit_seals (
     id           bigint PRIMARY KEY,
     sealed_at    timestamptz NOT NULL DEFAULT now(),
     xid_from     xid8 NOT NULL,
@@ -42,10 +52,20 @@ CREATE TABLE audit_seals (
     CHECK (xid_to > xid_from)
 );
 
+-- Each retention run's transaction (written by the audit_purge functions of the next
+-- migration, as the owner): a delete is allowed, and journalled as `purged`, only in
+-- such a transaction.
+CREATE TABLE public.audit_purge_runs (
+    xid      xid8 PRIMARY KEY,
+    at       timestamptz NOT NULL DEFAULT now(),
+    cutoff   timestamptz NOT NULL,
+    by_role  text NOT NULL
+);
+
 -- The canonical line an entry's hash covers (src/audit/journal.rs computes the same).
-CREATE FUNCTION audit_entry_line(seq bigint, xid xid8, at timestamptz, table_name text, row_key text,
-                                 event text, row_sha256 bytea) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION public.audit_entry_line(seq bigint, xid xid8, at timestamptz, table_name text, row_key text,
+                                        event text, row_sha256 bytea) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT concat_ws('|', seq::text, xid::text,
                      (extract(epoch FROM at) * 1000000)::numeric(30, 0)::text,
                      table_name, row_key, event, coalesce(encode(row_sha256, 'hex'), '-'))
@@ -54,8 +74,8 @@ $$;
 -- A row's canonical image: its jsonb, without what changes too often to be evidence
 -- (a link's lease) and without what not every reader may see (a rejection's raw
 -- body: its hash, the generated column body_sha256, stands for it).
-CREATE FUNCTION audit_row_image(table_name text, r jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION public.audit_row_image(table_name text, r jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE table_name
         WHEN 'links' THEN r - 'lease_until'
         WHEN 'rejections' THEN r - 'body'
@@ -63,36 +83,107 @@ CREATE FUNCTION audit_row_image(table_name text, r jsonb) RETURNS jsonb
     END
 $$;
 
-CREATE FUNCTION audit_row_key(table_name text, r jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION public.audit_row_key(table_name text, r jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE table_name
         WHEN 'links' THEN r ->> 'link_id'
         WHEN 'link_attempts' THEN (r ->> 'link_id') || '/' || (r ->> 'attempt')
+        WHEN 'audit_purge_runs' THEN r ->> 'xid'
         ELSE r ->> 'id'
     END
 $$;
 
-CREATE FUNCTION audit_journal_append(p_table text, p_key text, p_event text, p_image jsonb) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
+-- The rules an update of an audit row must keep, as one function: the guards raise
+-- its verdict, the journal records it. NULL when the change is allowed.
+CREATE FUNCTION public.audit_rule_broken(p_table text, o jsonb, n jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    s bigint := nextval('audit_journal_seq');
-    x xid8 := pg_current_xact_id();
-    t timestamptz := now();
-    digest bytea := CASE WHEN p_image IS NULL THEN NULL
-                         ELSE sha256(convert_to(p_image::text, 'UTF8')) END;
+    col text;
 BEGIN
-    INSERT INTO audit_journal (seq, xid, at, table_name, row_key, event, row_sha256, entry_sha256)
-    VALUES (s, x, t, p_table, p_key, p_event, digest,
-            sha256(convert_to(audit_entry_line(s, x, t, p_table, p_key, p_event, digest), 'UTF8')));
+    IF p_table = 'links' THEN
+        FOREACH col IN ARRAY ARRAY['link_id', 'event_id', 'document_key', 'resource_url', 'recipient_email',
+                                   'recipient_name', 'template', 'locale', 'key_pair_id', 'hash_algorithm',
+                                   'not_before', 'signature_sha256', 'created_at'] LOOP
+            IF (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of link %s changed (a link''s facts never change)', col, o ->> 'link_id');
+            END IF;
+        END LOOP;
+        FOREACH col IN ARRAY ARRAY['sent_at', 'ses_message_id', 'revoked_at', 'revocation_id', 'revoked_reason'] LOOP
+            IF (o ->> col) IS NOT NULL AND (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of link %s changed once set', col, o ->> 'link_id');
+            END IF;
+        END LOOP;
+        IF (o ->> 'expires_at') IS NOT NULL AND ((n ->> 'expires_at') IS NULL
+                OR (n ->> 'expires_at')::timestamptz < (o ->> 'expires_at')::timestamptz) THEN
+            RETURN format('the expiry of link %s moved earlier (it only moves later)', o ->> 'link_id');
+        END IF;
+        IF (o ->> 'delivery_rank') IS NOT NULL AND ((n ->> 'delivery_rank') IS NULL
+                OR (n ->> 'delivery_rank')::int < (o ->> 'delivery_rank')::int) THEN
+            RETURN format('the delivery state of link %s went back from %s to %s', o ->> 'link_id',
+                          o ->> 'delivery', coalesce(n ->> 'delivery', 'none'));
+        END IF;
+        IF (o ->> 'possible_duplicate')::boolean AND NOT (n ->> 'possible_duplicate')::boolean THEN
+            RETURN format('link %s lost its possible-duplicate flag', o ->> 'link_id');
+        END IF;
+        IF (n ->> 'attempts')::int < (o ->> 'attempts')::int THEN
+            RETURN format('the attempt count of link %s went down', o ->> 'link_id');
+        END IF;
+        IF NOT (o ->> 'status' IN ('pending', 'sending')
+                OR (o ->> 'status' = 'failed' AND n ->> 'status' IN ('failed', 'pending'))
+                OR (o ->> 'status' = 'sent' AND n ->> 'status' = 'sent')) THEN
+            RETURN format('link %s went from %s to %s', o ->> 'link_id', o ->> 'status', n ->> 'status');
+        END IF;
+    ELSIF p_table = 'link_attempts' THEN
+        FOREACH col IN ARRAY ARRAY['link_id', 'attempt', 'worker', 'message_id', 'started_at'] LOOP
+            IF (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of attempt %s/%s changed', col, o ->> 'link_id', o ->> 'attempt');
+            END IF;
+        END LOOP;
+        IF (o ->> 'outcome') IS NOT NULL AND o IS DISTINCT FROM n THEN
+            RETURN format('attempt %s/%s changed after it ended (%s)', o ->> 'link_id', o ->> 'attempt', o ->> 'outcome');
+        END IF;
+        FOREACH col IN ARRAY ARRAY['sending_at', 'key_pair_id', 'hash_algorithm', 'signature_sha256', 'not_before',
+                                   'expires_at', 'finished_at', 'ses_message_id'] LOOP
+            IF (o ->> col) IS NOT NULL AND (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of attempt %s/%s changed once set', col, o ->> 'link_id', o ->> 'attempt');
+            END IF;
+        END LOOP;
+    ELSIF p_table = 'rejections' THEN
+        FOREACH col IN ARRAY ARRAY['id', 'received_at', 'queue_url', 'message_id', 'event_id', 'field', 'reason',
+                                   'kind', 'link_id'] LOOP
+            IF (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of rejection %s changed', col, o ->> 'id');
+            END IF;
+        END LOOP;
+        -- The body, by its hash (computed after BEFORE triggers: the guard checks the
+        -- body itself, the journal its hash).
+        IF (n ->> 'body_sha256') IS NOT NULL AND (o -> 'body_sha256') IS DISTINCT FROM (n -> 'body_sha256') THEN
+            RETURN format('the body of rejection %s changed', o ->> 'id');
+        END IF;
+        IF (n ->> 'receive_count')::int < (o ->> 'receive_count')::int
+            OR (n ->> 'retry_count')::int NOT IN ((o ->> 'retry_count')::int, (o ->> 'retry_count')::int + 1)
+            OR ((n ->> 'retry_count') = (o ->> 'retry_count')
+                AND ((n -> 'retried_at') IS DISTINCT FROM (o -> 'retried_at')
+                     OR (n -> 'retried_by') IS DISTINCT FROM (o -> 'retried_by'))) THEN
+            RETURN format('the counts of rejection %s went back, or its last retry changed without a retry', o ->> 'id');
+        END IF;
+    ELSIF p_table = 'revocations' THEN
+        FOREACH col IN ARRAY ARRAY['id', 'revoked_at', 'revoked_by', 'revoked_on', 'reason', 'selector'] LOOP
+            IF (o -> col) IS DISTINCT FROM (n -> col) THEN
+                RETURN format('%s of revocation %s changed', col, o ->> 'id');
+            END IF;
+        END LOOP;
+    ELSIF o IS DISTINCT FROM n THEN
+        RETURN format('%s row %s changed (its rows never change)', p_table, coalesce(o ->> 'id', o ->> 'xid'));
+    END IF;
+    RETURN NULL;
 END
 $$;
 
 -- What happened, in a word, from the row before and after.
-CREATE FUNCTION audit_event(p_table text, p_op text, o jsonb, n jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION public.audit_event(p_table text, p_op text, o jsonb, n jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
-        WHEN p_op = 'DELETE' THEN 'purged'
         WHEN p_table = 'links' THEN CASE
             WHEN p_op = 'INSERT' THEN 'issued'
             WHEN o ->> 'revoked_at' IS NULL AND n ->> 'revoked_at' IS NOT NULL THEN 'revoked'
@@ -109,34 +200,189 @@ CREATE FUNCTION audit_event(p_table text, p_op text, o jsonb, n jsonb) RETURNS t
         WHEN p_table = 'rejections' THEN CASE WHEN p_op = 'INSERT' THEN 'rejected' ELSE 'rejection:updated' END
         WHEN p_table = 'delivery_events' THEN 'delivery_event'
         WHEN p_table = 'rejection_retries' THEN 'rejection_retried'
+        WHEN p_table = 'audit_purge_runs' THEN 'purge_run'
         ELSE lower(p_op)
     END
 $$;
 
-CREATE FUNCTION audit_journal_record() RETURNS trigger
+-- True inside a retention run's transaction. SECURITY DEFINER: it reads the owner's
+-- table for whoever deletes.
+CREATE FUNCTION public.audit_in_purge() RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM public.audit_purge_runs r WHERE r.xid = pg_current_xact_id())
+$$;
+
+CREATE FUNCTION public.audit_journal_append(p_table text, p_key text, p_event text, p_image jsonb) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
+    SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
 DECLARE
-    o jsonb := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN audit_row_image(TG_TABLE_NAME, to_jsonb(OLD)) END;
-    n jsonb := CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN audit_row_image(TG_TABLE_NAME, to_jsonb(NEW)) END;
+    s bigint := nextval('public.audit_journal_seq'::regclass);
+    x xid8 := pg_current_xact_id();
+    t timestamptz := now();
+    digest bytea := CASE WHEN p_image IS NULL THEN NULL
+                         ELSE sha256(convert_to(p_image::text, 'UTF8')) END;
+BEGIN
+    INSERT INTO public.audit_journal (seq, xid, at, table_name, row_key, event, row_sha256, entry_sha256)
+    VALUES (s, x, t, p_table, p_key, p_event, digest,
+            sha256(convert_to(public.audit_entry_line(s, x, t, p_table, p_key, p_event, digest), 'UTF8')));
+END
+$$;
+
+CREATE FUNCTION public.audit_journal_record() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
+DECLARE
+    o jsonb := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN public.audit_row_image(TG_TABLE_NAME, to_jsonb(OLD)) END;
+    n jsonb := CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN public.audit_row_image(TG_TABLE_NAME, to_jsonb(NEW)) END;
+    broken text;
+    event text;
 BEGIN
     -- A change the image does not show (a lease renewed) is not an event.
     IF TG_OP = 'UPDATE' AND o = n THEN
         RETURN NULL;
     END IF;
-    PERFORM audit_journal_append(TG_TABLE_NAME, audit_row_key(TG_TABLE_NAME, coalesce(n, o)),
-                                 audit_event(TG_TABLE_NAME, TG_OP, o, n), n);
+    IF TG_OP = 'DELETE' THEN
+        event := CASE WHEN public.audit_in_purge() AND TG_TABLE_NAME <> 'revocations' THEN 'purged' ELSE 'deleted' END;
+    ELSIF TG_OP = 'UPDATE' THEN
+        broken := public.audit_rule_broken(TG_TABLE_NAME, o, n);
+        event := CASE WHEN broken IS NULL THEN public.audit_event(TG_TABLE_NAME, TG_OP, o, n)
+                      ELSE 'tampered: ' || broken END;
+    ELSE
+        event := public.audit_event(TG_TABLE_NAME, TG_OP, o, n);
+    END IF;
+    PERFORM public.audit_journal_append(TG_TABLE_NAME, public.audit_row_key(TG_TABLE_NAME, coalesce(n, o)), event, n);
     RETURN NULL;
+END
+$$;
+
+-- The guards: an update that breaks a rule is refused for every role but the
+-- tables' owner (who could disable the guard anyway, and seeds and repairs by hand):
+-- the owner's rule-breaking change goes through, and the journal records it as
+-- tampering, which `audit verify` names. A delete outside a retention run is refused
+-- for everyone.
+CREATE FUNCTION public.audit_keep_rules() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
+DECLARE
+    broken text;
+BEGIN
+    IF pg_has_role(session_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
+        RETURN NEW;
+    END IF;
+    broken := public.audit_rule_broken(TG_TABLE_NAME, public.audit_row_image(TG_TABLE_NAME, to_jsonb(OLD)),
+                                       public.audit_row_image(TG_TABLE_NAME, to_jsonb(NEW)));
+    IF broken IS NULL AND TG_TABLE_NAME = 'rejections' THEN
+        -- (Nested: only a rejection has a body to read.)
+        IF NEW.body IS DISTINCT FROM OLD.body THEN
+            broken := format('the body of rejection %s changed', OLD.id);
+        END IF;
+    END IF;
+    IF broken IS NOT NULL THEN
+        RAISE EXCEPTION '%: %', TG_TABLE_NAME, broken USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.audit_refuse_delete() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'revocations' OR NOT public.audit_in_purge() THEN
+        RAISE EXCEPTION '% is append-only: rows are removed only by retention (doclink links purge)', TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE FUNCTION public.audit_refuse_truncate() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: it is never truncated', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE FUNCTION public.audit_refuse_change() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: its rows never change or go', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+-- Times a role other than the owner writes are the database's own: an insert's, and
+-- a set-once time's when it is set. A writer cannot backdate a revocation, an issue,
+-- a send or a retry. (The owner, who seeds and migrates, is trusted with them.)
+CREATE FUNCTION public.audit_stamp() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_has_role(session_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
+        RETURN NEW;
+    END IF;
+    IF TG_TABLE_NAME = 'links' THEN
+        IF TG_OP = 'INSERT' THEN
+            NEW.created_at := now();
+            NEW.sending_at := CASE WHEN NEW.sending_at IS NULL THEN NULL ELSE now() END;
+            NEW.sent_at := CASE WHEN NEW.sent_at IS NULL THEN NULL ELSE now() END;
+            NEW.revoked_at := CASE WHEN NEW.revoked_at IS NULL THEN NULL ELSE now() END;
+        ELSE
+            IF NEW.sending_at IS DISTINCT FROM OLD.sending_at AND NEW.sending_at IS NOT NULL THEN NEW.sending_at := now(); END IF;
+            IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN NEW.sent_at := now(); END IF;
+            IF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN NEW.revoked_at := now(); END IF;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'link_attempts' THEN
+        IF TG_OP = 'INSERT' THEN
+            NEW.started_at := now();
+            NEW.sending_at := CASE WHEN NEW.sending_at IS NULL THEN NULL ELSE now() END;
+            NEW.finished_at := CASE WHEN NEW.finished_at IS NULL THEN NULL ELSE now() END;
+        ELSE
+            IF OLD.sending_at IS NULL AND NEW.sending_at IS NOT NULL THEN NEW.sending_at := now(); END IF;
+            IF OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL THEN NEW.finished_at := now(); END IF;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'revocations' AND TG_OP = 'INSERT' THEN
+        NEW.revoked_at := now();
+    ELSIF TG_TABLE_NAME = 'rejections' THEN
+        IF TG_OP = 'INSERT' THEN
+            NEW.received_at := now();
+            NEW.retried_at := CASE WHEN NEW.retried_at IS NULL THEN NULL ELSE now() END;
+        ELSIF NEW.retried_at IS DISTINCT FROM OLD.retried_at AND NEW.retried_at IS NOT NULL THEN
+            NEW.retried_at := now();
+        END IF;
+    ELSIF TG_TABLE_NAME = 'rejection_retries' AND TG_OP = 'INSERT' THEN
+        NEW.retried_at := now();
+    ELSIF TG_TABLE_NAME = 'delivery_events' AND TG_OP = 'INSERT' THEN
+        NEW.received_at := now();
+    END IF;
+    RETURN NEW;
 END
 $$;
 
 -- A rejection's raw body stands in the image by its hash, so that a reader who may
 -- not see the body (the auditor) can still check the row against the journal.
 -- (convert_to is only STABLE, as the encoding could vary; the database's is UTF8.)
-CREATE FUNCTION audit_body_sha256(body text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT sha256(convert_to(body, 'UTF8')) $$;
-ALTER TABLE rejections
-    ADD COLUMN body_sha256 bytea GENERATED ALWAYS AS (audit_body_sha256(body)) STORED;
+CREATE FUNCTION public.audit_body_sha256(body text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT sha256(convert_to(body, 'UTF8'))
+$$;
+ALTER TABLE public.rejections
+    ADD COLUMN body_sha256 bytea GENERATED ALWAYS AS (public.audit_body_sha256(body)) STORED;
+
+-- Journals every row of a table again (`rebaselined`): for a migration that changes
+-- the table's columns, and so every row's image.
+CREATE FUNCTION public.audit_rebaseline(p_table text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET bytea_output = 'hex' AS $$
+DECLARE
+    r record;
+    n bigint := 0;
+BEGIN
+    FOR r IN EXECUTE format('SELECT to_jsonb(t) AS j FROM public.%I t', p_table) LOOP
+        PERFORM public.audit_journal_append(p_table, public.audit_row_key(p_table, r.j),
+                                            'rebaselined', public.audit_row_image(p_table, r.j));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
 
 -- The rows already here: one baseline entry each, in a stable order.
 DO $$
@@ -146,75 +392,114 @@ BEGIN
     SET LOCAL TimeZone = 'UTC';
     SET LOCAL bytea_output = 'hex';
     FOR r IN
-        SELECT 'links' AS t, to_jsonb(l) AS j, l.created_at AS o1, l.link_id::text AS o2 FROM links l
-        UNION ALL SELECT 'link_attempts', to_jsonb(a), a.started_at, a.link_id::text || '/' || lpad(a.attempt::text, 10, '0') FROM link_attempts a
-        UNION ALL SELECT 'revocations', to_jsonb(v), v.revoked_at, lpad(v.id::text, 20, '0') FROM revocations v
-        UNION ALL SELECT 'rejections', to_jsonb(j), j.received_at, lpad(j.id::text, 20, '0') FROM rejections j
-        UNION ALL SELECT 'rejection_retries', to_jsonb(x), x.retried_at, lpad(x.id::text, 20, '0') FROM rejection_retries x
-        UNION ALL SELECT 'delivery_events', to_jsonb(e), e.received_at, lpad(e.id::text, 20, '0') FROM delivery_events e
+        SELECT 'links' AS t, to_jsonb(l) AS j, l.created_at AS o1, l.link_id::text AS o2 FROM public.links l
+        UNION ALL SELECT 'link_attempts', to_jsonb(a), a.started_at, a.link_id::text || '/' || lpad(a.attempt::text, 10, '0') FROM public.link_attempts a
+        UNION ALL SELECT 'revocations', to_jsonb(v), v.revoked_at, lpad(v.id::text, 20, '0') FROM public.revocations v
+        UNION ALL SELECT 'rejections', to_jsonb(j), j.received_at, lpad(j.id::text, 20, '0') FROM public.rejections j
+        UNION ALL SELECT 'rejection_retries', to_jsonb(x), x.retried_at, lpad(x.id::text, 20, '0') FROM public.rejection_retries x
+        UNION ALL SELECT 'delivery_events', to_jsonb(e), e.received_at, lpad(e.id::text, 20, '0') FROM public.delivery_events e
         ORDER BY 1, 3, 4
     LOOP
-        PERFORM audit_journal_append(r.t, audit_row_key(r.t, r.j), 'baseline', audit_row_image(r.t, r.j));
+        PERFORM public.audit_journal_append(r.t, public.audit_row_key(r.t, r.j), 'baseline',
+                                            public.audit_row_image(r.t, r.j));
     END LOOP;
 END
 $$;
 
-CREATE TRIGGER links_journal AFTER INSERT OR UPDATE OR DELETE ON links
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
-CREATE TRIGGER link_attempts_journal AFTER INSERT OR UPDATE OR DELETE ON link_attempts
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
-CREATE TRIGGER revocations_journal AFTER INSERT OR UPDATE OR DELETE ON revocations
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
-CREATE TRIGGER rejections_journal AFTER INSERT OR UPDATE OR DELETE ON rejections
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
-CREATE TRIGGER rejection_retries_journal AFTER INSERT OR UPDATE OR DELETE ON rejection_retries
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
-CREATE TRIGGER delivery_events_journal AFTER INSERT OR UPDATE OR DELETE ON delivery_events
-    FOR EACH ROW EXECUTE FUNCTION audit_journal_record();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['links', 'link_attempts', 'revocations', 'rejections', 'rejection_retries',
+                             'delivery_events', 'audit_purge_runs'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON public.%I
+                        FOR EACH ROW EXECUTE FUNCTION public.audit_journal_record()', t || '_journal', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON public.%I
+                        FOR EACH ROW EXECUTE FUNCTION public.audit_stamp()', t || '_stamped', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON public.%I
+                        FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_truncate()', t || '_no_truncate', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['links', 'link_attempts', 'revocations', 'rejections', 'rejection_retries',
+                             'delivery_events'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE DELETE ON public.%I
+                        FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_delete()', t || '_no_delete', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['links', 'link_attempts', 'rejections'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON public.%I
+                        FOR EACH ROW EXECUTE FUNCTION public.audit_keep_rules()', t || '_rules', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['audit_journal', 'audit_seals', 'audit_purge_runs'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON public.%I
+                        FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change()', t || '_append_only', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['audit_journal', 'audit_seals'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON public.%I
+                        FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_truncate()', t || '_no_truncate', t);
+    END LOOP;
+END
+$$;
+
+-- An SES notification is kept as received, and a retry of a rejection as recorded.
+CREATE TRIGGER delivery_events_unchanged BEFORE UPDATE ON public.delivery_events
+    FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 
 -- Seals every entry whose transaction has ended since the last seal. One sealer at a
 -- time (the others return nothing); returns the new seal, or nothing when there was
 -- nothing to seal. src/audit/journal.rs recomputes the same hash independently.
-CREATE FUNCTION audit_seal() RETURNS SETOF audit_seals
+CREATE FUNCTION public.audit_seal() RETURNS SETOF public.audit_seals
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public SET TimeZone = 'UTC' AS $$
+    SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
-    last audit_seals;
-    snap pg_snapshot := pg_current_snapshot();
-    next_xid numeric := pg_snapshot_xmax(snap)::text::numeric;
+    last public.audit_seals;
+    snap pg_snapshot;
+    next_xid numeric;
     oldest_here numeric;
     upto xid8;
     lower_bound xid8;
     n bigint;
     hashes text;
-    sealed audit_seals;
+    sealed public.audit_seals;
 BEGIN
+    -- Each statement must see what committed before it: under REPEATABLE READ the
+    -- entries read below would be those of an older snapshot than the bound.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'audit_seal runs only in a READ COMMITTED transaction (this one is %)',
+            current_setting('transaction_isolation') USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     IF NOT pg_try_advisory_xact_lock(7318251003174) THEN
         RETURN;
     END IF;
-    -- The oldest transaction still running in THIS database bounds the seal (not the
-    -- cluster's oldest: another database's long transaction must not hold it back).
-    -- pg_stat_activity gives 32-bit ids; they are widened against the next id. A
-    -- transaction that ends between the snapshot and this read has committed or
-    -- aborted, so its entries are final either way; one that starts after the
-    -- snapshot gets an id at or above its xmax.
+    -- The bound: the oldest transaction still running or prepared in THIS database
+    -- (not the cluster's oldest: another database's long transaction must not hold
+    -- it back), else the next id. The 32-bit ids of pg_stat_activity and
+    -- pg_prepared_xacts are widened against the next id. A transaction that ends
+    -- between the snapshot and these reads has committed or aborted, so its entries
+    -- are final either way; one that starts after the snapshot gets an id at or above
+    -- its xmax.
+    snap := pg_current_snapshot();
+    next_xid := pg_snapshot_xmax(snap)::text::numeric;
     PERFORM pg_stat_clear_snapshot();
-    SELECT min(CASE WHEN a.backend_xid::text::numeric <= next_xid % 4294967296
-                    THEN next_xid - next_xid % 4294967296 + a.backend_xid::text::numeric
-                    ELSE next_xid - next_xid % 4294967296 - 4294967296 + a.backend_xid::text::numeric END)
+    SELECT min(CASE WHEN x <= next_xid % 4294967296
+                    THEN next_xid - next_xid % 4294967296 + x
+                    ELSE next_xid - next_xid % 4294967296 - 4294967296 + x END)
       INTO oldest_here
-      FROM pg_stat_activity a
-     WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND a.backend_xid IS NOT NULL;
+      FROM (SELECT a.backend_xid::text::numeric AS x
+              FROM pg_catalog.pg_stat_activity a
+             WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+               AND a.backend_xid IS NOT NULL
+            UNION ALL
+            SELECT p.transaction::text::numeric
+              FROM pg_catalog.pg_prepared_xacts p
+             WHERE p.database = current_database()) running;
     upto := least(next_xid, coalesce(oldest_here, next_xid))::text::xid8;
-    SELECT * INTO last FROM audit_seals ORDER BY id DESC LIMIT 1;
+    SELECT * INTO last FROM public.audit_seals ORDER BY id DESC LIMIT 1;
     lower_bound := coalesce(last.xid_to, '0'::xid8);
     IF upto <= lower_bound THEN
         RETURN;
     END IF;
-    SELECT count(*), string_agg(encode(entry_sha256, 'hex'), E'\n' ORDER BY seq)
+    SELECT count(*), string_agg(encode(j.entry_sha256, 'hex'), E'\n' ORDER BY j.seq)
       INTO n, hashes
-      FROM audit_journal WHERE xid >= lower_bound AND xid < upto;
+      FROM public.audit_journal j WHERE j.xid >= lower_bound AND j.xid < upto;
     IF n = 0 THEN
         RETURN;
     END IF;
@@ -227,89 +512,9 @@ BEGIN
     sealed.seal_sha256 := sha256(convert_to(concat_ws(E'\n',
         coalesce(encode(last.seal_sha256, 'hex'), 'genesis'), sealed.id::text, lower_bound::text,
         upto::text, n::text, hashes), 'UTF8'));
-    INSERT INTO audit_seals (id, sealed_at, xid_from, xid_to, entries, prev_sha256, seal_sha256)
+    INSERT INTO public.audit_seals (id, sealed_at, xid_from, xid_to, entries, prev_sha256, seal_sha256)
     VALUES (sealed.id, sealed.sealed_at, sealed.xid_from, sealed.xid_to, sealed.entries, sealed.prev_sha256,
             sealed.seal_sha256);
     RETURN NEXT sealed;
 END
 $$;
-
--- ---------------------------------------------------------------------------------
--- Guards. Nothing here is deleted except by retention (the audit_purge functions in
--- the next migration, which mark their transaction), nothing is truncated, and the
--- journal and its seals never change.
--- ---------------------------------------------------------------------------------
-
-CREATE FUNCTION audit_refuse_delete() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
-BEGIN
-    IF current_setting('doclink.retention', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-        RAISE EXCEPTION '% is append-only: rows are removed only by retention (doclink links purge)', TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN OLD;
-END
-$$;
-
-CREATE FUNCTION audit_refuse_truncate() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: it is never truncated', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-
-CREATE FUNCTION audit_refuse_change() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: its rows never change or go', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['links', 'link_attempts', 'revocations', 'rejections', 'rejection_retries', 'delivery_events'] LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE DELETE ON %I FOR EACH ROW EXECUTE FUNCTION audit_refuse_delete()',
-                       t || '_no_delete', t);
-        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate()',
-                       t || '_no_truncate', t);
-    END LOOP;
-    FOREACH t IN ARRAY ARRAY['audit_journal', 'audit_seals'] LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()',
-                       t || '_append_only', t);
-        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate()',
-                       t || '_no_truncate', t);
-    END LOOP;
-END
-$$;
-
--- An SES event notification is kept as received: it never changes.
-CREATE TRIGGER delivery_events_unchanged BEFORE UPDATE ON delivery_events
-    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
-
--- What a link is never changes: who it went to, which document, which key first
--- signed it, when it was issued; and once set, when it was sent and its revocation.
-CREATE FUNCTION links_keep_facts() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.link_id <> OLD.link_id OR NEW.event_id <> OLD.event_id
-        OR NEW.document_key <> OLD.document_key OR NEW.resource_url <> OLD.resource_url
-        OR NEW.recipient_email <> OLD.recipient_email
-        OR NEW.recipient_name IS DISTINCT FROM OLD.recipient_name
-        OR NEW.key_pair_id <> OLD.key_pair_id OR NEW.created_at <> OLD.created_at
-        OR (OLD.sent_at IS NOT NULL AND NEW.sent_at IS DISTINCT FROM OLD.sent_at)
-        OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at)
-        OR (OLD.revocation_id IS NOT NULL AND NEW.revocation_id IS DISTINCT FROM OLD.revocation_id)
-        OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_reason IS DISTINCT FROM OLD.revoked_reason) THEN
-        RAISE EXCEPTION 'links: link %''s recipient, document, key, issue time, send time and revocation never change once set', OLD.link_id
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER links_facts_unchanged BEFORE UPDATE ON links
-    FOR EACH ROW EXECUTE FUNCTION links_keep_facts();

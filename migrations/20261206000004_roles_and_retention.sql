@@ -15,22 +15,22 @@
 -- migrating role may not create roles, nothing fails: audit_grant_roles() says what
 -- is missing, and the README gives the SQL for an administrator.
 
-CREATE TABLE audit_settings (
+CREATE TABLE public.audit_settings (
     only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     role_prefix text NOT NULL CHECK (role_prefix ~ '^[a-z_][a-z0-9_]{0,40}$')
 );
 
-INSERT INTO audit_settings (role_prefix)
+INSERT INTO public.audit_settings (role_prefix)
 VALUES (coalesce(nullif(current_setting('doclink.role_prefix', true), ''), 'doclink_'));
 
-CREATE TRIGGER audit_settings_unchanged BEFORE UPDATE OR DELETE ON audit_settings
-    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_settings_unchanged BEFORE UPDATE OR DELETE ON public.audit_settings
+    FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 
 -- A rejection as every reader may see it: all but the raw body (body_sha256 stands
 -- for it). `doclink audit verify` compares these rows with the journal.
 DO $$
 BEGIN
-    EXECUTE format('CREATE VIEW rejections_audited AS SELECT %s FROM rejections',
+    EXECUTE format('CREATE VIEW public.rejections_audited AS SELECT %s FROM public.rejections',
                    (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
                     WHERE attrelid = 'rejections'::regclass AND attnum > 0 AND NOT attisdropped
                       AND attname <> 'body'));
@@ -40,38 +40,41 @@ $$;
 -- Retention: the only way rows leave the audit tables. A link goes only when it is
 -- finished (sent or failed), older than the cutoff and expired (every signature it
 -- was ever sent with has expired), so a live bearer link stays findable and
--- revocable. The cutoff may not lie in the future. Each removal is journalled.
-CREATE FUNCTION audit_purge_links(cutoff timestamptz, candidates uuid[])
+-- revocable. The cutoff may not lie in the future. Each run records its transaction
+-- in audit_purge_runs, which is what lets its deletes through (and journals them as
+-- `purged`); no caller can mark a transaction so any other way.
+CREATE FUNCTION public.audit_purge_links(cutoff timestamptz, candidates uuid[])
     RETURNS TABLE (purged_links bigint, purged_attempts bigint, purged_events bigint)
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF cutoff > now() THEN
         RAISE EXCEPTION 'retention: the cutoff % lies in the future', cutoff
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM set_config('doclink.retention', pg_current_xact_id()::text, true);
+    INSERT INTO public.audit_purge_runs (xid, cutoff, by_role)
+    VALUES (pg_current_xact_id(), cutoff, session_user)
+    ON CONFLICT (xid) DO NOTHING;
     RETURN QUERY
     WITH doomed AS (
-        SELECT l.link_id FROM links l
+        SELECT l.link_id FROM public.links l
         WHERE l.link_id = ANY (candidates) AND l.created_at < cutoff AND l.status IN ('sent', 'failed')
           AND l.expires_at IS NOT NULL AND l.expires_at <= now()
         FOR UPDATE SKIP LOCKED
     ), a AS (
-        DELETE FROM link_attempts WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+        DELETE FROM public.link_attempts t WHERE t.link_id IN (SELECT d.link_id FROM doomed d) RETURNING 1
     ), e AS (
-        DELETE FROM delivery_events WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+        DELETE FROM public.delivery_events t WHERE t.link_id IN (SELECT d.link_id FROM doomed d) RETURNING 1
     ), g AS (
-        DELETE FROM links WHERE link_id IN (SELECT link_id FROM doomed) RETURNING 1
+        DELETE FROM public.links t WHERE t.link_id IN (SELECT d.link_id FROM doomed d) RETURNING 1
     )
     SELECT (SELECT count(*) FROM g), (SELECT count(*) FROM a), (SELECT count(*) FROM e);
-    PERFORM set_config('doclink.retention', '', true);
 END
 $$;
 
 -- SES notifications that matched no link, and rejections, older than the cutoff.
-CREATE FUNCTION audit_purge_unlinked(cutoff timestamptz)
+CREATE FUNCTION public.audit_purge_unlinked(cutoff timestamptz)
     RETURNS TABLE (purged_events bigint, purged_rejections bigint)
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     events bigint;
     rejected bigint;
@@ -80,20 +83,21 @@ BEGIN
         RAISE EXCEPTION 'retention: the cutoff % lies in the future', cutoff
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM set_config('doclink.retention', pg_current_xact_id()::text, true);
-    DELETE FROM delivery_events WHERE link_id IS NULL AND received_at < cutoff;
+    INSERT INTO public.audit_purge_runs (xid, cutoff, by_role)
+    VALUES (pg_current_xact_id(), cutoff, session_user)
+    ON CONFLICT (xid) DO NOTHING;
+    DELETE FROM public.delivery_events t WHERE t.link_id IS NULL AND t.received_at < cutoff;
     GET DIAGNOSTICS events = ROW_COUNT;
-    DELETE FROM rejections WHERE received_at < cutoff;
+    DELETE FROM public.rejections t WHERE t.received_at < cutoff;
     GET DIAGNOSTICS rejected = ROW_COUNT;
-    PERFORM set_config('doclink.retention', '', true);
     RETURN QUERY SELECT events, rejected;
 END
 $$;
 
 -- (Re)applies ownership and privileges; every later migration that adds an object
 -- ends by calling it. Returns what it could not do, or NULL.
-CREATE FUNCTION audit_grant_roles() RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+CREATE FUNCTION public.audit_grant_roles() RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     p text := (SELECT role_prefix FROM audit_settings);
     owner_role text := p || 'owner';
@@ -104,8 +108,8 @@ DECLARE
     audit_tables text[] := ARRAY['links', 'link_attempts', 'revocations', 'rejections', 'rejection_retries',
                                  'delivery_events'];
     readable text[] := ARRAY['links', 'link_attempts', 'revocations', 'rejection_retries', 'delivery_events',
-                             'audit_journal', 'audit_seals', 'audit_settings', '_sqlx_migrations', 'link_signatures',
-                             'rejections_audited'];
+                             'audit_journal', 'audit_seals', 'audit_purge_runs', 'audit_settings', '_sqlx_migrations',
+                             'link_signatures', 'rejections_audited'];
     r text;
     f regprocedure;
     rejection_columns text;
@@ -132,7 +136,8 @@ BEGIN
 
     -- Ownership: tables (with their serial sequences), the view, the journal's
     -- sequence, and every function the migrations made.
-    FOREACH r IN ARRAY audit_tables || ARRAY['audit_journal', 'audit_seals', 'audit_settings', '_sqlx_migrations'] LOOP
+    FOREACH r IN ARRAY audit_tables || ARRAY['audit_journal', 'audit_seals', 'audit_purge_runs', 'audit_settings',
+                                             '_sqlx_migrations'] LOOP
         EXECUTE format('ALTER TABLE %I OWNER TO %I', r, owner_role);
     END LOOP;
     EXECUTE format('ALTER VIEW link_signatures OWNER TO %I', owner_role);
@@ -148,7 +153,8 @@ BEGIN
     -- The pure helpers (images, keys, lines) stay callable by all; what writes or
     -- removes is not.
     REVOKE ALL ON FUNCTION audit_journal_append(text, text, text, jsonb), audit_journal_record(), audit_seal(),
-        audit_purge_links(timestamptz, uuid[]), audit_purge_unlinked(timestamptz), audit_grant_roles()
+        audit_purge_links(timestamptz, uuid[]), audit_purge_unlinked(timestamptz), audit_grant_roles(),
+        audit_rebaseline(text)
         FROM PUBLIC;
 
     -- Readers: everything but a rejection's raw body.

@@ -1470,9 +1470,9 @@ async fn links_show_finds_a_link_by_its_event_id() {
     let event_uuid = "6f1c1c1e-8a4b-4c55-9d6e-0123456789ab";
     // (A link's event id never changes: the seeding superuser sets the trigger aside.)
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "ALTER TABLE links DISABLE TRIGGER links_facts_unchanged;
+        "ALTER TABLE links DISABLE TRIGGER links_rules;
          UPDATE links SET event_id = '{event_uuid}' WHERE event_id = 'seed-4';
-         ALTER TABLE links ENABLE TRIGGER links_facts_unchanged;"
+         ALTER TABLE links ENABLE TRIGGER links_rules;"
     )))
     .execute(&stack.pool)
     .await
@@ -1958,9 +1958,9 @@ async fn tables_fit_the_width_and_json_and_csv_keep_everything() {
     );
     // (A link's document never changes: the seeding superuser sets the trigger aside.)
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "ALTER TABLE links DISABLE TRIGGER links_facts_unchanged;
+        "ALTER TABLE links DISABLE TRIGGER links_rules;
          UPDATE links SET document_key = '{long_key}' WHERE event_id = 'seed-1';
-         ALTER TABLE links ENABLE TRIGGER links_facts_unchanged;"
+         ALTER TABLE links ENABLE TRIGGER links_rules;"
     )))
     .execute(&stack.pool)
     .await

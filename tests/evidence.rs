@@ -55,9 +55,12 @@ async fn send_letters(stack: &TestStack, n: usize, extra: &[(&str, &str)]) {
 /// The error PostgreSQL gives `url` for `sql`, or None when it succeeded.
 async fn refused(url: &str, sql: &str) -> Option<String> {
     let pool = PgPool::connect(url).await.unwrap();
-    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&pool)
-        .await;
+    // A statement that waits on a lock is a failure to find, not a hang.
+    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET statement_timeout = '20s'; {sql}"
+    )))
+    .execute(&pool)
+    .await;
     pool.close().await;
     result.err().map(|e| e.to_string())
 }
@@ -121,6 +124,15 @@ async fn the_daemon_runs_as_a_writer_that_cannot_rewrite_what_happened() {
         "SELECT audit_journal_append('links', 'x', 'issued', NULL)",
         "SELECT * FROM audit_purge_links(now(), ARRAY[]::uuid[])",
         "DELETE FROM rejections",
+        // The security review's second round: moving a letter backwards.
+        "UPDATE links SET expires_at = now() - interval '1 day'",
+        "UPDATE links SET status = 'failed' WHERE status = 'sent'",
+        "UPDATE links SET possible_duplicate = true; UPDATE links SET possible_duplicate = false",
+        "UPDATE links SET ses_message_id = 'forged' WHERE ses_message_id IS NOT NULL",
+        "UPDATE link_attempts SET sending_at = NULL WHERE sending_at IS NOT NULL",
+        "UPDATE rejections SET retried_by = 'mallory'",
+        // ... a delete let through by a setting anyone may set ...
+        "SELECT set_config('doclink.retention', pg_current_xact_id()::text, true); DELETE FROM revocations",
     ] {
         let error = refused(&writer, sql).await;
         assert!(error.is_some(), "the writer could run: {sql}");
@@ -132,6 +144,34 @@ async fn the_daemon_runs_as_a_writer_that_cannot_rewrite_what_happened() {
     .await
     .unwrap();
     assert_eq!(revoked, 1, "the revocation stands");
+    // Times are the database's: a revocation the writer backdates is stamped now.
+    assert!(
+        refused(
+            &writer,
+            "INSERT INTO revocations (revoked_by, revoked_on, reason, selector, links_revoked, revoked_at)
+             VALUES ('mallory', 'h', 'r', 's', 0, '2020-01-01')"
+        )
+        .await
+        .is_none()
+    );
+    let backdated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM revocations WHERE revoked_by = 'mallory' AND revoked_at < now() - interval '1 hour'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(backdated, 0, "the writer backdated a revocation");
+
+    // A temporary table standing in for the journal while sealing (the functions name
+    // their tables with the schema): the seal covers the real entries, and the
+    // verify below finds every seal intact.
+    let _ = refused(
+        &writer,
+        "CREATE TEMP TABLE audit_journal (LIKE public.audit_journal); GRANT ALL ON audit_journal TO PUBLIC;
+         INSERT INTO audit_journal VALUES (1, '5', now(), 'links', 'x', 'issued', NULL, '\\x00');
+         SELECT * FROM audit_seal()",
+    )
+    .await;
 
     // And the journal holds everything that did happen.
     let seal = stack.doclink(&["audit", "seal"], &as_writer).await;
@@ -228,6 +268,32 @@ async fn a_superuser_who_disables_the_triggers_is_named_by_verify() {
         text.contains(&format!(
             "link_attempts {attempt_of}/1 was removed outside retention"
         )),
+        "{text}"
+    );
+
+    // With only the guards disabled, the journal still records the change, and
+    // judges it: named as tampering. A delete let through by the setting the
+    // retention run once used is refused.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE links DISABLE TRIGGER links_rules;
+         UPDATE links SET sent_at = sent_at - interval '3 days' WHERE link_id = '{attempt_of}';
+         ALTER TABLE links ENABLE TRIGGER links_rules;"
+    )))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    assert!(
+        refused(
+            &stack.database_url,
+            "SELECT set_config('doclink.retention', pg_current_xact_id()::text, true); DELETE FROM links"
+        )
+        .await
+        .is_some()
+    );
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("(links {attempt_of}) records what no doclink role may do: tampered: sent_at of link {attempt_of} changed once set")),
         "{text}"
     );
 
@@ -472,6 +538,30 @@ async fn run_anchors_each_head_in_a_locked_bucket_and_verify_checks_the_latest()
     let out = stack.doclink(&["audit", "verify"], &anchored).await;
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("the anchor says"), "{}", stdout(&out));
+    // The daemon, started again on the rewritten journal, does not anchor its head
+    // over the one before: the bucket's latest head is still the true one.
+    let out = stack.drain(&anchored).await;
+    assert!(
+        stderr(&out).contains("not anchoring over it"),
+        "{}",
+        stderr(&out)
+    );
+    let latest = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("doclink-audit/latest.json")
+        .send()
+        .await
+        .unwrap();
+    let latest: serde_json::Value =
+        serde_json::from_slice(&latest.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(
+        latest["sha256"],
+        hash.as_str(),
+        "the true head stays the latest"
+    );
+    let out = stack.doclink(&["audit", "verify"], &anchored).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
     // A bucket without Object Lock is refused at start-up: an anchor that can be
     // overwritten proves nothing.

@@ -23,6 +23,24 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, Row};
 use std::collections::BTreeMap;
 
+/// The tables whose rows are journalled: name, key expression (over `t`), and the
+/// columns left out of the image (as `audit_row_image` leaves them out). The
+/// catalog supplies the other columns, so a migration that adds one needs no change
+/// here (it re-journals the rows: `audit_rebaseline`).
+const IMAGED_TABLES: &[(&str, &str, &[&str])] = &[
+    ("links", "t.link_id::text", &["lease_until"]),
+    (
+        "link_attempts",
+        "t.link_id::text || '/' || t.attempt::text",
+        &[],
+    ),
+    ("revocations", "t.id::text", &[]),
+    ("rejections", "t.id::text", &["body"]),
+    ("rejection_retries", "t.id::text", &[]),
+    ("delivery_events", "t.id::text", &[]),
+    ("audit_purge_runs", "t.xid::text", &[]),
+];
+
 /// A seal: the chain's link over one range of transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seal {
@@ -105,11 +123,33 @@ impl AuditLog {
     /// when there was nothing to seal, or another process was sealing.
     pub async fn seal(&self) -> Result<Option<Seal>, AuditError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SEAL_COLUMNS} FROM audit_seal()"
+            "SELECT {SEAL_COLUMNS} FROM public.audit_seal()"
         )))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(seal_from).transpose()?)
+    }
+
+    /// The seal with this id, if the journal has one.
+    pub async fn seal_by_id(&self, id: i64) -> Result<Option<Seal>, AuditError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SEAL_COLUMNS} FROM public.audit_seals WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(seal_from).transpose()?)
+    }
+
+    /// How long the oldest entry not yet sealed has waited, in seconds (0 when none).
+    pub async fn unsealed_age(&self) -> Result<f64, AuditError> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(extract(epoch FROM now() - min(j.at))::float8, 0)
+             FROM public.audit_journal j
+             WHERE j.xid >= coalesce((SELECT max(s.xid_to) FROM public.audit_seals s), '0'::xid8)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The database's name (an anchor says which database its head is of).
@@ -122,7 +162,7 @@ impl AuditLog {
     /// The latest seal, if any.
     pub async fn journal_head(&self) -> Result<Option<Seal>, AuditError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SEAL_COLUMNS} FROM audit_seals ORDER BY id DESC LIMIT 1"
+            "SELECT {SEAL_COLUMNS} FROM public.audit_seals ORDER BY id DESC LIMIT 1"
         )))
         .fetch_optional(&self.pool)
         .await?;
@@ -174,6 +214,14 @@ pub enum Break {
     },
     /// A row with no journal entry: added (or re-keyed) outside the journal.
     RowUnjournaled { table: String, row: String },
+    /// An entry records what no doclink role may do: a change that breaks the rules
+    /// (made with the guards disabled) or a delete outside retention.
+    Forbidden {
+        seq: i64,
+        table: String,
+        row: String,
+        event: String,
+    },
 }
 
 impl std::fmt::Display for Break {
@@ -245,6 +293,15 @@ impl std::fmt::Display for Break {
                     "{table} {row} is not in the journal: added or changed outside it"
                 )
             }
+            Break::Forbidden {
+                seq,
+                table,
+                row,
+                event,
+            } => write!(
+                f,
+                "journal entry {seq} ({table} {row}) records what no doclink role may do: {event}"
+            ),
         }
     }
 }
@@ -307,7 +364,7 @@ pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, Aud
 
     // The seals, checked as a chain.
     let seals: Vec<Seal> = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SEAL_COLUMNS} FROM audit_seals ORDER BY id"
+        "SELECT {SEAL_COLUMNS} FROM public.audit_seals ORDER BY id"
     )))
     .fetch_all(&mut *tx)
     .await?
@@ -379,11 +436,13 @@ pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, Aud
     }
 
     // The entries, in order: each one's hash from its fields, fed to its seal.
+    let mut purge_runs = std::collections::HashSet::new();
+    let mut purged = Vec::new();
     {
         let mut entries = sqlx::query(
             "SELECT seq, xid::text AS xid, (extract(epoch FROM at) * 1000000)::numeric(30, 0)::text AS at_micros,
                     table_name, row_key, event, row_sha256, entry_sha256
-             FROM audit_journal ORDER BY seq",
+             FROM public.audit_journal ORDER BY seq",
         )
         .fetch(&mut *tx);
         while let Some(row) = entries.try_next().await? {
@@ -396,6 +455,22 @@ pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, Aud
             let event: String = row.try_get("event")?;
             let row_sha256: Option<Vec<u8>> = row.try_get("row_sha256")?;
             let stored: Vec<u8> = row.try_get("entry_sha256")?;
+            // A purge is allowed only in a retention run's transaction, whose own
+            // entry (`purge_run`) the journal holds.
+            if table == "audit_purge_runs" {
+                purge_runs.insert(xid);
+            }
+            if event == "purged" {
+                purged.push((seq, xid, table.clone(), key.clone()));
+            }
+            if event == "deleted" || event.starts_with("tampered") {
+                report.breaks.push(Break::Forbidden {
+                    seq,
+                    table: table.clone(),
+                    row: key.clone(),
+                    event: event.clone(),
+                });
+            }
             let line = entry_line(
                 seq,
                 xid,
@@ -426,6 +501,16 @@ pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, Aud
             }
         }
     }
+    for (seq, xid, table, row) in purged {
+        if !purge_runs.contains(&xid) || table == "revocations" {
+            report.breaks.push(Break::Forbidden {
+                seq,
+                table,
+                row,
+                event: "purged outside a retention run".into(),
+            });
+        }
+    }
     for s in open.into_values() {
         let sha = s.hasher.finalize();
         if s.count != s.seal.entries || sha.as_slice() != s.seal.seal_sha256.as_slice() {
@@ -440,31 +525,47 @@ pub async fn verify(pool: &PgPool, anchors: &[Head]) -> Result<Verification, Aud
     }
     report.breaks.sort_by_key(break_order);
 
-    // Every row against its latest entry.
-    let mut rows = sqlx::query(
+    // Every row against its latest entry. Each row's image is built here from the
+    // catalog's column list, not by the database's audit functions (which the owner
+    // could replace), with every name qualified and nothing else on the search path.
+    sqlx::query("SET LOCAL search_path = pg_catalog, pg_temp")
+        .execute(&mut *tx)
+        .await?;
+    let mut present = Vec::new();
+    for (table, key, left_out) in IMAGED_TABLES {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = ('public.' || quote_ident($1))::regclass AND a.attnum > 0
+               AND NOT a.attisdropped AND a.attname <> ALL ($2)
+             ORDER BY a.attnum",
+        )
+        .bind(table)
+        .bind(left_out.to_vec())
+        .fetch_all(&mut *tx)
+        .await?;
+        present.push(format!(
+            "SELECT '{table}'::text AS table_name, {key} AS row_key, pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_object({})::text, 'UTF8')) AS digest FROM public.{table} t",
+            columns
+                .iter()
+                .map(|c| {
+                    let quoted = c.replace('"', "\"\"");
+                    format!("'{}', t.\"{quoted}\"", c.replace('\'', "''"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH latest AS (
-            SELECT DISTINCT ON (table_name, row_key) table_name, row_key, seq, event, row_sha256
-            FROM audit_journal ORDER BY table_name, row_key, seq DESC
-         ), present AS (
-            SELECT 'links'::text AS table_name, l.link_id::text AS row_key,
-                   sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8')) AS digest FROM links l
-            UNION ALL
-            SELECT 'link_attempts', a.link_id::text || '/' || a.attempt::text,
-                   sha256(convert_to(to_jsonb(a)::text, 'UTF8')) FROM link_attempts a
-            UNION ALL
-            SELECT 'revocations', v.id::text, sha256(convert_to(to_jsonb(v)::text, 'UTF8')) FROM revocations v
-            UNION ALL
-            SELECT 'rejections', j.id::text, sha256(convert_to(to_jsonb(j)::text, 'UTF8')) FROM rejections_audited j
-            UNION ALL
-            SELECT 'rejection_retries', x.id::text, sha256(convert_to(to_jsonb(x)::text, 'UTF8')) FROM rejection_retries x
-            UNION ALL
-            SELECT 'delivery_events', e.id::text, sha256(convert_to(to_jsonb(e)::text, 'UTF8')) FROM delivery_events e
-         )
+            SELECT DISTINCT ON (j.table_name, j.row_key) j.table_name, j.row_key, j.seq, j.event, j.row_sha256
+            FROM public.audit_journal j ORDER BY j.table_name, j.row_key, j.seq DESC
+         ), present AS ({})
          SELECT coalesce(p.table_name, l.table_name) AS table_name, coalesce(p.row_key, l.row_key) AS row_key,
                 l.seq, l.event, l.row_sha256 IS NOT NULL AS journal_has_row, p.digest IS NOT NULL AS present,
                 (p.digest IS NOT NULL) AND l.row_sha256 IS NOT DISTINCT FROM p.digest AS same
          FROM present p FULL JOIN latest l ON l.table_name = p.table_name AND l.row_key = p.row_key",
-    )
+        present.join(" UNION ALL ")
+    )))
     .fetch(&mut *tx);
     let mut row_breaks = Vec::new();
     while let Some(row) = rows.try_next().await? {
@@ -523,7 +624,8 @@ fn break_order(b: &Break) -> (u8, i64) {
         Break::ChainBroken { seal, .. } => (1, *seal),
         Break::SealMismatch { seal, .. } => (2, *seal),
         Break::EntryAltered { seq, .. } => (3, *seq),
-        _ => (4, 0),
+        Break::Forbidden { seq, .. } => (4, *seq),
+        _ => (5, 0),
     }
 }
 

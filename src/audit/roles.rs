@@ -23,6 +23,13 @@ pub const AUDIT_TABLES: &[&str] = &[
 pub struct RolePrivileges {
     pub role: String,
     pub superuser: bool,
+    /// May create roles (and so grant itself the owner's).
+    pub create_role: bool,
+    /// Owns the database (and so may create objects in it).
+    pub owns_database: bool,
+    /// May create objects in the schema (functions that could stand in for
+    /// doclink's own).
+    pub creates_in_schema: bool,
     /// The role prefix the migrations used (`audit_settings`), when migrated.
     pub prefix: Option<String>,
     /// The doclink group roles this role is a member of (owner, writer, ...).
@@ -38,7 +45,12 @@ pub struct RolePrivileges {
 impl RolePrivileges {
     /// True when this role could delete or rewrite what happened.
     pub fn may_rewrite_history(&self) -> bool {
-        self.superuser || !self.owns.is_empty() || !self.may_delete.is_empty()
+        self.superuser
+            || self.create_role
+            || self.owns_database
+            || self.creates_in_schema
+            || !self.owns.is_empty()
+            || !self.may_delete.is_empty()
     }
 
     /// Why this role could rewrite history, in one sentence; None when it cannot.
@@ -46,6 +58,15 @@ impl RolePrivileges {
         let mut reasons = Vec::new();
         if self.superuser {
             reasons.push("is a superuser".to_string());
+        }
+        if self.create_role {
+            reasons.push("may create roles (and grant itself the owner's)".to_string());
+        }
+        if self.owns_database {
+            reasons.push("owns the database".to_string());
+        }
+        if self.creates_in_schema {
+            reasons.push("may create objects in schema public".to_string());
         }
         if !self.owns.is_empty() {
             reasons.push(format!("owns {}", self.owns.join(", ")));
@@ -72,10 +93,12 @@ impl AuditLog {
     /// Reads what the connected role may do. The tables must exist (migrated).
     pub async fn role_privileges(&self) -> Result<RolePrivileges, AuditError> {
         let row = sqlx::query(
-            "SELECT current_user::text AS role,
-                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-                    (SELECT role_prefix FROM audit_settings) AS prefix
-             ",
+            "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
+                    pg_has_role(current_user, d.datdba, 'MEMBER') AS owns_database,
+                    has_schema_privilege('public', 'CREATE') AS creates_in_schema,
+                    (SELECT role_prefix FROM public.audit_settings) AS prefix
+             FROM pg_roles r, pg_database d
+             WHERE r.rolname = current_user AND d.datname = current_database()",
         )
         .fetch_one(&self.pool)
         .await;
@@ -84,9 +107,12 @@ impl AuditLog {
             Ok(row) => row,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
                 sqlx::query(
-                    "SELECT current_user::text AS role,
-                            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-                            NULL::text AS prefix",
+                    "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
+                            pg_has_role(current_user, d.datdba, 'MEMBER') AS owns_database,
+                            has_schema_privilege('public', 'CREATE') AS creates_in_schema,
+                            NULL::text AS prefix
+                     FROM pg_roles r, pg_database d
+                     WHERE r.rolname = current_user AND d.datname = current_database()",
                 )
                 .fetch_one(&self.pool)
                 .await?
@@ -96,6 +122,9 @@ impl AuditLog {
         let mut privileges = RolePrivileges {
             role: row.try_get("role")?,
             superuser: row.try_get("superuser")?,
+            create_role: row.try_get("create_role")?,
+            owns_database: row.try_get("owns_database")?,
+            creates_in_schema: row.try_get("creates_in_schema")?,
             prefix: row.try_get("prefix")?,
             ..RolePrivileges::default()
         };

@@ -8,7 +8,7 @@ use crate::error::ErrorChain;
 use crate::queue::SqsQueue;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Sets `doclink_queue_visible_messages{queue=...}` every 30 s.
 pub async fn queue_depths(queues: Vec<(&'static str, SqsQueue)>, shutdown: CancellationToken) {
@@ -119,6 +119,37 @@ pub async fn anchor_head(audit: &AuditLog, store: &AnchorStore, anchored: &mut O
     if *anchored == Some(head.id) {
         return;
     }
+    // The head anchored before (read from the bucket, not remembered) must still be
+    // in the journal with its hash: a journal rewritten and resealed since is never
+    // anchored over it, and stays caught by `audit verify`.
+    let mismatch = metrics::gauge!("doclink_audit_anchor_mismatch");
+    match store.latest().await {
+        Ok(Some(before)) => match audit.seal_by_id(before.seal).await {
+            Ok(Some(seal)) if hex::encode(&seal.seal_sha256) == before.sha256 => mismatch.set(0.0),
+            Ok(found) => {
+                mismatch.set(1.0);
+                failures.increment(1);
+                error!(
+                    anchored = %before,
+                    found = %found.map_or_else(|| "no such seal".to_string(), |s| s.head().to_string()),
+                    bucket = store.bucket(),
+                    "the audit journal no longer holds the head anchored before: it was rewritten; not anchoring over it (run doclink audit verify)"
+                );
+                return;
+            }
+            Err(err) => {
+                failures.increment(1);
+                warn!(error = %ErrorChain(&err), "could not read the anchored seal from the audit journal");
+                return;
+            }
+        },
+        Ok(None) => {}
+        Err(err) => {
+            failures.increment(1);
+            warn!(error = %ErrorChain(&err), "could not read the anchored head; retrying at the next interval");
+            return;
+        }
+    }
     let database = audit
         .database_name()
         .await
@@ -139,6 +170,17 @@ pub async fn anchor_head(audit: &AuditLog, store: &AnchorStore, anchored: &mut O
 /// One seal and its export; a failure is logged and counted, and the next interval
 /// seals what this one did not (nothing is lost: entries wait in the journal).
 pub async fn seal_once(audit: &AuditLog) {
+    // Sealing can be held back (a transaction left open in this database); the age of
+    // the oldest unsealed entry says so, and so does a warning past ten minutes.
+    if let Ok(age) = audit.unsealed_age().await {
+        metrics::gauge!("doclink_audit_journal_unsealed_age_seconds").set(age);
+        if age > 600.0 {
+            warn!(
+                age_seconds = age as u64,
+                "audit journal entries have waited over ten minutes to be sealed: a transaction left open in this database holds sealing back"
+            );
+        }
+    }
     match audit.seal().await {
         Ok(Some(seal)) => {
             let head = seal.head();
