@@ -52,9 +52,9 @@ CREATE TABLE public.audit_seals (
     CHECK (xid_to > xid_from)
 );
 
--- Each retention run's transaction (written by the audit_purge functions of the next
--- migration, as the owner): a delete is allowed, and journalled as `purged`, only in
--- such a transaction.
+-- Each retention run's transaction and cutoff (written by the audit_purge functions of
+-- the next migration, as the owner): a delete is allowed, and journalled as `purged`,
+-- only in such a transaction and only under the retention rules for its cutoff.
 CREATE TABLE public.audit_purge_runs (
     xid      xid8 PRIMARY KEY,
     at       timestamptz NOT NULL DEFAULT now(),
@@ -93,6 +93,14 @@ CREATE FUNCTION public.audit_row_key(table_name text, r jsonb) RETURNS text
     END
 $$;
 
+-- A delivery state's rank (src/delivery.rs, DeliveryState::rank): a link's state only
+-- moves to one at least as telling.
+CREATE FUNCTION public.audit_delivery_rank(state text) RETURNS int
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_position(ARRAY['delivery_delayed', 'soft_bounced', 'delivered', 'rejected', 'rendering_failed',
+                                'bounced', 'complained'], state) - 1
+$$;
+
 -- The rules an update of an audit row must keep, as one function: the guards raise
 -- its verdict, the journal records it. NULL when the change is allowed.
 CREATE FUNCTION public.audit_rule_broken(p_table text, o jsonb, n jsonb) RETURNS text
@@ -117,10 +125,20 @@ BEGIN
                 OR (n ->> 'expires_at')::timestamptz < (o ->> 'expires_at')::timestamptz) THEN
             RETURN format('the expiry of link %s moved earlier (it only moves later)', o ->> 'link_id');
         END IF;
-        IF (o ->> 'delivery_rank') IS NOT NULL AND ((n ->> 'delivery_rank') IS NULL
-                OR (n ->> 'delivery_rank')::int < (o ->> 'delivery_rank')::int) THEN
+        IF (o ->> 'delivery') IS NOT NULL AND ((n ->> 'delivery') IS NULL
+                OR public.audit_delivery_rank(n ->> 'delivery') < public.audit_delivery_rank(o ->> 'delivery')) THEN
             RETURN format('the delivery state of link %s went back from %s to %s', o ->> 'link_id',
                           o ->> 'delivery', coalesce(n ->> 'delivery', 'none'));
+        END IF;
+        IF (n ->> 'delivery') IS NOT NULL
+            AND (n ->> 'delivery_rank')::int IS DISTINCT FROM public.audit_delivery_rank(n ->> 'delivery') THEN
+            RETURN format('the delivery rank of link %s does not match its state %s', o ->> 'link_id', n ->> 'delivery');
+        END IF;
+        -- A revoked link is never made sendable again (a send already handed to SES
+        -- may still be recorded: sending -> sent).
+        IF (o ->> 'revoked_at') IS NOT NULL AND (n ->> 'status') IN ('pending', 'sending')
+            AND (n ->> 'status') IS DISTINCT FROM (o ->> 'status') THEN
+            RETURN format('revoked link %s went from %s to %s', o ->> 'link_id', o ->> 'status', n ->> 'status');
         END IF;
         IF (o ->> 'possible_duplicate')::boolean AND NOT (n ->> 'possible_duplicate')::boolean THEN
             RETURN format('link %s lost its possible-duplicate flag', o ->> 'link_id');
@@ -188,7 +206,7 @@ CREATE FUNCTION public.audit_event(p_table text, p_op text, o jsonb, n jsonb) RE
             WHEN p_op = 'INSERT' THEN 'issued'
             WHEN o ->> 'revoked_at' IS NULL AND n ->> 'revoked_at' IS NOT NULL THEN 'revoked'
             WHEN (o ->> 'status') IS DISTINCT FROM (n ->> 'status') THEN n ->> 'status'
-            WHEN (o ->> 'delivery') IS DISTINCT FROM (n ->> 'delivery') THEN 'delivery:' || (n ->> 'delivery')
+            WHEN (o ->> 'delivery') IS DISTINCT FROM (n ->> 'delivery') THEN 'delivery:' || coalesce(n ->> 'delivery', 'none')
             WHEN (o ->> 'attempts') IS DISTINCT FROM (n ->> 'attempts') THEN 'retaken'
             ELSE 'updated' END
         WHEN p_table = 'link_attempts' THEN CASE
@@ -205,11 +223,39 @@ CREATE FUNCTION public.audit_event(p_table text, p_op text, o jsonb, n jsonb) RE
     END
 $$;
 
--- True inside a retention run's transaction. SECURITY DEFINER: it reads the owner's
--- table for whoever deletes.
-CREATE FUNCTION public.audit_in_purge() RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM public.audit_purge_runs r WHERE r.xid = pg_current_xact_id())
+-- May this row go, here? Only in a retention run's transaction, and only when the
+-- retention rules hold for it against the run's cutoff: a link finished, issued
+-- before the cutoff and expired; its attempts and SES events with it (or after it);
+-- a rejection, an unmatched SES event or a retry received before the cutoff. Never a
+-- revocation. SECURITY DEFINER: it reads the owner's tables for whoever deletes.
+CREATE FUNCTION public.audit_link_purgeable(link jsonb, cutoff timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT link ->> 'status' IN ('sent', 'failed') AND (link ->> 'created_at')::timestamptz < cutoff
+           AND (link ->> 'expires_at') IS NOT NULL AND (link ->> 'expires_at')::timestamptz <= now()
+$$;
+
+CREATE FUNCTION public.audit_purge_allows(p_table text, o jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cutoff timestamptz := (SELECT r.cutoff FROM public.audit_purge_runs r WHERE r.xid = pg_current_xact_id());
+    parent jsonb;
+BEGIN
+    IF cutoff IS NULL OR p_table = 'revocations' THEN
+        RETURN false;
+    ELSIF p_table = 'links' THEN
+        RETURN public.audit_link_purgeable(o, cutoff);
+    ELSIF p_table IN ('link_attempts', 'delivery_events') AND (o ->> 'link_id') IS NOT NULL THEN
+        SELECT to_jsonb(l) INTO parent FROM public.links l WHERE l.link_id = (o ->> 'link_id')::uuid;
+        -- Gone already: removed by this run, under the rules above.
+        RETURN parent IS NULL OR public.audit_link_purgeable(parent, cutoff);
+    ELSIF p_table IN ('delivery_events', 'rejections') THEN
+        RETURN (o ->> 'received_at')::timestamptz < cutoff;
+    ELSIF p_table = 'rejection_retries' THEN
+        SELECT to_jsonb(j) INTO parent FROM public.rejections j WHERE j.id = (o ->> 'rejection_id')::bigint;
+        RETURN parent IS NULL OR (parent ->> 'received_at')::timestamptz < cutoff;
+    END IF;
+    RETURN false;
+END
 $$;
 
 CREATE FUNCTION public.audit_journal_append(p_table text, p_key text, p_event text, p_image jsonb) RETURNS void
@@ -242,7 +288,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'DELETE' THEN
-        event := CASE WHEN public.audit_in_purge() AND TG_TABLE_NAME <> 'revocations' THEN 'purged' ELSE 'deleted' END;
+        event := CASE WHEN public.audit_purge_allows(TG_TABLE_NAME, o) THEN 'purged' ELSE 'deleted' END;
     ELSIF TG_OP = 'UPDATE' THEN
         broken := public.audit_rule_broken(TG_TABLE_NAME, o, n);
         event := CASE WHEN broken IS NULL THEN public.audit_event(TG_TABLE_NAME, TG_OP, o, n)
@@ -284,10 +330,10 @@ END
 $$;
 
 CREATE FUNCTION public.audit_refuse_delete() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'revocations' OR NOT public.audit_in_purge() THEN
-        RAISE EXCEPTION '% is append-only: rows are removed only by retention (doclink links purge)', TG_TABLE_NAME
+    IF NOT public.audit_purge_allows(TG_TABLE_NAME, to_jsonb(OLD)) THEN
+        RAISE EXCEPTION '% is append-only: rows are removed only by retention (doclink links purge), under its rules', TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN OLD;

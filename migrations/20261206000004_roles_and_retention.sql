@@ -97,9 +97,9 @@ $$;
 -- (Re)applies ownership and privileges; every later migration that adds an object
 -- ends by calling it. Returns what it could not do, or NULL.
 CREATE FUNCTION public.audit_grant_roles() RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p text := (SELECT role_prefix FROM audit_settings);
+    p text := (SELECT role_prefix FROM public.audit_settings);
     owner_role text := p || 'owner';
     writer text := p || 'writer';
     auditor text := p || 'auditor';
@@ -138,11 +138,11 @@ BEGIN
     -- sequence, and every function the migrations made.
     FOREACH r IN ARRAY audit_tables || ARRAY['audit_journal', 'audit_seals', 'audit_purge_runs', 'audit_settings',
                                              '_sqlx_migrations'] LOOP
-        EXECUTE format('ALTER TABLE %I OWNER TO %I', r, owner_role);
+        EXECUTE format('ALTER TABLE public.%I OWNER TO %I', r, owner_role);
     END LOOP;
-    EXECUTE format('ALTER VIEW link_signatures OWNER TO %I', owner_role);
-    EXECUTE format('ALTER VIEW rejections_audited OWNER TO %I', owner_role);
-    EXECUTE format('ALTER SEQUENCE audit_journal_seq OWNER TO %I', owner_role);
+    EXECUTE format('ALTER VIEW public.link_signatures OWNER TO %I', owner_role);
+    EXECUTE format('ALTER VIEW public.rejections_audited OWNER TO %I', owner_role);
+    EXECUTE format('ALTER SEQUENCE public.audit_journal_seq OWNER TO %I', owner_role);
     FOR f IN SELECT oid::regprocedure FROM pg_proc
              WHERE pronamespace = 'public'::regnamespace
                AND (proname LIKE 'audit\_%' OR proname IN ('links_keep_facts', 'link_attempts_keep_ended',
@@ -152,40 +152,40 @@ BEGIN
     END LOOP;
     -- The pure helpers (images, keys, lines) stay callable by all; what writes or
     -- removes is not.
-    REVOKE ALL ON FUNCTION audit_journal_append(text, text, text, jsonb), audit_journal_record(), audit_seal(),
-        audit_purge_links(timestamptz, uuid[]), audit_purge_unlinked(timestamptz), audit_grant_roles(),
-        audit_rebaseline(text)
+    REVOKE ALL ON FUNCTION public.audit_journal_append(text, text, text, jsonb), public.audit_journal_record(),
+        public.audit_seal(), public.audit_purge_links(timestamptz, uuid[]), public.audit_purge_unlinked(timestamptz),
+        public.audit_grant_roles(), public.audit_rebaseline(text)
         FROM PUBLIC;
 
     -- Readers: everything but a rejection's raw body.
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO rejection_columns
-    FROM pg_attribute WHERE attrelid = 'rejections'::regclass AND attnum > 0 AND NOT attisdropped
+    FROM pg_attribute WHERE attrelid = 'public.rejections'::regclass AND attnum > 0 AND NOT attisdropped
       AND attname <> 'body';
     FOREACH r IN ARRAY ARRAY[writer, auditor, retention] LOOP
         EXECUTE format('GRANT SELECT ON %s TO %I',
-                       (SELECT string_agg(quote_ident(t), ', ') FROM unnest(readable) t), r);
-        EXECUTE format('GRANT SELECT (%s) ON rejections TO %I', rejection_columns, r);
+                       (SELECT string_agg('public.' || quote_ident(t), ', ') FROM unnest(readable) t), r);
+        EXECUTE format('GRANT SELECT (%s) ON public.rejections TO %I', rejection_columns, r);
     END LOOP;
 
     -- The writer: reads bodies too (`rejections retry` re-queues them), inserts, and
     -- moves letters forward.
-    EXECUTE format('GRANT SELECT ON rejections TO %I', writer);
+    EXECUTE format('GRANT SELECT ON public.rejections TO %I', writer);
     EXECUTE format('GRANT INSERT ON %s TO %I',
-                   (SELECT string_agg(quote_ident(t), ', ') FROM unnest(audit_tables) t), writer);
-    EXECUTE format('GRANT USAGE ON SEQUENCE revocations_id_seq, rejections_id_seq, delivery_events_id_seq,
-                    rejection_retries_id_seq TO %I', writer);
+                   (SELECT string_agg('public.' || quote_ident(t), ', ') FROM unnest(audit_tables) t), writer);
+    EXECUTE format('GRANT USAGE ON SEQUENCE public.revocations_id_seq, public.rejections_id_seq,
+                    public.delivery_events_id_seq, public.rejection_retries_id_seq TO %I', writer);
     EXECUTE format('GRANT UPDATE (status, lease_until, attempts, sending_at, sent_at, expires_at, possible_duplicate,
                     ses_message_id, failure_reason, delivery, delivery_rank, delivery_at, revoked_at,
-                    revoked_reason, revocation_id) ON links TO %I', writer);
+                    revoked_reason, revocation_id) ON public.links TO %I', writer);
     EXECUTE format('GRANT UPDATE (sending_at, possible_duplicate, key_pair_id, hash_algorithm, signature_sha256,
                     not_before, expires_at, finished_at, outcome, ses_message_id, error_class, reason)
-                    ON link_attempts TO %I', writer);
-    EXECUTE format('GRANT UPDATE (receive_count, retried_at, retried_by, retry_count) ON rejections TO %I', writer);
-    EXECUTE format('GRANT UPDATE (links_revoked) ON revocations TO %I', writer);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION audit_seal() TO %I', writer);
+                    ON public.link_attempts TO %I', writer);
+    EXECUTE format('GRANT UPDATE (receive_count, retried_at, retried_by, retry_count) ON public.rejections TO %I', writer);
+    EXECUTE format('GRANT UPDATE (links_revoked) ON public.revocations TO %I', writer);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION public.audit_seal() TO %I', writer);
 
     -- Retention purges through its functions only.
-    EXECUTE format('GRANT EXECUTE ON FUNCTION audit_purge_links(timestamptz, uuid[]), audit_purge_unlinked(timestamptz) TO %I',
+    EXECUTE format('GRANT EXECUTE ON FUNCTION public.audit_purge_links(timestamptz, uuid[]), public.audit_purge_unlinked(timestamptz) TO %I',
                    retention);
     RETURN NULL;
 END
@@ -193,7 +193,7 @@ $$;
 
 DO $$
 DECLARE
-    missing text := audit_grant_roles();
+    missing text := public.audit_grant_roles();
 BEGIN
     IF missing IS NOT NULL THEN
         RAISE WARNING 'doclink roles not set up: %', missing;

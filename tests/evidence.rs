@@ -131,6 +131,11 @@ async fn the_daemon_runs_as_a_writer_that_cannot_rewrite_what_happened() {
         "UPDATE links SET ses_message_id = 'forged' WHERE ses_message_id IS NOT NULL",
         "UPDATE link_attempts SET sending_at = NULL WHERE sending_at IS NOT NULL",
         "UPDATE rejections SET retried_by = 'mallory'",
+        // ... and the third: a delivery state sent back under a made-up rank, or
+        // cleared.
+        "UPDATE links SET delivery = 'bounced', delivery_rank = 5; UPDATE links SET delivery = 'delivered', delivery_rank = 100",
+        "UPDATE links SET delivery = 'bounced', delivery_rank = 5; UPDATE links SET delivery = NULL, delivery_rank = NULL",
+        "UPDATE links SET delivery = 'complained', delivery_rank = 100",
         // ... a delete let through by a setting anyone may set ...
         "SELECT set_config('doclink.retention', pg_current_xact_id()::text, true); DELETE FROM revocations",
     ] {
@@ -294,6 +299,39 @@ async fn a_superuser_who_disables_the_triggers_is_named_by_verify() {
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains(&format!("(links {attempt_of}) records what no doclink role may do: tampered: sent_at of link {attempt_of} changed once set")),
+        "{text}"
+    );
+
+    // A delete of a live link inside a retention run is refused, and with the guard
+    // disabled it is journalled as a delete, not a purge.
+    assert!(
+        refused(
+            &stack.database_url,
+            &format!("SELECT * FROM audit_purge_unlinked('-infinity'); DELETE FROM links WHERE link_id = '{victim}'")
+        )
+        .await
+        .is_some()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE links DISABLE TRIGGER links_no_delete;
+         ALTER TABLE link_attempts DISABLE TRIGGER link_attempts_no_delete;
+         BEGIN;
+         SELECT * FROM audit_purge_unlinked('-infinity');
+         DELETE FROM link_attempts WHERE link_id = '{victim}';
+         DELETE FROM links WHERE link_id = '{victim}';
+         COMMIT;
+         ALTER TABLE links ENABLE TRIGGER links_no_delete;
+         ALTER TABLE link_attempts ENABLE TRIGGER link_attempts_no_delete;"
+    )))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let (code, text) = verify(&stack, &auditor, &[]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "(links {victim}) records what no doclink role may do: deleted"
+        )),
         "{text}"
     );
 

@@ -169,7 +169,8 @@ impl AuditLog {
     pub async fn reopen_link(&self, link_id: Uuid, by: &str) -> Result<bool, AuditError> {
         let mut tx = self.pool.begin().await?;
         let reopened = sqlx::query(
-            "UPDATE links SET status = 'pending', lease_until = NULL WHERE link_id = $1 AND status = 'failed'",
+            // A revoked link is never made sendable again (the database refuses it too).
+            "UPDATE links SET status = 'pending', lease_until = NULL WHERE link_id = $1 AND status = 'failed' AND revoked_at IS NULL",
         )
         .bind(link_id)
         .execute(&mut *tx)

@@ -324,7 +324,7 @@ pub fn migrate(args: MigrateArgs) -> Result<(), Failure> {
         eprintln!("migrations applied");
         // Whether the roles could be set up: say so, with what to do, when not.
         let missing: Option<String> = sqlx::query_scalar(
-            "SELECT CASE WHEN to_regprocedure('audit_grant_roles()') IS NULL THEN NULL ELSE audit_grant_roles() END",
+            "SELECT CASE WHEN to_regprocedure('public.audit_grant_roles()') IS NULL THEN NULL ELSE public.audit_grant_roles() END",
         )
         .fetch_one(&pool)
         .await
