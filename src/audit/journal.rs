@@ -215,7 +215,7 @@ pub enum Break {
     /// A row with no journal entry: added (or re-keyed) outside the journal.
     RowUnjournaled { table: String, row: String },
     /// An entry records what no doclink role may do: a change that breaks the rules
-    /// (made with the guards disabled) or a delete outside retention.
+    /// (the owner's: the trigger refuses it to every other role) or a delete outside retention.
     Forbidden {
         seq: i64,
         table: String,
