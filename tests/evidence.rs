@@ -367,27 +367,7 @@ async fn a_rewritten_journal_with_a_recomputed_chain_is_caught_by_the_anchor() {
 
     // A rewrite that leaves no inner trace: the row changed, its journal entry
     // rewritten to match (row and entry hash recomputed), the seals remade.
-    sqlx::raw_sql(
-        "SET TimeZone = 'UTC'; SET bytea_output = 'hex';
-         ALTER TABLE links DISABLE TRIGGER ALL;
-         ALTER TABLE audit_journal DISABLE TRIGGER ALL;
-         ALTER TABLE audit_seals DISABLE TRIGGER ALL;
-         UPDATE links SET recipient_email = 'someone-else@example.org'
-           WHERE link_id = (SELECT link_id FROM links ORDER BY link_id LIMIT 1);
-         UPDATE audit_journal j SET row_sha256 = sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8'))
-           FROM links l
-           WHERE j.table_name = 'links' AND j.row_key = l.link_id::text
-             AND j.seq = (SELECT max(seq) FROM audit_journal k WHERE k.table_name = 'links' AND k.row_key = j.row_key);
-         UPDATE audit_journal SET entry_sha256 = sha256(convert_to(audit_entry_line(seq, xid, at, table_name, row_key, event, row_sha256), 'UTF8'));
-         DELETE FROM audit_seals;
-         ALTER TABLE links ENABLE TRIGGER ALL;
-         ALTER TABLE audit_journal ENABLE TRIGGER ALL;
-         ALTER TABLE audit_seals ENABLE TRIGGER ALL;
-         SELECT * FROM audit_seal();",
-    )
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    rewrite_first_link_and_reseal(&stack.pool).await;
     // Consistent in itself ...
     let (code, out) = verify(&stack, &stack.database_url, &[]).await;
     assert_eq!(
@@ -550,27 +530,7 @@ async fn run_anchors_each_head_in_a_locked_bucket_and_verify_checks_the_latest()
     assert!(out.contains(&format!("anchors {seal}:{hash}")), "{out}");
 
     // The whole journal rewritten and resealed: caught against the bucket's head.
-    sqlx::raw_sql(
-        "SET TimeZone = 'UTC';
-         ALTER TABLE links DISABLE TRIGGER ALL;
-         ALTER TABLE audit_journal DISABLE TRIGGER ALL;
-         ALTER TABLE audit_seals DISABLE TRIGGER ALL;
-         UPDATE links SET recipient_email = 'someone-else@example.org'
-           WHERE link_id = (SELECT link_id FROM links ORDER BY link_id LIMIT 1);
-         UPDATE audit_journal j SET row_sha256 = sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8'))
-           FROM links l
-           WHERE j.table_name = 'links' AND j.row_key = l.link_id::text
-             AND j.seq = (SELECT max(seq) FROM audit_journal k WHERE k.table_name = 'links' AND k.row_key = j.row_key);
-         UPDATE audit_journal SET entry_sha256 = sha256(convert_to(audit_entry_line(seq, xid, at, table_name, row_key, event, row_sha256), 'UTF8'));
-         DELETE FROM audit_seals;
-         ALTER TABLE links ENABLE TRIGGER ALL;
-         ALTER TABLE audit_journal ENABLE TRIGGER ALL;
-         ALTER TABLE audit_seals ENABLE TRIGGER ALL;
-         SELECT * FROM audit_seal();",
-    )
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    rewrite_first_link_and_reseal(&stack.pool).await;
     let out = stack.doclink(&["audit", "verify"], &anchored).await;
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("the anchor says"), "{}", stdout(&out));
@@ -650,4 +610,31 @@ async fn the_readme_roles_are_what_the_commands_connect_as() {
             .await
             .is_none()
     );
+}
+
+/// A superuser's rewrite that leaves no inner trace: the first link's recipient
+/// changed, its latest journal entry rewritten to match (row and entry hashes
+/// recomputed), every seal remade. Only an anchor kept outside can catch it.
+async fn rewrite_first_link_and_reseal(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "SET TimeZone = 'UTC'; SET bytea_output = 'hex';
+         ALTER TABLE links DISABLE TRIGGER ALL;
+         ALTER TABLE audit_journal DISABLE TRIGGER ALL;
+         ALTER TABLE audit_seals DISABLE TRIGGER ALL;
+         UPDATE links SET recipient_email = 'someone-else@example.org'
+           WHERE link_id = (SELECT link_id FROM links ORDER BY link_id LIMIT 1);
+         UPDATE audit_journal j SET row_sha256 = sha256(convert_to(audit_row_image('links', to_jsonb(l))::text, 'UTF8'))
+           FROM links l
+           WHERE j.table_name = 'links' AND j.row_key = l.link_id::text
+             AND j.seq = (SELECT max(seq) FROM audit_journal k WHERE k.table_name = 'links' AND k.row_key = j.row_key);
+         UPDATE audit_journal SET entry_sha256 = sha256(convert_to(audit_entry_line(seq, xid, at, table_name, row_key, event, row_sha256), 'UTF8'));
+         DELETE FROM audit_seals;
+         ALTER TABLE links ENABLE TRIGGER ALL;
+         ALTER TABLE audit_journal ENABLE TRIGGER ALL;
+         ALTER TABLE audit_seals ENABLE TRIGGER ALL;
+         SELECT * FROM audit_seal();",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
