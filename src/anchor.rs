@@ -22,7 +22,7 @@ pub enum AnchorError {
         source: BoxError,
     },
     #[error(
-        "setting DOCLINK_AUDIT_ANCHOR_BUCKET (audit_anchor_bucket): bucket {bucket} {problem}; an anchor that can be overwritten or deleted proves nothing: create the bucket with Object Lock and a default retention (README, \"The audit journal\")"
+        "setting DOCLINK_AUDIT_ANCHOR_BUCKET (audit_anchor_bucket): bucket {bucket} {problem}; an anchor that can be overwritten or deleted proves nothing: create the bucket with Object Lock and a default retention (docs/audit.md, \"The audit journal\")"
     )]
     NotLocked { bucket: String, problem: String },
     #[error("the anchor {key} in bucket {bucket} is not a head: {problem}")]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One setting: its TOML key, its environment variable, its default (if optional),
-/// and what it means. The README's table lists the same settings.
+/// and what it means. docs/settings.md's table lists the same settings.
 pub struct SettingSpec {
     pub key: &'static str,
     pub env: &'static str,
@@ -1092,10 +1092,7 @@ impl std::fmt::Display for UnknownVariable {
         write!(f, "{} is not a doclink setting and is ignored", self.name)?;
         match self.closest {
             Some(known) => write!(f, "; did you mean {known}?"),
-            None => write!(
-                f,
-                "; the settings are listed in the README (\"Configuration\")"
-            ),
+            None => write!(f, "; the settings are listed in docs/settings.md"),
         }
     }
 }

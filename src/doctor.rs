@@ -225,7 +225,7 @@ async fn aws_checks(aws: &aws_config::SdkConfig, checks: &mut Vec<Check>) -> boo
             true
         }
         Err(e) => {
-            checks.push(Check::problem("AWS", e.to_string(), "region, credentials and endpoints come from the standard AWS chain (README, \"Configuration\")"));
+            checks.push(Check::problem("AWS", e.to_string(), "region, credentials and endpoints come from the standard AWS chain (docs/settings.md)"));
             false
         }
     }
@@ -430,7 +430,7 @@ async fn role_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Che
             "database role",
             danger,
             format!(
-                "`run` refuses it (exit 2): connect as a login role that is a member of {} only (README, \"Database roles\")",
+                "`run` refuses it (exit 2): connect as a login role that is a member of {} only (docs/audit.md, \"Database roles\")",
                 privileges.writer_role()
             ),
         ),

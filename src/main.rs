@@ -76,7 +76,7 @@ Example:
     },
     /// Run the daemon: SQS → sign → SES → audit log, until SIGTERM/SIGINT.
     #[command(after_help = "\
-Every setting and its environment variable is listed in the README; all missing or
+Every setting and its environment variable is listed in docs/settings.md; all missing or
 invalid settings are reported at once, with exit status 2, as are a queue that does not
 exist and a ciphertext KMS cannot decrypt. With --drain it stops once the queue is
 empty: exit 0 when no letter failed, 1 when some did (`links list --status failed`),

@@ -73,7 +73,7 @@ pub enum StartupError {
     Anchor(#[source] crate::anchor::AnchorError),
     /// The role in DATABASE_URL could delete or rewrite the audit log.
     #[error(
-        "setting DATABASE_URL (database_url): {danger}. Connect as a login role that is a member of {writer} only (README, \"Database roles\"), or set DOCLINK_ALLOW_OWNER_ROLE=true for a local demo or tests"
+        "setting DATABASE_URL (database_url): {danger}. Connect as a login role that is a member of {writer} only (docs/audit.md, \"Database roles\"), or set DOCLINK_ALLOW_OWNER_ROLE=true for a local demo or tests"
     )]
     RoleMayRewriteHistory { danger: String, writer: String },
     /// SQS says the queue a setting names does not exist.

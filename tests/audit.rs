@@ -1251,14 +1251,14 @@ async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
     );
 }
 
-/// The README's auditor login role, created from the README's own SQL: `links list` and
+/// The auditor login role of docs/audit.md, created from its own SQL: `links list` and
 /// `links show` work as that role (the audit commands check the schema instead of
 /// migrating it), and a command that writes is refused by PostgreSQL.
 #[tokio::test]
 async fn the_readme_auditor_role_can_read_and_cannot_write() {
     let (stack, _ses) = with_sent_links("auditor", 2).await;
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
     let section = &readme[readme.find("### Database roles").unwrap()..];
     let sql = &section[section.find("```sql").unwrap() + 6..];
     let sql = &sql[..sql.find("```").unwrap()];

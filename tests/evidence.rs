@@ -447,7 +447,7 @@ async fn the_auditor_reads_everything_and_retention_purges_through_its_function(
     assert_eq!(code, 0, "after retention: {text}");
 }
 
-/// A bucket with Object Lock and a default retention, as the README asks.
+/// A bucket with Object Lock and a default retention, as docs/audit.md asks.
 async fn locked_bucket(stack: &TestStack) -> (aws_sdk_s3::Client, String) {
     use aws_sdk_s3::types::{
         DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
@@ -577,7 +577,7 @@ async fn run_anchors_each_head_in_a_locked_bucket_and_verify_checks_the_latest()
     );
 }
 
-/// The support code's README roles are what the commands really connect as: doctor,
+/// The support code's roles (docs/audit.md) are what the commands really connect as: doctor,
 /// run as the daemon would be, reports the writer login and its group, and says it
 /// may not delete (tests/review.rs runs the review's findings this way).
 #[tokio::test]

@@ -504,7 +504,7 @@ fn wrap(body: String, layer: Layer) -> String {
     }
 }
 
-/// The README's invisible formatting characters: refused in display names,
+/// The invisible formatting characters: refused in display names,
 /// document keys and every data value.
 fn is_invisible_format(c: char) -> bool {
     matches!(c,
@@ -512,7 +512,7 @@ fn is_invisible_format(c: char) -> bool {
         | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// A rule of the README's event table that `event` plainly breaks, if any: the
+/// A rule of the event table (docs/operations.md) that `event` plainly breaks, if any: the
 /// oracle for "must be rejected". (It does not try to know every rule.)
 fn documented_rule_broken(event: &Value) -> Option<String> {
     let object = event.as_object()?;

@@ -448,7 +448,7 @@ async fn a_queue_that_does_not_exist_exits_2_and_an_unreachable_one_3() {
 }
 
 /// `keys encrypt --context` reads the context as the daemon reads
-/// DOCLINK_KMS_ENCRYPTION_CONTEXT: the README's step with a two-pair context
+/// DOCLINK_KMS_ENCRYPTION_CONTEXT: the deploy guide's step with a two-pair context
 /// encrypts a key `run` then decrypts, and the two pairs are really both bound.
 #[tokio::test]
 async fn a_multi_pair_context_round_trips_through_keys_encrypt_and_run() {

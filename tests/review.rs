@@ -12,7 +12,7 @@ use std::time::Duration;
 use support::ses_standin::{Behaviour, SesStandIn};
 use support::{TestStack, stderr, stdout};
 
-/// A stack whose commands run as the README's roles (the daemon as the writer,
+/// A stack whose commands run as docs/audit.md's roles (the daemon as the writer,
 /// purge as retention, the read commands as the auditor).
 async fn migrated(name: &str) -> TestStack {
     let stack = TestStack::new(name, KeyKind::EcdsaP256).await;

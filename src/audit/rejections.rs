@@ -75,7 +75,7 @@ impl AuditLog {
 }
 
 /// A stored rejection, as `doclink rejections list` shows it: everything but the
-/// raw body, which a read-only auditor's role may not read (see the README's
+/// raw body, which a read-only auditor's role may not read (see docs/audit.md's
 /// auditor role); only [`RejectionDetail`] (`rejections show`) reads it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RejectionRow {

@@ -21,7 +21,7 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
             for unknown in doclink::config::unknown_environment_variables() {
                 say!("problem  settings: {unknown}");
             }
-            say!("         → set them (README, \"Configuration\"), then run doctor again");
+            say!("         → set them (docs/settings.md), then run doctor again");
             return Err(Failure::Work);
         }
     };

@@ -588,7 +588,7 @@ fn print_key_rotation(key: &str) -> Result<(), Failure> {
          \n  aws cloudfront get-key-group --id <KEY_GROUP_ID>     # note the ETag and the Items\n\
          \x20 aws cloudfront update-key-group --id <KEY_GROUP_ID> --if-match <ETAG> \\\n\
          \x20     --key-group-config 'Name=<NAME>,Items=[<the other key ids>]'\n\
-         \nSign new links with another key first (see \"Key rotation\" in the README)."
+         \nSign new links with another key first (see \"Key rotation without downtime\" in docs/deploy.md)."
     );
     Ok(())
 }

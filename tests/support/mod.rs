@@ -31,7 +31,7 @@ fn required_env(name: &str) -> String {
     })
 }
 
-/// Login roles made as the README's "Database roles" says: members of the group
+/// Login roles made as docs/audit.md's "Database roles" says: members of the group
 /// roles the migrations create.
 pub struct ReadmeRoles {
     pub writer: String,
@@ -41,7 +41,7 @@ pub struct ReadmeRoles {
 
 pub struct TestStack {
     /// Set by [`TestStack::use_readme_roles`]: each command then connects as the role
-    /// the README gives it.
+    /// docs/audit.md gives it.
     pub roles: std::sync::OnceLock<ReadmeRoles>,
     pub name: String,
     pub domain: String,
@@ -231,7 +231,7 @@ impl TestStack {
     /// Migrates the database with `doclink migrate` (as the cluster's superuser, the
     /// schema's owner) and makes a login role in each of the writer, auditor and
     /// retention groups. From then on every `doclink` command this stack runs
-    /// connects as the role the README gives it (the daemon, `links revoke`,
+    /// connects as the role docs/audit.md gives it (the daemon, `links revoke`,
     /// `rejections retry` and `show` as the writer; `links purge` as retention; the
     /// other read commands as the auditor; `migrate` as the owner), without
     /// DOCLINK_ALLOW_OWNER_ROLE. A test's own DATABASE_URL still wins.
@@ -268,7 +268,7 @@ impl TestStack {
         );
     }
 
-    /// The DATABASE_URL the README's roles give `doclink ARGS`, if roles are in use.
+    /// The DATABASE_URL docs/audit.md's roles give `doclink ARGS`, if roles are in use.
     fn role_url(&self, args: &[&str]) -> Option<&str> {
         let roles = self.roles.get()?;
         let url = match args {
