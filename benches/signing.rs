@@ -2,7 +2,7 @@
 //! BENCHMARKS.md. Run with `make bench` (or `cargo bench --bench signing`).
 //!
 //! Also measures the pure-Rust `rsa` crate that doclink was first designed around,
-//! which is why the README explains choosing OpenSSL to sign.
+//! which is why docs/security.md explains choosing OpenSSL to sign.
 
 use doclink::signing::{
     BaseUrl, DocumentKey, HashAlgorithm, KeyPairId, LinkTerms, LinkVerifier, PrivateKey, PublicKey,

@@ -379,47 +379,52 @@ CREATE FUNCTION public.audit_stamp() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     given record := NEW;
+    t timestamptz := now();
+    moved boolean := false;  -- a time given was not the database's
 BEGIN
+    -- (`x <> t` is NULL for a NULL time, which stays NULL.)
     IF TG_TABLE_NAME = 'links' THEN
         IF TG_OP = 'INSERT' THEN
-            NEW.created_at := now();
-            NEW.sending_at := CASE WHEN NEW.sending_at IS NULL THEN NULL ELSE now() END;
-            NEW.sent_at := CASE WHEN NEW.sent_at IS NULL THEN NULL ELSE now() END;
-            NEW.revoked_at := CASE WHEN NEW.revoked_at IS NULL THEN NULL ELSE now() END;
+            IF NEW.created_at IS DISTINCT FROM t THEN NEW.created_at := t; moved := true; END IF;
+            IF NEW.sending_at <> t THEN NEW.sending_at := t; moved := true; END IF;
+            IF NEW.sent_at <> t THEN NEW.sent_at := t; moved := true; END IF;
+            IF NEW.revoked_at <> t THEN NEW.revoked_at := t; moved := true; END IF;
         ELSE
-            IF NEW.sending_at IS DISTINCT FROM OLD.sending_at AND NEW.sending_at IS NOT NULL THEN NEW.sending_at := now(); END IF;
-            IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN NEW.sent_at := now(); END IF;
-            IF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN NEW.revoked_at := now(); END IF;
+            IF NEW.sending_at IS DISTINCT FROM OLD.sending_at AND NEW.sending_at <> t THEN
+                NEW.sending_at := t; moved := true;
+            END IF;
+            IF OLD.sent_at IS NULL AND NEW.sent_at <> t THEN NEW.sent_at := t; moved := true; END IF;
+            IF OLD.revoked_at IS NULL AND NEW.revoked_at <> t THEN NEW.revoked_at := t; moved := true; END IF;
         END IF;
     ELSIF TG_TABLE_NAME = 'link_attempts' THEN
         IF TG_OP = 'INSERT' THEN
-            NEW.started_at := now();
-            NEW.sending_at := CASE WHEN NEW.sending_at IS NULL THEN NULL ELSE now() END;
-            NEW.finished_at := CASE WHEN NEW.finished_at IS NULL THEN NULL ELSE now() END;
+            IF NEW.started_at IS DISTINCT FROM t THEN NEW.started_at := t; moved := true; END IF;
+            IF NEW.sending_at <> t THEN NEW.sending_at := t; moved := true; END IF;
+            IF NEW.finished_at <> t THEN NEW.finished_at := t; moved := true; END IF;
         ELSE
-            IF OLD.sending_at IS NULL AND NEW.sending_at IS NOT NULL THEN NEW.sending_at := now(); END IF;
-            IF OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL THEN NEW.finished_at := now(); END IF;
+            IF OLD.sending_at IS NULL AND NEW.sending_at <> t THEN NEW.sending_at := t; moved := true; END IF;
+            IF OLD.finished_at IS NULL AND NEW.finished_at <> t THEN NEW.finished_at := t; moved := true; END IF;
         END IF;
     ELSIF TG_TABLE_NAME = 'revocations' AND TG_OP = 'INSERT' THEN
-        NEW.revoked_at := now();
+        IF NEW.revoked_at IS DISTINCT FROM t THEN NEW.revoked_at := t; moved := true; END IF;
     ELSIF TG_TABLE_NAME = 'rejections' THEN
         IF TG_OP = 'INSERT' THEN
-            NEW.received_at := now();
-            NEW.retried_at := CASE WHEN NEW.retried_at IS NULL THEN NULL ELSE now() END;
-        ELSIF NEW.retried_at IS DISTINCT FROM OLD.retried_at AND NEW.retried_at IS NOT NULL THEN
-            NEW.retried_at := now();
+            IF NEW.received_at IS DISTINCT FROM t THEN NEW.received_at := t; moved := true; END IF;
+            IF NEW.retried_at <> t THEN NEW.retried_at := t; moved := true; END IF;
+        ELSIF NEW.retried_at IS DISTINCT FROM OLD.retried_at AND NEW.retried_at <> t THEN
+            NEW.retried_at := t; moved := true;
         END IF;
     ELSIF TG_TABLE_NAME = 'rejection_retries' AND TG_OP = 'INSERT' THEN
-        NEW.retried_at := now();
+        IF NEW.retried_at IS DISTINCT FROM t THEN NEW.retried_at := t; moved := true; END IF;
     ELSIF TG_TABLE_NAME = 'delivery_events' AND TG_OP = 'INSERT' THEN
-        NEW.received_at := now();
+        IF NEW.received_at IS DISTINCT FROM t THEN NEW.received_at := t; moved := true; END IF;
     END IF;
-    -- The role is looked up only when a time given differs from the database's (the
-    -- daemon writes now() itself, so a letter's statements never need it).
-    IF NEW IS NOT DISTINCT FROM given OR NOT public.audit_session_owns(TG_RELID) THEN
-        RETURN NEW;
+    -- The role is looked up only when a time given was not the database's (the daemon
+    -- writes now() itself, so a letter's statements never need it).
+    IF moved AND public.audit_session_owns(TG_RELID) THEN
+        RETURN given;
     END IF;
-    RETURN given;
+    RETURN NEW;
 END
 $$;
 
@@ -514,8 +519,6 @@ CREATE FUNCTION public.audit_seal() RETURNS SETOF public.audit_seals
 DECLARE
     last public.audit_seals;
     snap pg_snapshot;
-    next_xid numeric;
-    oldest_here numeric;
     upto xid8;
     lower_bound xid8;
     n bigint;
@@ -531,29 +534,32 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(7318251003174) THEN
         RETURN;
     END IF;
-    -- The bound: the oldest transaction still running or prepared in THIS database
-    -- (not the cluster's oldest: another database's long transaction must not hold
-    -- it back), else the next id. The 32-bit ids of pg_stat_activity and
-    -- pg_prepared_xacts are widened against the next id. A transaction that ends
-    -- between the snapshot and these reads has committed or aborted, so its entries
-    -- are final either way; one that starts after the snapshot gets an id at or above
-    -- its xmax.
+    -- The bound: the oldest transaction the snapshot saw running (its xip list: exact,
+    -- cluster-wide, prepared transactions included), leaving out only those that
+    -- pg_stat_activity or pg_prepared_xacts name as another database's (so that
+    -- another database's long transaction does not hold sealing back); else the
+    -- snapshot's xmax. A transaction that ends after the snapshot has committed or
+    -- aborted before the count below reads the journal, so its entries are final either
+    -- way; one that gets its id after the snapshot gets one at or above xmax. Those
+    -- lists are read after the snapshot: a transaction they no longer show stays in the
+    -- bound, which only leaves its entries to the next seal. (An earlier version widened
+    -- pg_stat_activity's 32-bit ids against xmax, which PostgreSQL computes from the
+    -- last completed id: an id given out after it came out negative, and the cast to
+    -- xid8 wrapped that to a bound above every id, over transactions still writing.)
     snap := pg_current_snapshot();
-    next_xid := pg_snapshot_xmax(snap)::text::numeric;
     PERFORM pg_stat_clear_snapshot();
-    SELECT min(CASE WHEN x <= next_xid % 4294967296
-                    THEN next_xid - next_xid % 4294967296 + x
-                    ELSE next_xid - next_xid % 4294967296 - 4294967296 + x END)
-      INTO oldest_here
-      FROM (SELECT a.backend_xid::text::numeric AS x
+    SELECT min(x) INTO upto
+      FROM pg_catalog.pg_snapshot_xip(snap) AS x
+     WHERE (x::text::numeric % 4294967296) NOT IN (
+            SELECT a.backend_xid::text::numeric
               FROM pg_catalog.pg_stat_activity a
-             WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+             WHERE a.datid <> (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
                AND a.backend_xid IS NOT NULL
             UNION ALL
             SELECT p.transaction::text::numeric
               FROM pg_catalog.pg_prepared_xacts p
-             WHERE p.database = current_database()) running;
-    upto := least(next_xid, coalesce(oldest_here, next_xid))::text::xid8;
+             WHERE p.database <> current_database());
+    upto := coalesce(upto, pg_snapshot_xmax(snap));
     SELECT * INTO last FROM public.audit_seals ORDER BY id DESC LIMIT 1;
     lower_bound := coalesce(last.xid_to, '0'::xid8);
     IF upto <= lower_bound THEN

@@ -11,9 +11,9 @@
 --   <prefix>retention  reads like the auditor, and purges through the functions
 --                      below, which enforce the retention rules themselves.
 --
--- Login roles are made members of one of these (README, "Database roles"). When the
+-- Login roles are made members of one of these (docs/audit.md, "Database roles"). When the
 -- migrating role may not create roles, nothing fails: audit_grant_roles() says what
--- is missing, and the README gives the SQL for an administrator.
+-- is missing, and docs/audit.md gives the SQL for an administrator.
 
 CREATE TABLE public.audit_settings (
     only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -117,7 +117,7 @@ BEGIN
     FOREACH r IN ARRAY ARRAY[owner_role, writer, auditor, retention] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             IF NOT may_create THEN
-                RETURN format('role %s does not exist, and %s may not create roles: an administrator creates them (README, "Database roles") and runs doclink migrate again', r, current_user);
+                RETURN format('role %s does not exist, and %s may not create roles: an administrator creates them (docs/audit.md, "Database roles") and runs doclink migrate again', r, current_user);
             END IF;
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', r);

@@ -232,6 +232,36 @@ async fn run_refuses_a_role_that_could_rewrite_history() {
         .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("owns links"), "{}", stderr(&out));
+    // The superuser's login turned into a writer by SET ROLE (as a pooler or
+    // `options=-c role=` does): the triggers judge the login, which could also RESET
+    // ROLE, so it is refused as the login it is.
+    let (writer, _) = login_role(&stack, "doclink_writer").await;
+    let separator = if stack.database_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let set_role = format!(
+        "{}{separator}options=-c%20role%3D{writer}",
+        stack.database_url
+    );
+    let out = stack
+        .doclink(
+            &["run", "--drain"],
+            &[
+                ("DATABASE_URL", set_role.as_str()),
+                ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!(
+            "the database role {writer} was set by SET ROLE from the login doclink"
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -346,6 +376,57 @@ async fn a_superuser_who_disables_the_triggers_is_named_by_verify() {
     let (code, text) = verify(&stack, &auditor, &[]).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("was altered after it was written"), "{text}");
+}
+
+/// A seal made while transactions that wrote to the audit tables are still open stops
+/// below the oldest of them, even when one was given its id after every transaction
+/// that had ended (above the snapshot's xmax, which PostgreSQL computes from the last
+/// completed id): their entries go into the next seal, and verify finds every seal
+/// whole. (The bound once widened such an id to a negative number, which the cast to
+/// xid8 wrapped to a bound above every id.)
+#[tokio::test]
+async fn a_seal_stops_below_every_transaction_still_writing() {
+    let stack = TestStack::new("evidence-open", KeyKind::EcdsaP256).await;
+    migrated(&stack).await;
+    // One entry committed before, so that the first seal has something to seal.
+    let insert = "INSERT INTO revocations (revoked_by, revoked_on, reason, selector, links_revoked)
+                  VALUES ('seal-test', 'h', 'open while sealing', $1, 0)
+                  RETURNING pg_current_xact_id()::text";
+    let _: String = sqlx::query_scalar(insert)
+        .bind("committed")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    let mut oldest = None;
+    for i in 0..3 {
+        let mut tx = stack.pool.begin().await.unwrap();
+        let xid: String = sqlx::query_scalar(insert)
+            .bind(format!("open-{i}"))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        oldest.get_or_insert(xid.parse::<u64>().unwrap());
+        open.push(tx);
+    }
+    let seal = stack.doclink(&["audit", "seal"], &[]).await;
+    assert!(seal.status.success(), "{}", stderr(&seal));
+    let bound: Option<String> = sqlx::query_scalar("SELECT max(xid_to)::text FROM audit_seals")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    let bound = bound.expect("the committed entry is sealed");
+    assert!(
+        bound.parse::<u64>().unwrap() <= oldest.unwrap(),
+        "a seal reached past a transaction still open: xid_to {bound}, oldest open {oldest:?}"
+    );
+    for tx in open {
+        tx.commit().await.unwrap();
+    }
+    let seal = stack.doclink(&["audit", "seal"], &[]).await;
+    assert!(seal.status.success(), "{}", stderr(&seal));
+    let (code, text) = verify(&stack, &stack.database_url, &[]).await;
+    assert_eq!(code, 0, "{text}");
 }
 
 #[tokio::test]

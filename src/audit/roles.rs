@@ -22,6 +22,10 @@ pub const AUDIT_TABLES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RolePrivileges {
     pub role: String,
+    /// The login the session began as (`session_user`), when it differs from the
+    /// role: reached by SET ROLE (a pooler, `options=-c role=...`). The audit
+    /// triggers trust the login, and the login could RESET ROLE.
+    pub login: Option<String>,
     pub superuser: bool,
     /// May create roles (and so grant itself the owner's).
     pub create_role: bool,
@@ -46,6 +50,7 @@ impl RolePrivileges {
     /// True when this role could delete or rewrite what happened.
     pub fn may_rewrite_history(&self) -> bool {
         self.superuser
+            || self.login.is_some()
             || self.create_role
             || self.owns_database
             || self.creates_in_schema
@@ -56,6 +61,11 @@ impl RolePrivileges {
     /// Why this role could rewrite history, in one sentence; None when it cannot.
     pub fn danger(&self) -> Option<String> {
         let mut reasons = Vec::new();
+        if let Some(login) = &self.login {
+            reasons.push(format!(
+                "was set by SET ROLE from the login {login} (which could RESET ROLE, and whose role the audit triggers judge)"
+            ));
+        }
         if self.superuser {
             reasons.push("is a superuser".to_string());
         }
@@ -93,7 +103,7 @@ impl AuditLog {
     /// Reads what the connected role may do. The tables must exist (migrated).
     pub async fn role_privileges(&self) -> Result<RolePrivileges, AuditError> {
         let row = sqlx::query(
-            "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
+            "SELECT current_user::text AS role, nullif(session_user, current_user)::text AS login, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
                     pg_has_role(current_user, d.datdba, 'MEMBER') AS owns_database,
                     has_schema_privilege('public', 'CREATE') AS creates_in_schema,
                     (SELECT role_prefix FROM public.audit_settings) AS prefix
@@ -107,7 +117,7 @@ impl AuditLog {
             Ok(row) => row,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
                 sqlx::query(
-                    "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
+                    "SELECT current_user::text AS role, nullif(session_user, current_user)::text AS login, r.rolsuper AS superuser, r.rolcreaterole AS create_role,
                             pg_has_role(current_user, d.datdba, 'MEMBER') AS owns_database,
                             has_schema_privilege('public', 'CREATE') AS creates_in_schema,
                             NULL::text AS prefix
@@ -121,6 +131,7 @@ impl AuditLog {
         };
         let mut privileges = RolePrivileges {
             role: row.try_get("role")?,
+            login: row.try_get("login")?,
             superuser: row.try_get("superuser")?,
             create_role: row.try_get("create_role")?,
             owns_database: row.try_get("owns_database")?,
