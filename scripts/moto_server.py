@@ -7,12 +7,18 @@ receives at once can hand out one message twice. Real SQS does neither. The test
 assert exactly these properties of doclink (nothing in flight after a shutdown,
 each letter sent once by three workers), so the emulator must not invent them.
 
+moto's SES v2 also keeps only the HTML part of an email that has both; here each
+message keeps its text part too, as `text` in /moto-api/data.json (the demo shows
+the letter as its reader sees it).
+
 Every SQS operation that reads or changes messages runs under one lock here; a long
 poll releases it while it waits for messages. Usage: like moto_server."""
+import json
 import sys
 import threading
 
 from moto.server import main
+from moto.sesv2 import responses as sesv2_responses
 from moto.sqs import models
 
 LOCK = threading.RLock()
@@ -52,6 +58,23 @@ def wait_for_messages(self, timeout):
 
 
 models.Queue.wait_for_messages = wait_for_messages
+
+sending = sesv2_responses.SESV2Response.send_email
+
+
+def send_email_keeping_text(self):
+    result = sending(self)
+    body = json.loads(self.body).get("Content", {}).get("Simple", {}).get("Body", {})
+    if "Text" in body and "Html" in body:
+        message_id = json.loads(result)["MessageId"]
+        for message in reversed(self.sesv2_backend.core_backend.sent_messages):
+            if message.id == message_id:
+                message.text = body["Text"]["Data"]
+                break
+    return result
+
+
+sesv2_responses.SESV2Response.send_email = send_email_keeping_text
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -975,6 +975,11 @@ impl SomeSettings {
         self.0.parse("timezone", Branding::parse_timezone)
     }
 
+    /// DOCLINK_LINK_MAX_TTL: the longest lifetime the daemon gives a link.
+    pub fn link_max_ttl(&self) -> Result<Duration, ConfigError> {
+        self.0.parse("link_max_ttl", duration)
+    }
+
     /// The rules the daemon parses events with (the default locale and the link
     /// lifetimes), for a command that checks an event as the daemon would.
     pub fn event_rules(&self) -> Result<crate::event::EventRules, ConfigError> {

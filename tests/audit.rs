@@ -1065,8 +1065,10 @@ async fn one_selector_means_the_same_in_list_revoke_export_and_purge() {
             stack.doclink(&args, &[]).await
         }
     };
-    // A purge never removes a link that has not expired: these two have.
-    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE document_key LIKE 'archive/8/%'")
+    // A purge never removes a link that has not expired, and refuses a retention
+    // shorter than a valid link's lifetime: the seeded links, issued 400 days ago,
+    // have expired.
+    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day'")
         .execute(&stack.pool)
         .await
         .unwrap();
@@ -1077,7 +1079,7 @@ async fn one_selector_means_the_same_in_list_revoke_export_and_purge() {
         stdout(&dry),
         stderr(&dry)
     );
-    let out = purge(&[]).await;
+    let out = purge(&["--yes"]).await;
     assert!(
         stdout(&out).starts_with("removed 2 links of document archive/8/*"),
         "{}{}",
@@ -1195,17 +1197,46 @@ async fn by_defaults_to_the_os_user_and_the_host_is_kept() {
     );
 }
 
+/// A link revoked but still valid must stay findable (the edge refuses it until it
+/// expires): a purge whose retention is shorter than its lifetime is refused. Once no
+/// valid link is that old, the purge removes in batches, and a second finds nothing.
 #[tokio::test]
-async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
+async fn purge_removes_old_records_in_batches_once_no_valid_link_is_that_old() {
     let (stack, _ses) = with_sent_links("purge", 2).await;
     seed(&stack, 300).await;
-    // An old link revoked but still valid must stay: the edge still refuses it.
     sqlx::query("UPDATE links SET revoked_at = now() WHERE event_id IN ('seed-1', 'seed-2')")
         .execute(&stack.pool)
         .await
         .unwrap();
-    // Every other old link has expired: a purge never removes one that has not.
+    // Every other old link has expired; seed-1, issued 400 days ago, opens for 7 more.
     sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE event_id LIKE 'seed-%' AND event_id <> 'seed-1'")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    for args in [&["--yes"][..], &["--dry-run"]] {
+        let out = stack
+            .doclink(
+                &[&["links", "purge", "--older-than", "30d"][..], args].concat(),
+                &[],
+            )
+            .await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).starts_with(
+                "doclink: --older-than 30d is shorter than the longest link lifetime, 406d23h59m59s: \
+                 a link still valid was given 406d23h59m59s (DOCLINK_LINK_MAX_TTL is 30d)"
+            ),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(links, 302, "nothing was removed");
+
+    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE event_id = 'seed-1'")
         .execute(&stack.pool)
         .await
         .unwrap();
@@ -1214,23 +1245,32 @@ async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
         .await;
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(
-        stdout(&dry).starts_with("would remove 299 links, 0 attempts"),
+        stdout(&dry).starts_with("would remove 300 links, 0 attempts"),
         "{}",
         stdout(&dry)
     );
     let out = stack
         .doclink(
-            &["links", "purge", "--older-than", "30d", "--batch", "64"],
+            &[
+                "links",
+                "purge",
+                "--older-than",
+                "30d",
+                "--batch",
+                "64",
+                "--yes",
+            ],
             &[],
         )
         .await;
     assert!(
-        stdout(&out).starts_with("removed 299 links,"),
-        "{}",
-        stdout(&out)
+        stdout(&out).starts_with("removed 300 links,"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
     );
     assert!(
-        stdout(&out).contains("kept 1 links that have not expired (1 of them revoked)"),
+        stdout(&out).contains("kept 0 links that have not expired (0 of them revoked)"),
         "{}",
         stdout(&out)
     );
@@ -1238,10 +1278,9 @@ async fn purge_removes_old_records_in_batches_but_keeps_live_revocations() {
         .fetch_all(&stack.pool)
         .await
         .unwrap();
-    assert_eq!(left.len(), 3, "{left:?}");
-    assert!(left.contains(&"seed-1".to_string()));
+    assert_eq!(left.len(), 2, "the two links sent now stay: {left:?}");
     let again = stack
-        .doclink(&["links", "purge", "--older-than", "30d"], &[])
+        .doclink(&["links", "purge", "--older-than", "30d", "--yes"], &[])
         .await;
     assert!(
         stdout(&again)

@@ -495,10 +495,20 @@ async fn the_auditor_reads_everything_and_retention_purges_through_its_function(
             .await
             .is_some()
     );
+    // The letters' lifetime is 1s: a purge whose longest lifetime is that too.
+    let one_second = [("DOCLINK_LINK_TTL", "1s"), ("DOCLINK_LINK_MAX_TTL", "1s")];
     let out = stack
-        .doclink(&["links", "purge", "--older-than", "1s"], &as_auditor)
+        .doclink(
+            &["links", "purge", "--older-than", "1s", "--yes"],
+            &[&as_auditor[..], &one_second].concat(),
+        )
         .await;
     assert!(!out.status.success(), "the auditor purged");
+    assert!(
+        !stderr(&out).contains("--older-than"),
+        "refused by the database, not the command: {}",
+        stderr(&out)
+    );
 
     // Retention purges what has expired, through its function, journalled.
     let (_, retention) = login_role(&stack, "doclink_retention").await;
@@ -507,8 +517,8 @@ async fn the_auditor_reads_everything_and_retention_purges_through_its_function(
         .await;
     let out = stack
         .doclink(
-            &["links", "purge", "--older-than", "1s"],
-            &[("DATABASE_URL", retention.as_str())],
+            &["links", "purge", "--older-than", "1s", "--yes"],
+            &[&[("DATABASE_URL", retention.as_str())][..], &one_second].concat(),
         )
         .await;
     assert!(out.status.success(), "purge as retention: {}", stderr(&out));
@@ -676,7 +686,7 @@ async fn the_readme_roles_are_what_the_commands_connect_as() {
     );
     // Purge runs as retention: allowed, and nothing to remove yet.
     let out = stack
-        .doclink(&["links", "purge", "--older-than", "1s"], &[])
+        .doclink(&["links", "purge", "--older-than", "30d", "--yes"], &[])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     // The auditor's list cannot reach a body; the writer's `rejections show` can.

@@ -338,3 +338,59 @@ async fn a_sent_letter_carries_the_branding_and_the_message_paragraphs() {
         "{html}"
     );
 }
+
+/// `make demo` shows a sent letter as its reader sees it: the text part SES received
+/// (scripts/moto_server.py keeps it beside the HTML), not the HTML with its <style>
+/// block and the preheader's invisible padding; the link's signature shortened.
+#[tokio::test]
+async fn the_demo_shows_a_sent_letter_as_its_reader_sees_it() {
+    let stack = TestStack::new("demo-letter", KeyKind::EcdsaP256).await;
+    stack
+        .enqueue(&[stack.event(1, "letters/2026/Letter.pdf").to_string()])
+        .await;
+    let out = stack.drain(&[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let emails = stack.emails().await;
+    assert_eq!(emails.len(), 1);
+    // What the demo would have printed before: the HTML holds CSS and padding.
+    assert!(emails[0].html.contains("<style>") && emails[0].html.contains("&zwnj;"));
+
+    let link_file = tempfile::NamedTempFile::new().unwrap();
+    let python = std::env::var("DOCLINK_STACK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/demo_letter.py"
+        ))
+        .arg(&stack.endpoint)
+        .arg(stack.recipient("u1"))
+        .arg(link_file.path())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let letter = &shown[shown.find("Subject:").unwrap()..];
+    assert!(letter.contains("Customer 1"), "{letter}");
+    assert!(letter.contains("Open the document"), "{letter}");
+    for hidden in ['{', '<', '\u{34f}', '\u{200c}', '\u{ad}', '\u{feff}'] {
+        assert!(!letter.contains(hidden), "{hidden:?} in {letter}");
+    }
+    assert!(!letter.to_lowercase().contains("style"), "{letter}");
+    assert!(!letter.contains("\u{a0}\u{a0}"), "{letter}");
+    // The link is handed on whole for `doclink verify`, and printed with its
+    // signature cut.
+    let link = std::fs::read_to_string(link_file.path()).unwrap();
+    assert_eq!(link, emails[0].link());
+    let signature = link.split("Signature=").nth(1).unwrap();
+    let signature = signature.split('&').next().unwrap();
+    assert!(signature.len() > 20, "{link}");
+    assert!(!letter.contains(signature), "{letter}");
+    assert!(
+        letter.contains(&format!("Signature={}...", &signature[..8])),
+        "{letter}"
+    );
+}

@@ -39,33 +39,143 @@ async fn old_link(stack: &TestStack, event_id: &str, age_days: i32, expires_in_d
     .unwrap();
 }
 
+/// The rows of every table a purge deletes from: links, attempts, delivery events
+/// and rejections.
+async fn purgeable_rows(stack: &TestStack) -> [i64; 4] {
+    let mut counts = [0; 4];
+    for (count, table) in
+        counts
+            .iter_mut()
+            .zip(["links", "link_attempts", "delivery_events", "rejections"])
+    {
+        *count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    }
+    counts
+}
+
 /// Finding 2: `links purge --older-than 1s` removed links still valid for 30 days,
-/// after which `links revoke --event` said "revoked 0 links" and exited 0.
+/// after which `links revoke --event` said "revoked 0 links" and exited 0. The
+/// database keeps a link that has not expired; the command also refuses a retention
+/// shorter than the longest link lifetime up front (it would still take the
+/// rejections), and removes nothing without --yes.
 #[tokio::test]
 async fn purge_keeps_every_unexpired_link_and_revoking_an_unknown_link_fails() {
     let stack = migrated("purge-live").await;
+    // Issued 10 days ago, valid for 30 more: a lifetime of 40 days.
     old_link(&stack, "live", 10, 30).await;
     old_link(&stack, "live-revoked", 10, 30).await;
-    old_link(&stack, "expired", 40, -1).await;
+    // Longer (49 days) but expired: it no longer opens anything and does not count.
+    old_link(&stack, "expired", 50, -1).await;
     sqlx::query("UPDATE links SET revoked_at = now() WHERE event_id = 'live-revoked'")
         .execute(&stack.pool)
         .await
         .unwrap();
+    for (message, days) in [("m-old", 50), ("m-new", 1)] {
+        sqlx::query(
+            "INSERT INTO rejections (kind, queue_url, message_id, receive_count, field, reason, body, received_at)
+             VALUES ('invalid', 'http://q', $1, 1, 'recipient.email', 'is missing', '{}',
+                     now() - make_interval(days => $2))",
+        )
+        .bind(message)
+        .bind(days)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    }
+    let before = purgeable_rows(&stack).await;
+    assert_eq!(before, [3, 0, 0, 2]);
 
+    // Shorter than the 40 days a valid link was given (longer than the setting's 30
+    // days): refused, with --yes, dry or not, and nothing goes.
+    for (args, asked) in [
+        (&["--older-than", "1s", "--yes"][..], "1s"),
+        (&["--older-than", "1s"], "1s"),
+        (&["--older-than", "1s", "--dry-run"], "1s"),
+        (&["--older-than", "39d", "--yes"], "39d"),
+    ] {
+        let out = stack
+            .doclink(&[&["links", "purge"][..], args].concat(), &[])
+            .await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "doclink: --older-than {asked} is shorter than the longest link lifetime, 40d: \
+                 a link still valid was given 40d (DOCLINK_LINK_MAX_TTL is 30d), and records of \
+                 links that still open their document would go; give --older-than 40d or more. \
+                 Nothing was removed\n"
+            ),
+            "{args:?}"
+        );
+        assert_eq!(purgeable_rows(&stack).await, before, "{args:?}");
+    }
+    // The setting counts when it is the longer: a purge job must not undercut what
+    // the daemon may issue.
     let out = stack
-        .doclink(&["links", "purge", "--older-than", "1s"], &[])
+        .doclink(
+            &["links", "purge", "--older-than", "45d", "--yes"],
+            &[("DOCLINK_LINK_MAX_TTL", "60d")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "doclink: --older-than 45d is shorter than the longest link lifetime, 60d: \
+             DOCLINK_LINK_MAX_TTL is 60d, the longest lifetime of a link,"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(purgeable_rows(&stack).await, before);
+
+    // Long enough, but without --yes: says what would go, exits 2, removes nothing.
+    let out = stack
+        .doclink(&["links", "purge", "--older-than", "40d"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).starts_with(
+            "doclink: links purge would remove 1 links, 0 attempts, 0 delivery events and 1 rejections older than "
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).ends_with(
+            ". Nothing was removed: add --yes to remove them (or --dry-run to only count them)\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(purgeable_rows(&stack).await, before);
+    let out = stack
+        .doclink(&["links", "purge", "--older-than", "40d", "--dry-run"], &[])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).starts_with("removed 1 links,"),
+        stdout(&out)
+            .starts_with("would remove 1 links, 0 attempts, 0 delivery events and 1 rejections"),
         "{}",
         stdout(&out)
     );
+    assert_eq!(purgeable_rows(&stack).await, before);
+
+    // With --yes: the expired link and the old rejection go, nothing else.
+    let out = stack
+        .doclink(&["links", "purge", "--older-than", "40d", "--yes"], &[])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("kept 2 links that have not expired (1 of them revoked)"),
+        stdout(&out).starts_with("removed 1 links, 0 attempts, 0 delivery events and 1 rejections"),
         "{}",
         stdout(&out)
     );
+    assert_eq!(purgeable_rows(&stack).await, [2, 0, 0, 1]);
     let left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM links ORDER BY event_id")
         .fetch_all(&stack.pool)
         .await

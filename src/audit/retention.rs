@@ -49,6 +49,23 @@ fn selected(
 }
 
 impl AuditLog {
+    /// The longest lifetime (expiry minus issue) of a link that still opens its
+    /// document, rounded up to the second; `None` when no link is valid. Only valid
+    /// links count: an expired link's record may go whatever lifetime it had.
+    /// `expires_at` is the latest signature's, so a retry signed late counts with
+    /// the lifetime it really got. A scan of the links table: a purge runs rarely.
+    pub async fn longest_valid_link_lifetime(
+        &self,
+    ) -> Result<Option<std::time::Duration>, AuditError> {
+        let seconds: Option<i64> = sqlx::query_scalar(
+            "SELECT ceil(extract(epoch FROM max(expires_at - created_at)))::bigint
+             FROM links WHERE expires_at > now()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seconds.map(|s| std::time::Duration::from_secs(s.max(0) as u64)))
+    }
+
     /// Deletes links (with their attempts and delivery events), unmatched delivery
     /// events and rejections older than `cutoff`, `batch` links per transaction.
     /// With a selector, only the links it chooses (and their attempts and delivery

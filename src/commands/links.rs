@@ -55,9 +55,14 @@ A link that has not expired is never removed, whatever its age. With a selection
 the links it chooses (and their attempts and delivery events) are purged, and a
 selection that matches no link exits 1 with \"no link matches\".
 
+Without --dry-run, --yes is required (exit 2 otherwise, with what would go). A
+--older-than shorter than the longest link lifetime (DOCLINK_LINK_MAX_TTL, or a
+longer one a link still valid was given) is refused with exit 2, even with --yes.
+
 Examples:
   doclink links purge --older-than 400d --dry-run
-  doclink links purge --older-than 400d --recipient jane@example.org")]
+  doclink links purge --older-than 400d --yes
+  doclink links purge --older-than 400d --recipient jane@example.org --yes")]
     Purge {
         /// Age beyond which records go, e.g. 400d.
         #[arg(long, value_parser = doclink::duration::parse_duration)]
@@ -67,6 +72,9 @@ Examples:
         /// Say what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Remove without asking: required unless --dry-run.
+        #[arg(long)]
+        yes: bool,
         /// Links deleted per transaction.
         #[arg(long, default_value_t = 5_000)]
         batch: i64,
@@ -162,12 +170,13 @@ pub fn run(command: LinksCommand) -> Result<(), Failure> {
             older_than,
             selector,
             dry_run,
+            yes,
             batch,
             config,
         } => purge(
             older_than,
             selector.selector(None),
-            dry_run,
+            Removal::from_flags(dry_run, yes),
             batch.max(1),
             config,
         ),
@@ -593,16 +602,40 @@ fn print_key_rotation(key: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What `links purge` was told to do with what it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// --dry-run: count, remove nothing.
+    Count,
+    /// Neither --dry-run nor --yes: count, remove nothing, and exit 2.
+    Unconfirmed,
+    /// --yes: remove.
+    Confirmed,
+}
+
+impl Removal {
+    fn from_flags(dry_run: bool, yes: bool) -> Self {
+        match (dry_run, yes) {
+            (true, _) => Removal::Count,
+            (false, false) => Removal::Unconfirmed,
+            (false, true) => Removal::Confirmed,
+        }
+    }
+}
+
 fn purge(
     older_than: std::time::Duration,
     selector: LinkSelector,
-    dry_run: bool,
+    removal: Removal,
     batch: i64,
     config: Option<PathBuf>,
 ) -> Result<(), Failure> {
+    use doclink::duration::HumanDuration;
     let settings = SomeSettings::load(config.as_deref())?;
+    let max_ttl = settings.link_max_ttl()?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let unavailable = |e| Failure::Unavailable(anyhow::Error::new(e).context("purging"));
     // A selection that matches no link at all (whatever its age) is most likely a
     // typo; without one, finding nothing old enough is a purge with nothing to do.
     if !selector.is_empty() {
@@ -612,20 +645,52 @@ fn purge(
         };
         let any = runtime
             .block_on(audit.list_links(&filter, None, 1))
-            .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
+            .map_err(unavailable)?;
         if any.is_empty() {
             return Err(no_link_matches(&selector));
         }
     }
+    // A retention shorter than a link's lifetime reaches records of links that still
+    // open their document. The database keeps such a link itself, but not the
+    // rejections and unmatched SES events of that age, and a cutoff that short is a
+    // mistake (`1s` for `1d`): refused before anything is counted or removed. The longer
+    // of two lifetimes counts: the setting may differ where the purge runs (a cron
+    // job left at the default) or have been lowered since, and a retry signed late
+    // gives a link a longer life than the setting; the links table holds what was
+    // really issued, the setting what the daemon may issue next.
+    let issued = runtime
+        .block_on(audit.longest_valid_link_lifetime())
+        .map_err(unavailable)?;
+    let longest = issued.map_or(max_ttl, |issued| issued.max(max_ttl));
+    if older_than < longest {
+        let why = match issued {
+            Some(issued) if issued > max_ttl => format!(
+                "a link still valid was given {} (DOCLINK_LINK_MAX_TTL is {})",
+                HumanDuration(issued),
+                HumanDuration(max_ttl)
+            ),
+            _ => format!(
+                "DOCLINK_LINK_MAX_TTL is {}, the longest lifetime of a link",
+                HumanDuration(max_ttl)
+            ),
+        };
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--older-than {} is shorter than the longest link lifetime, {}: {why}, and records \
+             of links that still open their document would go; give --older-than {} or more. \
+             Nothing was removed",
+            HumanDuration(older_than),
+            HumanDuration(longest),
+            HumanDuration(longest)
+        )));
+    }
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
     let report = runtime
-        .block_on(audit.purge(cutoff, batch, dry_run, &selector))
-        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("purging")))?;
-    if selector.is_empty() {
-        say!(
-            "{} {} links, {} attempts, {} delivery events and {} rejections older than {}; \
+        .block_on(audit.purge(cutoff, batch, removal != Removal::Confirmed, &selector))
+        .map_err(unavailable)?;
+    let what = if selector.is_empty() {
+        format!(
+            "{} links, {} attempts, {} delivery events and {} rejections older than {}; \
              kept {} links that have not expired ({} of them revoked)",
-            if dry_run { "would remove" } else { "removed" },
             report.links,
             report.attempts,
             report.delivery_events,
@@ -633,12 +698,11 @@ fn purge(
             time(Some(cutoff)),
             report.kept_unexpired,
             report.kept_revoked
-        );
+        )
     } else {
-        say!(
-            "{} {} links of {}, with {} attempts and {} delivery events, older than {}; \
+        format!(
+            "{} links of {}, with {} attempts and {} delivery events, older than {}; \
              kept {} links that have not expired ({} of them revoked; rejections are purged only without a selection)",
-            if dry_run { "would remove" } else { "removed" },
             report.links,
             selector.describe(),
             report.attempts,
@@ -646,7 +710,21 @@ fn purge(
             time(Some(cutoff)),
             report.kept_unexpired,
             report.kept_revoked
-        );
+        )
+    };
+    match removal {
+        Removal::Count => {
+            say!("would remove {what}");
+        }
+        Removal::Confirmed => {
+            say!("removed {what}");
+        }
+        Removal::Unconfirmed => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "links purge would remove {what}. Nothing was removed: add --yes to remove them \
+                 (or --dry-run to only count them)"
+            )));
+        }
     }
     Ok(())
 }
