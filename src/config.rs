@@ -260,8 +260,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         key: "log_format",
         env: "DOCLINK_LOG_FORMAT",
-        default: Some("json"),
-        help: "json or text",
+        default: Some("auto"),
+        help: "json, text, or auto: text when stderr is a terminal, json otherwise",
     },
 ];
 
@@ -348,7 +348,7 @@ pub struct Settings {
     pub audit_seal_interval: Duration,
     pub audit_anchor_bucket: Option<String>,
     pub audit_anchor_prefix: String,
-    pub log_format: LogFormat,
+    pub log_format: LogFormatSetting,
 }
 
 impl std::fmt::Debug for Settings {
@@ -363,10 +363,39 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Text,
+}
+
+/// DOCLINK_LOG_FORMAT: `auto` (the default) writes text for a person at a terminal
+/// and JSON for whatever collects a service's stderr; `json` or `text` is obeyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormatSetting {
+    Auto,
+    Fixed(LogFormat),
+}
+
+impl LogFormatSetting {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Fixed(LogFormat::Json)),
+            "text" => Ok(Self::Fixed(LogFormat::Text)),
+            _ => Err(format!("{text:?} is not json, text or auto")),
+        }
+    }
+
+    /// The format for a stderr that is a terminal or not.
+    pub fn resolve(self, stderr_is_terminal: bool) -> LogFormat {
+        match self {
+            Self::Fixed(format) => format,
+            Self::Auto if stderr_is_terminal => LogFormat::Text,
+            Self::Auto => LogFormat::Json,
+        }
+    }
 }
 
 /// Raw values by TOML key, after the file and the environment have been merged.
@@ -716,11 +745,7 @@ impl Settings {
         ));
         let audit_anchor_bucket = p.check(raw.parse_optional("audit_anchor_bucket", bucket_name));
         let audit_anchor_prefix = p.check(raw.parse("audit_anchor_prefix", key_prefix));
-        let log_format = p.check(raw.parse("log_format", |v| match v {
-            "json" => Ok(LogFormat::Json),
-            "text" => Ok(LogFormat::Text),
-            other => Err(format!("{other:?} is not json or text")),
-        }));
+        let log_format = p.check(raw.parse("log_format", LogFormatSetting::parse));
         if let (Some(ttl), Some(max)) = (link_ttl, link_max_ttl)
             && ttl > max
         {
@@ -1254,6 +1279,33 @@ mod tests {
             RateSetting::PerSecond(SendRate::new(12.5).unwrap())
         );
         assert_eq!(s.link_ttl.as_secs(), 2 * 86_400);
+    }
+
+    /// `auto`, the default, is text on a terminal and JSON otherwise; `json` and
+    /// `text` win over what stderr is.
+    #[test]
+    fn log_format_auto_is_text_on_a_terminal_and_json_otherwise() {
+        use LogFormat::{Json, Text};
+        for (setting, terminal, expected) in [
+            ("auto", true, Text),
+            ("auto", false, Json),
+            ("json", true, Json),
+            ("json", false, Json),
+            ("text", true, Text),
+            ("text", false, Text),
+            ("TEXT", false, Text),
+        ] {
+            let parsed = LogFormatSetting::parse(setting).unwrap();
+            assert_eq!(parsed.resolve(terminal), expected, "{setting} {terminal}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(dir.path());
+        assert_eq!(load(&env, None).unwrap().log_format, LogFormatSetting::Auto);
+        env.insert("DOCLINK_LOG_FORMAT", "yaml".into());
+        assert_eq!(
+            load(&env, None).unwrap_err().to_string(),
+            "setting DOCLINK_LOG_FORMAT (log_format): \"yaml\" is not json, text or auto"
+        );
     }
 
     #[test]

@@ -206,6 +206,60 @@ fn run_warns_of_an_unknown_variable_and_names_a_database_that_is_down() {
     );
 }
 
+/// Without DOCLINK_LOG_FORMAT, `run` logs JSON into a pipe and text on a terminal
+/// (`script` gives it one); DOCLINK_LOG_FORMAT=text or json is obeyed either way.
+#[test]
+fn logs_are_json_into_a_pipe_and_text_on_a_terminal_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let ciphertext = dir.path().join("key.ct");
+    std::fs::write(&ciphertext, b"x").unwrap();
+    let ciphertext = ciphertext.display().to_string();
+    let untold: Vec<(&str, &str)> = daemon_env(&ciphertext, &[("DOCLINK_SEND_RAT", "10")])
+        .into_iter()
+        .filter(|(name, _)| *name != "DOCLINK_LOG_FORMAT")
+        .collect();
+    let told = |format| {
+        let mut env = untold.clone();
+        env.push(("DOCLINK_LOG_FORMAT", format));
+        env
+    };
+    let text_warning = "WARN doclink::commands::daemon: DOCLINK_SEND_RAT is not a doclink setting";
+
+    // Into a pipe, untold: JSON.
+    let out = run(&["run"], &untold, "");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let first: serde_json::Value = serde_json::from_str(err.lines().next().unwrap())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(first["level"], "WARN", "{err}");
+    assert_eq!(first["variable"], "DOCLINK_SEND_RAT", "{err}");
+
+    // Into a pipe, told text: text.
+    let err = text(&run(&["run"], &told("text"), "").stderr);
+    assert!(err.lines().next().unwrap().contains(text_warning), "{err}");
+
+    // On a terminal: text untold, JSON when told.
+    let on_a_terminal = |env: &[(&str, &str)]| {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut inner = String::from("env");
+        for (name, value) in env {
+            inner.push_str(&format!(" {}", quote(&format!("{name}={value}"))));
+        }
+        inner.push_str(&format!(" {} run", quote(env!("CARGO_BIN_EXE_doclink"))));
+        let mut script = Command::new("script");
+        script
+            .args(["-q", "-c", &inner, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        text(&output_of(script, "").stdout)
+    };
+    let screen = on_a_terminal(&untold);
+    assert!(screen.contains(text_warning), "{screen}");
+    assert!(!screen.contains("\"level\":"), "{screen}");
+    let screen = on_a_terminal(&told("json"));
+    assert!(screen.contains("\"level\":\"WARN\""), "{screen}");
+}
+
 /// A log filter that would show nothing (EnvFilter reads `verbose` as a target
 /// name) is a setting error, exit 2, named with the others; a TOML key with a typo
 /// is answered with the key it most likely meant.
