@@ -881,6 +881,9 @@ fn every_help_ends_with_an_example() {
         "keys",
         "keys encrypt",
         "run",
+        "doctor",
+        "settings",
+        "completions",
     ] {
         assert!(
             checked.iter().any(|c| c == expected),
@@ -1000,4 +1003,205 @@ fn preview_of_a_missing_file_says_so_once() {
         2,
         "doclink: --event /nonexistent/event.json: No such file or directory (os error 2)\n",
     );
+}
+
+// ---- version, settings, completions, doctor --format json ------------------------
+
+/// `--version` names the crate's version, the commit it was built from (git's HEAD
+/// when the tests run in a checkout) and the build date.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let out = run(&["--version"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let rest = said
+        .strip_prefix(concat!("doclink ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .unwrap_or_else(|| panic!("{said}"));
+    let (commit, rest) = rest
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{said}"));
+    let date = rest
+        .strip_suffix(" UTC)\n")
+        .unwrap_or_else(|| panic!("{said}"));
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap_or_else(|e| panic!("{e}: {said}"));
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(head) if head.status.success() => {
+            let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+            assert!(hash.len() >= 7, "{said}");
+            assert!(text(&head.stdout).starts_with(hash), "{said}");
+        }
+        _ => assert_eq!(commit, "unknown", "{said}"),
+    }
+}
+
+/// `settings` lists every setting in order with its value and where it comes from
+/// (env over file over default; unset when required), the database password hidden;
+/// as a table and as JSON. An unknown key in the file exits 2.
+#[test]
+fn settings_lists_every_setting_with_its_source_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doclink.toml");
+    std::fs::write(&file, "link_ttl = \"2d\"\nconcurrency = 4\n").unwrap();
+    let file = file.to_str().unwrap();
+    let env = [
+        (
+            "DATABASE_URL",
+            "postgres://doclink:hunter2-secret@db.internal/doclink",
+        ),
+        ("DOCLINK_CONCURRENCY", "8"),
+    ];
+    let out = run(
+        &["settings", "--config", file, "--format", "json"],
+        &env,
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(!said.contains("hunter2"), "{said}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&said).unwrap();
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = doclink::config::SETTINGS.iter().map(|s| s.key).collect();
+    assert_eq!(keys, expected);
+    let row = |key: &str| rows.iter().find(|r| r["key"] == key).unwrap().clone();
+    assert_eq!(
+        row("database_url")["value"],
+        "postgres://doclink:(hidden)@db.internal/doclink"
+    );
+    assert_eq!(row("database_url")["secret"], true);
+    assert_eq!(
+        (
+            row("concurrency")["value"].clone(),
+            row("concurrency")["source"].clone()
+        ),
+        ("8".into(), "env".into())
+    );
+    assert_eq!(
+        (
+            row("link_ttl")["value"].clone(),
+            row("link_ttl")["source"].clone()
+        ),
+        ("2d".into(), "file".into())
+    );
+    assert_eq!(
+        (
+            row("log_format")["value"].clone(),
+            row("log_format")["source"].clone()
+        ),
+        ("auto".into(), "default".into())
+    );
+    assert_eq!(
+        (
+            row("queue_url")["value"].clone(),
+            row("queue_url")["source"].clone()
+        ),
+        (serde_json::Value::Null, "unset".into())
+    );
+    assert_eq!(row("queue_url")["variable"], "DOCLINK_QUEUE_URL");
+
+    let out = run(&["settings", "--config", file], &env, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(!table.contains("hunter2"), "{table}");
+    assert!(table.starts_with("VARIABLE "), "{table}");
+    assert_eq!(
+        table.lines().count(),
+        1 + doclink::config::SETTINGS.len(),
+        "{table}"
+    );
+    let words = |variable: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{variable} ")))
+            .unwrap_or_else(|| panic!("no {variable} in {table}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        words("DOCLINK_CONCURRENCY"),
+        ["DOCLINK_CONCURRENCY", "concurrency", "16", "env", "8"]
+    );
+    assert_eq!(
+        words("DOCLINK_QUEUE_URL"),
+        [
+            "DOCLINK_QUEUE_URL",
+            "queue_url",
+            "required",
+            "unset",
+            "(not",
+            "set)"
+        ]
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "concurency = 4\n").unwrap();
+    assert_fails(
+        &run(&["settings", "--config", bad.to_str().unwrap()], &[], ""),
+        2,
+        &format!(
+            "doclink: setting --config (file): {}: unknown setting \"concurency\"; did you mean \
+             concurrency?\n",
+            bad.display()
+        ),
+    );
+}
+
+/// `completions` writes a script for each shell that completes doclink's commands.
+#[test]
+fn completions_are_written_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _doclink"),
+        ("zsh", "#compdef doclink"),
+        ("fish", "complete -c doclink"),
+    ] {
+        let out = run(&["completions", shell], &[], "");
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["settings", "doctor", "revocations"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    let out = run(&["completions", "powershell"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid value 'powershell'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// With settings that are wrong, `doctor --format json` lists each as a problem of
+/// the settings check, with what to do, and exits 1 as the text does.
+#[test]
+fn doctor_as_json_names_each_wrong_setting() {
+    let out = run(
+        &["doctor", "--format", "json"],
+        &[("DOCLINK_HASH", "md5")],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(checks.len(), 7, "{checks:#?}");
+    for check in &checks {
+        assert_eq!(check["name"], "settings");
+        assert_eq!(check["status"], "problem");
+        assert_eq!(
+            check["fix"],
+            "set them (README, \"Configuration\"), then run doctor again"
+        );
+    }
+    assert_eq!(
+        checks[0]["detail"],
+        "setting DATABASE_URL (database_url): is required but not set"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["detail"] == "setting DOCLINK_HASH (hash): \"md5\" is not sha1 or sha256"),
+        "{checks:#?}"
+    );
+    assert_eq!(text(&out.stderr), "doctor: 7 problems found\n");
 }
