@@ -19,6 +19,12 @@ pub struct SettingSpec {
     pub env: &'static str,
     pub default: Option<&'static str>,
     pub help: &'static str,
+    /// Whether the value may hold a credential, so that `doclink settings` hides it.
+    /// Only DATABASE_URL does (its password). The rest are not secret: the signing
+    /// key is named only by the path of its KMS ciphertext, which is useless without
+    /// KMS; a KMS encryption context is not secret (CloudTrail logs it in clear); AWS
+    /// credentials are the SDK's own variables, not settings.
+    pub secret: bool,
 }
 
 /// `None` default means required. `Some("")` means optional with no value.
@@ -28,240 +34,280 @@ pub const SETTINGS: &[SettingSpec] = &[
         env: "DATABASE_URL",
         default: None,
         help: "PostgreSQL connection URL for the audit log",
+        secret: true,
     },
     SettingSpec {
         key: "queue_url",
         env: "DOCLINK_QUEUE_URL",
         default: None,
         help: "SQS queue of document-ready events",
+        secret: false,
     },
     SettingSpec {
         key: "key_pair_id",
         env: "DOCLINK_KEY_PAIR_ID",
         default: None,
         help: "CloudFront public key ID the links name",
+        secret: false,
     },
     SettingSpec {
         key: "private_key_ciphertext",
         env: "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
         default: None,
         help: "file holding the KMS CiphertextBlob of the private key PEM (raw or base64)",
+        secret: false,
     },
     SettingSpec {
         key: "kms_encryption_context",
         env: "DOCLINK_KMS_ENCRYPTION_CONTEXT",
         default: Some(""),
         help: "KMS encryption context, k=v,k=v",
+        secret: false,
     },
     SettingSpec {
         key: "link_base_url",
         env: "DOCLINK_LINK_BASE_URL",
         default: None,
         help: "custom-domain base URL of the documents (https)",
+        secret: false,
     },
     SettingSpec {
         key: "link_ttl",
         env: "DOCLINK_LINK_TTL",
         default: Some("7d"),
         help: "link lifetime when the event gives none",
+        secret: false,
     },
     SettingSpec {
         key: "link_max_ttl",
         env: "DOCLINK_LINK_MAX_TTL",
         default: Some("30d"),
         help: "longest lifetime an event may ask for",
+        secret: false,
     },
     SettingSpec {
         key: "hash",
         env: "DOCLINK_HASH",
         default: Some("sha1"),
         help: "signature digest: sha1 or sha256",
+        secret: false,
     },
     SettingSpec {
         key: "from",
         env: "DOCLINK_FROM",
         default: None,
         help: "From address (a verified SES identity), e.g. 'Letters <letters@example.com>'",
+        secret: false,
     },
     SettingSpec {
         key: "org_name",
         env: "DOCLINK_ORG_NAME",
         default: Some(""),
         help: "the organisation that writes the letters, shown in every letter; defaults to the display name of DOCLINK_FROM",
+        secret: false,
     },
     SettingSpec {
         key: "contact",
         env: "DOCLINK_CONTACT",
         default: Some(""),
         help: "one line telling readers how to reach you (phone, address, web page); defaults to the Reply-To, else the From address",
+        secret: false,
     },
     SettingSpec {
         key: "logo_url",
         env: "DOCLINK_LOGO_URL",
         default: Some(""),
         help: "https URL of a logo shown above every letter; empty: no logo",
+        secret: false,
     },
     SettingSpec {
         key: "signature",
         env: "DOCLINK_SIGNATURE",
         default: Some(""),
         help: "the closing block under every letter; \\n starts a new line; defaults to the organisation name",
+        secret: false,
     },
     SettingSpec {
         key: "timezone",
         env: "DOCLINK_TIMEZONE",
         default: Some("UTC"),
         help: "IANA time zone the letters state expiry times in, e.g. Europe/Paris",
+        secret: false,
     },
     SettingSpec {
         key: "reply_to",
         env: "DOCLINK_REPLY_TO",
         default: Some(""),
         help: "Reply-To address",
+        secret: false,
     },
     SettingSpec {
         key: "ses_configuration_set",
         env: "DOCLINK_SES_CONFIGURATION_SET",
         default: Some(""),
         help: "SES configuration set (event destinations)",
+        secret: false,
     },
     SettingSpec {
         key: "ses_timeout",
         env: "DOCLINK_SES_TIMEOUT",
         default: Some("30s"),
         help: "how long one SendEmail call may take; past it, the outcome is unknown and the letter is retried, flagged",
+        secret: false,
     },
     SettingSpec {
         key: "send_rate",
         env: "DOCLINK_SEND_RATE",
         default: Some("auto"),
         help: "emails per second for this process, or auto (SES MaxSendRate / workers)",
+        secret: false,
     },
     SettingSpec {
         key: "send_rate_fallback",
         env: "DOCLINK_SEND_RATE_FALLBACK",
         default: Some("1"),
         help: "rate used when send_rate=auto and SES GetAccount is unavailable",
+        secret: false,
     },
     SettingSpec {
         key: "workers",
         env: "DOCLINK_WORKERS",
         default: Some("1"),
         help: "number of doclink processes sharing the SES quota (for send_rate=auto)",
+        secret: false,
     },
     SettingSpec {
         key: "threads",
         env: "DOCLINK_THREADS",
         default: Some("1"),
         help: "threads that run letters; one keeps up with about a thousand letters a second",
+        secret: false,
     },
     SettingSpec {
         key: "concurrency",
         env: "DOCLINK_CONCURRENCY",
         default: Some("16"),
         help: "messages in flight at most",
+        secret: false,
     },
     SettingSpec {
         key: "default_locale",
         env: "DOCLINK_DEFAULT_LOCALE",
         default: Some("en"),
         help: "locale for events that give none",
+        secret: false,
     },
     SettingSpec {
         key: "visibility_timeout",
         env: "DOCLINK_VISIBILITY_TIMEOUT",
         default: Some("60s"),
         help: "SQS visibility doclink asks for on receive; extended while work runs",
+        secret: false,
     },
     SettingSpec {
         key: "poison_after",
         env: "DOCLINK_POISON_AFTER",
         default: Some("5"),
         help: "abandoned attempts (the worker died mid-letter) after which an event is set aside as poison",
+        secret: false,
     },
     SettingSpec {
         key: "failure_breaker",
         env: "DOCLINK_FAILURE_BREAKER",
         default: Some("5"),
         help: "identical SES refusals in a row that are treated as a configuration fault (stop, keep the rest queued)",
+        secret: false,
     },
     SettingSpec {
         key: "dead_letter_queue_url",
         env: "DOCLINK_DEAD_LETTER_QUEUE_URL",
         default: Some(""),
         help: "SQS queue that rejected events are also copied to",
+        secret: false,
     },
     SettingSpec {
         key: "events_queue_url",
         env: "DOCLINK_EVENTS_QUEUE_URL",
         default: Some(""),
         help: "SQS queue of SES event notifications (delivery, bounce, complaint); empty: not consumed",
+        secret: false,
     },
     SettingSpec {
         key: "revocation_kvs_arn",
         env: "DOCLINK_REVOCATION_KVS_ARN",
         default: Some(""),
         help: "CloudFront KeyValueStore the edge function reads revoked links from; empty: no edge sync",
+        secret: false,
     },
     SettingSpec {
         key: "revocation_sync_interval",
         env: "DOCLINK_REVOCATION_SYNC_INTERVAL",
         default: Some("60s"),
         help: "how often `run` brings the KeyValueStore in line with the audit log",
+        secret: false,
     },
     SettingSpec {
         key: "distribution_id",
         env: "DOCLINK_DISTRIBUTION_ID",
         default: Some(""),
         help: "the CloudFront distribution serving the links, for `doclink doctor` to check",
+        secret: false,
     },
     SettingSpec {
         key: "shutdown_grace",
         env: "DOCLINK_SHUTDOWN_GRACE",
         default: Some("30s"),
         help: "time in-flight work gets to finish on SIGTERM/SIGINT",
+        secret: false,
     },
     SettingSpec {
         key: "http_addr",
         env: "DOCLINK_HTTP_ADDR",
         default: Some(""),
         help: "address for /metrics, /healthz, /readyz: host:port, or a port alone for 127.0.0.1 (e.g. 9464); empty: off",
+        secret: false,
     },
     SettingSpec {
         key: "allow_owner_role",
         env: "DOCLINK_ALLOW_OWNER_ROLE",
         default: Some("false"),
         help: "true lets `run` connect as a role that could rewrite the audit log (a superuser, the tables' owner, or one with DELETE): for a local demo or tests only",
+        secret: false,
     },
     SettingSpec {
         key: "db_role_prefix",
         env: "DOCLINK_DB_ROLE_PREFIX",
         default: Some("doclink_"),
         help: "prefix of the database roles the first `doclink migrate` creates (<prefix>owner, writer, auditor, retention)",
+        secret: false,
     },
     SettingSpec {
         key: "audit_seal_interval",
         env: "DOCLINK_AUDIT_SEAL_INTERVAL",
         default: Some("30s"),
         help: "how often `run` seals the audit journal and logs its head (seal number and hash)",
+        secret: false,
     },
     SettingSpec {
         key: "audit_anchor_bucket",
         env: "DOCLINK_AUDIT_ANCHOR_BUCKET",
         default: Some(""),
         help: "S3 bucket with Object Lock where `run` writes each new head of the audit journal, and `audit verify` reads the latest; empty: no anchor",
+        secret: false,
     },
     SettingSpec {
         key: "audit_anchor_prefix",
         env: "DOCLINK_AUDIT_ANCHOR_PREFIX",
         default: Some("doclink-audit/"),
         help: "key prefix of the anchors in that bucket",
+        secret: false,
     },
     SettingSpec {
         key: "log_format",
         env: "DOCLINK_LOG_FORMAT",
-        default: Some("json"),
-        help: "json or text",
+        default: Some("auto"),
+        help: "json, text, or auto: text when stderr is a terminal, json otherwise",
+        secret: false,
     },
 ];
 
@@ -348,7 +394,7 @@ pub struct Settings {
     pub audit_seal_interval: Duration,
     pub audit_anchor_bucket: Option<String>,
     pub audit_anchor_prefix: String,
-    pub log_format: LogFormat,
+    pub log_format: LogFormatSetting,
 }
 
 impl std::fmt::Debug for Settings {
@@ -363,14 +409,151 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Text,
 }
 
-/// Raw values by TOML key, after the file and the environment have been merged.
-struct RawSettings(BTreeMap<&'static str, String>);
+/// DOCLINK_LOG_FORMAT: `auto` (the default) writes text for a person at a terminal
+/// and JSON for whatever collects a service's stderr; `json` or `text` is obeyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormatSetting {
+    Auto,
+    Fixed(LogFormat),
+}
+
+impl LogFormatSetting {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Fixed(LogFormat::Json)),
+            "text" => Ok(Self::Fixed(LogFormat::Text)),
+            _ => Err(format!("{text:?} is not json, text or auto")),
+        }
+    }
+
+    /// The format for a stderr that is a terminal or not.
+    pub fn resolve(self, stderr_is_terminal: bool) -> LogFormat {
+        match self {
+            Self::Fixed(format) => format,
+            Self::Auto if stderr_is_terminal => LogFormat::Text,
+            Self::Auto => LogFormat::Json,
+        }
+    }
+}
+
+/// Raw values by TOML key, after the file and the environment have been merged, and
+/// where each came from.
+struct RawSettings(
+    BTreeMap<&'static str, String>,
+    BTreeMap<&'static str, SettingSource>,
+);
+
+/// Where a setting's value comes from, as `doclink settings` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Its environment variable.
+    Env,
+    /// The `--config` file.
+    File,
+    /// Neither (or set empty): its default.
+    Default,
+    /// Required, and set nowhere.
+    Unset,
+}
+
+impl SettingSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::File => "file",
+            Self::Default => "default",
+            Self::Unset => "unset",
+        }
+    }
+}
+
+/// One setting's value as doclink would use it: what was given, else its default.
+pub struct CurrentSetting {
+    pub spec: &'static SettingSpec,
+    /// `None` for a required setting that is not set.
+    pub value: Option<String>,
+    pub source: SettingSource,
+}
+
+/// Every setting of [`SETTINGS`], in order, with its value from `file` and the
+/// environment `env` (unvalidated: `doctor` and `run` judge the values) and where
+/// it comes from. A file that cannot be read, or holds an unknown key, is an error.
+pub fn current_settings(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<CurrentSetting>, ConfigError> {
+    let raw = RawSettings::load(file, env)?;
+    Ok(SETTINGS
+        .iter()
+        .map(|spec| {
+            let given = raw
+                .0
+                .get(spec.key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+            let (value, source) = match (given, spec.default) {
+                (Some(value), _) => (
+                    Some(value),
+                    raw.1.get(spec.key).copied().unwrap_or(SettingSource::File),
+                ),
+                (None, Some(default)) => (Some(default.to_string()), SettingSource::Default),
+                (None, None) => (None, SettingSource::Unset),
+            };
+            CurrentSetting {
+                spec,
+                value,
+                source,
+            }
+        })
+        .collect())
+}
+
+/// A PostgreSQL URL fit to show: its password (in the user part, or a `password`
+/// parameter) replaced by `(hidden)`. A URL whose parts cannot be told apart with
+/// certainty is hidden whole, so a password can never show through.
+pub fn redact_database_url(url: &str) -> String {
+    const HIDDEN: &str = "(hidden)";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.into();
+    };
+    let (user, place) = match rest.rsplit_once('@') {
+        Some((userinfo, place)) => {
+            // An '@' in the path or the query (`?password=p@ss`) is not a user part.
+            if userinfo.contains(['/', '?', '#']) {
+                return HIDDEN.into();
+            }
+            match userinfo.split_once(':') {
+                Some((name, _password)) => (format!("{name}:{HIDDEN}@"), place),
+                None => (format!("{userinfo}@"), place),
+            }
+        }
+        None => (String::new(), rest),
+    };
+    let place = match place.split_once('?') {
+        Some((path, query)) => {
+            let parameters: Vec<String> = query
+                .split('&')
+                .map(|parameter| match parameter.split_once('=') {
+                    Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                        format!("{name}={HIDDEN}")
+                    }
+                    _ => parameter.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", parameters.join("&"))
+        }
+        None => place.to_string(),
+    };
+    format!("{scheme}://{user}{place}")
+}
 
 impl RawSettings {
     fn load(
@@ -378,6 +561,7 @@ impl RawSettings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut values = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         if let Some(path) = file {
             let file_error = |message: String| ConfigError {
                 env: "--config",
@@ -413,14 +597,16 @@ impl RawSettings {
                     }
                 };
                 values.insert(spec.key, text);
+                sources.insert(spec.key, SettingSource::File);
             }
         }
         for spec in SETTINGS {
             if let Some(value) = env(spec.env) {
                 values.insert(spec.key, value);
+                sources.insert(spec.key, SettingSource::Env);
             }
         }
-        Ok(Self(values))
+        Ok(Self(values, sources))
     }
 
     fn spec(key: &str) -> &'static SettingSpec {
@@ -716,11 +902,7 @@ impl Settings {
         ));
         let audit_anchor_bucket = p.check(raw.parse_optional("audit_anchor_bucket", bucket_name));
         let audit_anchor_prefix = p.check(raw.parse("audit_anchor_prefix", key_prefix));
-        let log_format = p.check(raw.parse("log_format", |v| match v {
-            "json" => Ok(LogFormat::Json),
-            "text" => Ok(LogFormat::Text),
-            other => Err(format!("{other:?} is not json or text")),
-        }));
+        let log_format = p.check(raw.parse("log_format", LogFormatSetting::parse));
         if let (Some(ttl), Some(max)) = (link_ttl, link_max_ttl)
             && ttl > max
         {
@@ -1258,6 +1440,33 @@ mod tests {
         assert_eq!(s.link_ttl.as_secs(), 2 * 86_400);
     }
 
+    /// `auto`, the default, is text on a terminal and JSON otherwise; `json` and
+    /// `text` win over what stderr is.
+    #[test]
+    fn log_format_auto_is_text_on_a_terminal_and_json_otherwise() {
+        use LogFormat::{Json, Text};
+        for (setting, terminal, expected) in [
+            ("auto", true, Text),
+            ("auto", false, Json),
+            ("json", true, Json),
+            ("json", false, Json),
+            ("text", true, Text),
+            ("text", false, Text),
+            ("TEXT", false, Text),
+        ] {
+            let parsed = LogFormatSetting::parse(setting).unwrap();
+            assert_eq!(parsed.resolve(terminal), expected, "{setting} {terminal}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(dir.path());
+        assert_eq!(load(&env, None).unwrap().log_format, LogFormatSetting::Auto);
+        env.insert("DOCLINK_LOG_FORMAT", "yaml".into());
+        assert_eq!(
+            load(&env, None).unwrap_err().to_string(),
+            "setting DOCLINK_LOG_FORMAT (log_format): \"yaml\" is not json, text or auto"
+        );
+    }
+
     #[test]
     fn branding_falls_back_on_the_sender() {
         let dir = tempfile::tempdir().unwrap();
@@ -1466,6 +1675,94 @@ mod tests {
                 message.starts_with(&format!("setting {variable} (")) && message.contains(expected),
                 "{variable}={value}: {message}"
             );
+        }
+    }
+
+    /// doclink.example.toml holds every setting, each optional one at its default,
+    /// and nothing else; loaded by doclink's own loader, it is a valid configuration.
+    #[test]
+    fn the_example_file_lists_every_setting_at_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("doclink.example.toml");
+        // An unknown key fails here, as it fails `--config`.
+        let raw = RawSettings::load(Some(&path), &|_| None).unwrap();
+        let mut problems = Vec::new();
+        for spec in SETTINGS {
+            match (raw.0.get(spec.key), spec.default) {
+                (None, _) => problems.push(format!("{} is missing", spec.key)),
+                (Some(value), Some(default)) if value != default => problems.push(format!(
+                    "{} is {value:?}, its default is {default:?}",
+                    spec.key
+                )),
+                _ => {}
+            }
+        }
+        assert!(problems.is_empty(), "doclink.example.toml: {problems:#?}");
+        // Valid as a whole, given a ciphertext file that exists.
+        let dir = tempfile::tempdir().unwrap();
+        let ciphertext = dir.path().join("key.ct");
+        std::fs::write(&ciphertext, b"x").unwrap();
+        let ciphertext = ciphertext.display().to_string();
+        Settings::load_with(Some(&path), &|name| {
+            (name == "DOCLINK_PRIVATE_KEY_CIPHERTEXT").then(|| ciphertext.clone())
+        })
+        .unwrap();
+    }
+
+    /// Each value comes with where it comes from: the environment over the file,
+    /// the default when neither gives one (or gives it empty), unset when required.
+    #[test]
+    fn current_settings_name_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("doclink.toml");
+        std::fs::write(
+            &file,
+            "concurrency = 4\nlink_ttl = \"2d\"\nhash = \"sha256\"\n",
+        )
+        .unwrap();
+        let env = HashMap::from([("DOCLINK_CONCURRENCY", "8"), ("DOCLINK_HASH", " ")]);
+        let current =
+            current_settings(Some(&file), &|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(current.len(), SETTINGS.len());
+        let of = |key: &str| {
+            let c = current.iter().find(|c| c.spec.key == key).unwrap();
+            (c.value.clone(), c.source)
+        };
+        assert_eq!(of("concurrency"), (Some("8".into()), SettingSource::Env));
+        assert_eq!(of("link_ttl"), (Some("2d".into()), SettingSource::File));
+        assert_eq!(of("hash"), (Some("sha1".into()), SettingSource::Default));
+        assert_eq!(of("queue_url"), (None, SettingSource::Unset));
+        assert_eq!(
+            of("log_format"),
+            (Some("auto".into()), SettingSource::Default)
+        );
+    }
+
+    /// A database URL shows without its password, wherever the password is; a URL
+    /// that cannot be taken apart safely is hidden whole.
+    #[test]
+    fn a_database_url_shows_without_its_password() {
+        for (url, shown) in [
+            (
+                "postgres://doclink:hunter2@db.internal:5432/doclink",
+                "postgres://doclink:(hidden)@db.internal:5432/doclink",
+            ),
+            (
+                "postgres://doclink@db.internal/doclink",
+                "postgres://doclink@db.internal/doclink",
+            ),
+            (
+                "postgresql://db.internal/doclink?user=a&password=hunter2&sslmode=require",
+                "postgresql://db.internal/doclink?user=a&password=(hidden)&sslmode=require",
+            ),
+            (
+                "postgres://a:p@ss:w@rd@db/doclink",
+                "postgres://a:(hidden)@db/doclink",
+            ),
+            ("postgres://db/doclink?password=p@ss", "(hidden)"),
+            ("hunter2", "(hidden)"),
+        ] {
+            assert_eq!(redact_database_url(url), shown, "{url}");
+            assert!(!redact_database_url(url).contains("hunter2"));
         }
     }
 

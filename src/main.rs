@@ -27,10 +27,21 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `doclink --version`: the crate's version, the commit it was built from (`-dirty`
+/// when the tree had changes, `unknown` without git) and the build date, from build.rs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DOCLINK_GIT_COMMIT"),
+    ", built ",
+    env!("DOCLINK_BUILD_DATE"),
+    " UTC)"
+);
+
 #[derive(Parser)]
 #[command(
     name = "doclink",
-    version,
+    version = VERSION,
     about = "Mails customers CloudFront-signed links to their private documents",
     after_help = "\
 Exit status: 0 success, 1 the work failed, 2 usage or configuration (also a queue that
@@ -129,11 +140,32 @@ Examples:
     },
     /// Check a live configuration end to end: one line per check, and what to do.
     #[command(after_help = "\
-Exits 0 when every check passes, and 1 otherwise.
+Exits 0 when every check passes, and 1 otherwise (also with --format json).
 
-Example:
-  doclink doctor --config /etc/doclink.toml")]
+Examples:
+  doclink doctor --config /etc/doclink.toml
+  doclink doctor --format json | jq '.[] | select(.status == \"problem\")'")]
     Doctor(commands::doctor::DoctorArgs),
+    /// List every setting: its variable, TOML key, default, value and where the value
+    /// comes from (env, file, default); secrets hidden.
+    #[command(after_help = "\
+Values are shown as given, not judged (`doctor` judges them). DATABASE_URL is shown
+without its password. Exits 2 when the file cannot be read or holds an unknown key.
+
+Examples:
+  doclink settings --config /etc/doclink.toml
+  doclink settings --format json")]
+    Settings(commands::settings::SettingsArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "\
+Examples:
+  doclink completions bash > /etc/bash_completion.d/doclink
+  doclink completions zsh > \"${fpath[1]}/_doclink\"
+  doclink completions fish > ~/.config/fish/completions/doclink.fish")]
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: CompletionShell,
+    },
     /// List who revoked what, keep the edge's revocation store in line, or export the
     /// active revocations.
     #[command(after_help = "\
@@ -155,6 +187,28 @@ Examples:
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
+}
+
+/// The shells `doclink completions` writes for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: CompletionShell) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "doclink", &mut script);
+    write_stdout(&String::from_utf8_lossy(&script))?;
+    Ok(())
 }
 
 /// How a command failed; each kind has its own exit status.
@@ -246,6 +300,8 @@ fn main() -> ExitCode {
         Command::Revocations { command } => commands::revocations::run(command),
         Command::Audit { command } => commands::audit::run(command),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Settings(args) => commands::settings::run(args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -206,6 +206,60 @@ fn run_warns_of_an_unknown_variable_and_names_a_database_that_is_down() {
     );
 }
 
+/// Without DOCLINK_LOG_FORMAT, `run` logs JSON into a pipe and text on a terminal
+/// (`script` gives it one); DOCLINK_LOG_FORMAT=text or json is obeyed either way.
+#[test]
+fn logs_are_json_into_a_pipe_and_text_on_a_terminal_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let ciphertext = dir.path().join("key.ct");
+    std::fs::write(&ciphertext, b"x").unwrap();
+    let ciphertext = ciphertext.display().to_string();
+    let untold: Vec<(&str, &str)> = daemon_env(&ciphertext, &[("DOCLINK_SEND_RAT", "10")])
+        .into_iter()
+        .filter(|(name, _)| *name != "DOCLINK_LOG_FORMAT")
+        .collect();
+    let told = |format| {
+        let mut env = untold.clone();
+        env.push(("DOCLINK_LOG_FORMAT", format));
+        env
+    };
+    let text_warning = "WARN doclink::commands::daemon: DOCLINK_SEND_RAT is not a doclink setting";
+
+    // Into a pipe, untold: JSON.
+    let out = run(&["run"], &untold, "");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let first: serde_json::Value = serde_json::from_str(err.lines().next().unwrap())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(first["level"], "WARN", "{err}");
+    assert_eq!(first["variable"], "DOCLINK_SEND_RAT", "{err}");
+
+    // Into a pipe, told text: text.
+    let err = text(&run(&["run"], &told("text"), "").stderr);
+    assert!(err.lines().next().unwrap().contains(text_warning), "{err}");
+
+    // On a terminal: text untold, JSON when told.
+    let on_a_terminal = |env: &[(&str, &str)]| {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut inner = String::from("env");
+        for (name, value) in env {
+            inner.push_str(&format!(" {}", quote(&format!("{name}={value}"))));
+        }
+        inner.push_str(&format!(" {} run", quote(env!("CARGO_BIN_EXE_doclink"))));
+        let mut script = Command::new("script");
+        script
+            .args(["-q", "-c", &inner, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        text(&output_of(script, "").stdout)
+    };
+    let screen = on_a_terminal(&untold);
+    assert!(screen.contains(text_warning), "{screen}");
+    assert!(!screen.contains("\"level\":"), "{screen}");
+    let screen = on_a_terminal(&told("json"));
+    assert!(screen.contains("\"level\":\"WARN\""), "{screen}");
+}
+
 /// A log filter that would show nothing (EnvFilter reads `verbose` as a target
 /// name) is a setting error, exit 2, named with the others; a TOML key with a typo
 /// is answered with the key it most likely meant.
@@ -827,6 +881,9 @@ fn every_help_ends_with_an_example() {
         "keys",
         "keys encrypt",
         "run",
+        "doctor",
+        "settings",
+        "completions",
     ] {
         assert!(
             checked.iter().any(|c| c == expected),
@@ -946,4 +1003,205 @@ fn preview_of_a_missing_file_says_so_once() {
         2,
         "doclink: --event /nonexistent/event.json: No such file or directory (os error 2)\n",
     );
+}
+
+// ---- version, settings, completions, doctor --format json ------------------------
+
+/// `--version` names the crate's version, the commit it was built from (git's HEAD
+/// when the tests run in a checkout) and the build date.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let out = run(&["--version"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let rest = said
+        .strip_prefix(concat!("doclink ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .unwrap_or_else(|| panic!("{said}"));
+    let (commit, rest) = rest
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{said}"));
+    let date = rest
+        .strip_suffix(" UTC)\n")
+        .unwrap_or_else(|| panic!("{said}"));
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap_or_else(|e| panic!("{e}: {said}"));
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(head) if head.status.success() => {
+            let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+            assert!(hash.len() >= 7, "{said}");
+            assert!(text(&head.stdout).starts_with(hash), "{said}");
+        }
+        _ => assert_eq!(commit, "unknown", "{said}"),
+    }
+}
+
+/// `settings` lists every setting in order with its value and where it comes from
+/// (env over file over default; unset when required), the database password hidden;
+/// as a table and as JSON. An unknown key in the file exits 2.
+#[test]
+fn settings_lists_every_setting_with_its_source_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doclink.toml");
+    std::fs::write(&file, "link_ttl = \"2d\"\nconcurrency = 4\n").unwrap();
+    let file = file.to_str().unwrap();
+    let env = [
+        (
+            "DATABASE_URL",
+            "postgres://doclink:hunter2-secret@db.internal/doclink",
+        ),
+        ("DOCLINK_CONCURRENCY", "8"),
+    ];
+    let out = run(
+        &["settings", "--config", file, "--format", "json"],
+        &env,
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(!said.contains("hunter2"), "{said}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&said).unwrap();
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = doclink::config::SETTINGS.iter().map(|s| s.key).collect();
+    assert_eq!(keys, expected);
+    let row = |key: &str| rows.iter().find(|r| r["key"] == key).unwrap().clone();
+    assert_eq!(
+        row("database_url")["value"],
+        "postgres://doclink:(hidden)@db.internal/doclink"
+    );
+    assert_eq!(row("database_url")["secret"], true);
+    assert_eq!(
+        (
+            row("concurrency")["value"].clone(),
+            row("concurrency")["source"].clone()
+        ),
+        ("8".into(), "env".into())
+    );
+    assert_eq!(
+        (
+            row("link_ttl")["value"].clone(),
+            row("link_ttl")["source"].clone()
+        ),
+        ("2d".into(), "file".into())
+    );
+    assert_eq!(
+        (
+            row("log_format")["value"].clone(),
+            row("log_format")["source"].clone()
+        ),
+        ("auto".into(), "default".into())
+    );
+    assert_eq!(
+        (
+            row("queue_url")["value"].clone(),
+            row("queue_url")["source"].clone()
+        ),
+        (serde_json::Value::Null, "unset".into())
+    );
+    assert_eq!(row("queue_url")["variable"], "DOCLINK_QUEUE_URL");
+
+    let out = run(&["settings", "--config", file], &env, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(!table.contains("hunter2"), "{table}");
+    assert!(table.starts_with("VARIABLE "), "{table}");
+    assert_eq!(
+        table.lines().count(),
+        1 + doclink::config::SETTINGS.len(),
+        "{table}"
+    );
+    let words = |variable: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{variable} ")))
+            .unwrap_or_else(|| panic!("no {variable} in {table}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        words("DOCLINK_CONCURRENCY"),
+        ["DOCLINK_CONCURRENCY", "concurrency", "16", "env", "8"]
+    );
+    assert_eq!(
+        words("DOCLINK_QUEUE_URL"),
+        [
+            "DOCLINK_QUEUE_URL",
+            "queue_url",
+            "required",
+            "unset",
+            "(not",
+            "set)"
+        ]
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "concurency = 4\n").unwrap();
+    assert_fails(
+        &run(&["settings", "--config", bad.to_str().unwrap()], &[], ""),
+        2,
+        &format!(
+            "doclink: setting --config (file): {}: unknown setting \"concurency\"; did you mean \
+             concurrency?\n",
+            bad.display()
+        ),
+    );
+}
+
+/// `completions` writes a script for each shell that completes doclink's commands.
+#[test]
+fn completions_are_written_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _doclink"),
+        ("zsh", "#compdef doclink"),
+        ("fish", "complete -c doclink"),
+    ] {
+        let out = run(&["completions", shell], &[], "");
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["settings", "doctor", "revocations"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    let out = run(&["completions", "powershell"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid value 'powershell'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// With settings that are wrong, `doctor --format json` lists each as a problem of
+/// the settings check, with what to do, and exits 1 as the text does.
+#[test]
+fn doctor_as_json_names_each_wrong_setting() {
+    let out = run(
+        &["doctor", "--format", "json"],
+        &[("DOCLINK_HASH", "md5")],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(checks.len(), 7, "{checks:#?}");
+    for check in &checks {
+        assert_eq!(check["name"], "settings");
+        assert_eq!(check["status"], "problem");
+        assert_eq!(
+            check["fix"],
+            "set them (README, \"Configuration\"), then run doctor again"
+        );
+    }
+    assert_eq!(
+        checks[0]["detail"],
+        "setting DATABASE_URL (database_url): is required but not set"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["detail"] == "setting DOCLINK_HASH (hash): \"md5\" is not sha1 or sha256"),
+        "{checks:#?}"
+    );
+    assert_eq!(text(&out.stderr), "doctor: 7 problems found\n");
 }

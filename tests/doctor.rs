@@ -917,3 +917,64 @@ async fn doctor_names_missing_credentials_or_region_and_skips_what_calls_aws() {
         );
     }
 }
+
+/// `doctor --format json` gives the checks the text gives, in the same order, each
+/// with name, status and detail (and, for a problem, the fix), with the same exit
+/// status: 0 when all pass, 1 when one does not.
+#[tokio::test]
+async fn doctor_as_json_gives_the_same_checks_and_exit_status() {
+    let stack = TestStack::new("doctor-json", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let good = fault_free(&stack).await;
+    let down = with(
+        &good,
+        vec![(
+            "DATABASE_URL",
+            "postgres://doclink@127.0.0.1:1/nowhere".into(),
+        )],
+    );
+    for (env, expected_code) in [(good, 0), (down, 1)] {
+        let (code, text, _) = doctor(&stack, env.clone()).await;
+        assert_eq!(code, Some(expected_code), "{text}");
+        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = stack.doclink(&["doctor", "--format", "json"], &extra).await;
+        assert_eq!(out.status.code(), Some(expected_code), "{}", stderr(&out));
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)));
+        // Each text line starts with a check's status and name, in the JSON's order.
+        let text_checks: Vec<(String, String)> = text
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| {
+                let (status, rest) = l.split_once(' ').unwrap();
+                let name = rest.trim_start().split(": ").next().unwrap();
+                (status.to_string(), name.to_string())
+            })
+            .collect();
+        let json_checks: Vec<(String, String)> = checks
+            .iter()
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_string(),
+                    c["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(json_checks, text_checks, "{text}");
+        for check in &checks {
+            assert!(!check["detail"].as_str().unwrap().is_empty(), "{check}");
+            if check["status"] == "problem" {
+                let said = format!(
+                    "problem  {}: {}\n         → {}\n",
+                    check["name"].as_str().unwrap(),
+                    check["detail"].as_str().unwrap(),
+                    check["fix"].as_str().unwrap()
+                );
+                assert!(text.contains(&said), "{said}\nnot in:\n{text}");
+            }
+        }
+        let problems = checks.iter().filter(|c| c["status"] == "problem").count();
+        assert_eq!(problems > 0, expected_code == 1, "{checks:#?}");
+    }
+}

@@ -187,3 +187,35 @@ async fn missing_credentials_or_region_name_the_chain_and_what_to_set() {
     // Nothing was received.
     assert_eq!(stack.queue_counts(&stack.queue_url).await, (1, 0));
 }
+
+/// PostgreSQL's notices that an `IF [NOT] EXISTS` had nothing to do ("relation
+/// \"_sqlx_migrations\" already exists, skipping", which sqlx's migrator causes on a
+/// database that has its table) are not shown: not by `run`, which migrates a
+/// database that lacks migrations (here a new one, whose table of migrations is
+/// made first, as a database left half-way would have it), nor by `migrate` run
+/// twice.
+#[tokio::test]
+async fn migrating_shows_no_already_exists_notice() {
+    let stack = TestStack::new("notice", KeyKind::EcdsaP256).await;
+    sqlx::query(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+            installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
+            checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let out = stack.drain(&[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("\"message\":\"receiving\""), "{log}");
+    assert!(!log.contains("already exists"), "{log}");
+    assert!(!log.contains(", skipping"), "{log}");
+    for round in ["first", "second"] {
+        let out = stack.doclink(&["migrate"], &[]).await;
+        assert_eq!(out.status.code(), Some(0), "{round}: {}", stderr(&out));
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(said.contains("migrations applied"), "{round}: {said}");
+        assert!(!said.contains("already exists"), "{round}: {said}");
+    }
+}

@@ -2,9 +2,9 @@
 
 use crate::{Failure, report_on_stderr, write_stdout};
 use anyhow::Context;
-use doclink::config::{self, LogFormat, Settings};
+use doclink::config::{self, LogFormat, LogFormatSetting, Settings};
 use doclink::event::DocumentReady;
-use doclink::logging::{LogBuffer, LogFlushGuard};
+use doclink::logging::{LogBuffer, LogFlushGuard, QuietNotices};
 use doclink::mail::{Mailbox, templates};
 use doclink::runtime::{self, RuntimeOptions, StopReason};
 use doclink::stats::Stats;
@@ -46,23 +46,29 @@ pub struct PreviewArgs {
     html_out: Option<PathBuf>,
 }
 
-/// Logs go to stderr through doclink's bounded, batching buffer (src/logging.rs).
+/// Logs go to stderr through doclink's bounded, batching buffer (src/logging.rs),
+/// as text for a person at a terminal and JSON otherwise, unless DOCLINK_LOG_FORMAT
+/// says which.
 fn init_logging(
-    format: LogFormat,
+    format: LogFormatSetting,
     filter: tracing_subscriber::EnvFilter,
 ) -> (LogBuffer, LogFlushGuard) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let (buffer, guard) = LogBuffer::start(std::io::stderr(), 4 << 20);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(buffer.clone());
-    match format {
+    match format.resolve(std::io::stderr().is_terminal()) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .finish()
+            .with(QuietNotices)
             .init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Text => builder.with_ansi(false).finish().with(QuietNotices).init(),
     }
     (buffer, guard)
 }
@@ -148,8 +154,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             None => None,
         };
         let duties = spawn_duties(&daemon, &settings, &stats, &shutdown);
-        let progress =
-            (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
+        let progress = (args.drain && std::io::stderr().is_terminal())
+            .then(|| spawn_progress(stats.clone(), log_buffer.clone()));
         let options = RuntimeOptions {
             concurrency: settings.concurrency,
             visibility_timeout: settings.visibility_timeout,
@@ -175,7 +181,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         if let Some(progress) = progress {
             progress.abort();
-            eprintln!();
+            // Gone before the summary is printed, which would otherwise share its line.
+            log_buffer.clear_status();
         }
         // The last count of dropped log lines, for whoever reads the log after the
         // metrics endpoint is gone (0 proves that every line so far was written).
@@ -261,11 +268,19 @@ fn spawn_duties(
     duties
 }
 
-fn spawn_progress(stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
+/// The live progress line of `run --drain` on a terminal, drawn by the log writer
+/// so that log lines are written above it, never glued to it.
+fn spawn_progress(stats: Arc<Stats>, log_buffer: LogBuffer) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            eprint!("\r{}, in flight {}   ", stats.summary(), stats.in_flight());
+            let status = format!("{}, in flight {}", stats.summary(), stats.in_flight());
+            // A line that wraps could not be erased whole: keep it within the width.
+            let status = match super::table::stderr_width() {
+                Some(width) => super::table::cut(&status, width.saturating_sub(1)),
+                None => status,
+            };
+            log_buffer.show_status(status);
         }
     })
 }

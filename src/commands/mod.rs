@@ -5,6 +5,7 @@ pub mod keys;
 pub mod links;
 pub mod rejections;
 pub mod revocations;
+pub mod settings;
 pub mod sign;
 pub mod table;
 pub mod verify;
