@@ -1190,7 +1190,7 @@ fn doctor_as_json_names_each_wrong_setting() {
         assert_eq!(check["status"], "problem");
         assert_eq!(
             check["fix"],
-            "set them (README, \"Configuration\"), then run doctor again"
+            "set them (docs/settings.md), then run doctor again"
         );
     }
     assert_eq!(
