@@ -1205,3 +1205,110 @@ fn doctor_as_json_names_each_wrong_setting() {
     );
     assert_eq!(text(&out.stderr), "doctor: 7 problems found\n");
 }
+
+/// The README's quick start and every `doclink` command line in a shell block of the
+/// README or docs/ parse as written: each is run with `--help` appended, which clap
+/// answers with exit 0 only when every subcommand, option and value before it is
+/// valid. And every `DOCLINK_*` variable the quick start exports is a setting.
+#[test]
+fn the_documented_command_lines_parse_and_name_real_settings() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/README.md")];
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path.display().to_string());
+        }
+    }
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for file in &files {
+        let document = std::fs::read_to_string(file).unwrap();
+        let mut in_shell = false;
+        let mut line = String::new();
+        for raw in document.lines() {
+            if raw.starts_with("```") {
+                in_shell = raw == "```sh";
+                continue;
+            }
+            if !in_shell {
+                continue;
+            }
+            // Continued lines are one command.
+            line.push_str(raw.trim_end_matches('\\'));
+            line.push(' ');
+            if raw.ends_with('\\') {
+                continue;
+            }
+            let command = std::mem::take(&mut line);
+            let command = command.trim_start().trim_start_matches("$ ");
+            // `[VAR=value ...] doclink ARGS`, up to a pipe, redirection or `&&`.
+            let words = shell_words(command.split(" #").next().unwrap());
+            let mut words = words.iter().skip_while(|w| {
+                w.split_once('=')
+                    .is_some_and(|(v, _)| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            });
+            if words.next().map(String::as_str) != Some("doclink") {
+                continue;
+            }
+            let args: Vec<String> = words
+                .take_while(|w| !["|", ">", "<", "&&", ">>"].contains(&w.as_str()))
+                .cloned()
+                .collect();
+            if args.is_empty() || args[0].starts_with('$') {
+                continue;
+            }
+            let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+            with_help.push("--help");
+            let out = run(&with_help, &[], "");
+            checked += 1;
+            if out.status.code() != Some(0) {
+                problems.push(format!(
+                    "{file}: doclink {}: {}",
+                    args.join(" "),
+                    text(&out.stderr)
+                ));
+            }
+        }
+    }
+    assert!(checked >= 9, "only {checked} command lines found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let quick = &readme[readme.find("## Quick start").unwrap()..];
+    let quick = &quick[..quick[3..].find("\n## ").unwrap()];
+    let exported: Vec<&str> = quick
+        .lines()
+        .filter_map(|l| l.strip_prefix("export DOCLINK_"))
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
+    assert!(exported.len() >= 5, "{exported:?}");
+    for name in exported {
+        let variable = format!("DOCLINK_{name}");
+        assert!(
+            doclink::config::SETTINGS.iter().any(|s| s.env == variable),
+            "the quick start exports {variable}, which is no setting"
+        );
+    }
+}
+
+/// Words as a shell splits them: whitespace outside quotes, quotes removed.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = None::<String>;
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
