@@ -139,11 +139,26 @@ async fn journal(audit: &AuditLog, pool: &PgPool, admin: &PgPool) -> String {
         .as_ref()
         .clone()
         .database("doclink_bench_journal");
-    let letters_pool = doclink::audit::connect_with(options, 2).await.unwrap();
+    let letters_pool = doclink::audit::connect_with(options.clone(), 2)
+        .await
+        .unwrap();
     doclink::audit::migrate(&letters_pool, doclink::audit::DEFAULT_ROLE_PREFIX)
         .await
         .unwrap();
-    let letters_log = AuditLog::new(letters_pool.clone(), 2);
+    // The letters run as the daemon does: a login of the writer group (the owner
+    // would skip the rules' and the time stamps' role checks).
+    sqlx::raw_sql(
+        "DROP ROLE IF EXISTS doclink_bench_writer;
+         CREATE ROLE doclink_bench_writer LOGIN IN ROLE doclink_writer;
+         GRANT CONNECT ON DATABASE doclink_bench_journal TO doclink_bench_writer;",
+    )
+    .execute(&letters_pool)
+    .await
+    .unwrap();
+    let writer_pool = doclink::audit::connect_with(options.username("doclink_bench_writer"), 2)
+        .await
+        .unwrap();
+    let letters_log = AuditLog::new(writer_pool.clone(), 2);
     const LETTERS: usize = 2_000;
     let mut server_ms = [0.0f64; 2];
     let mut client_ms = [0.0f64; 2];
@@ -168,8 +183,13 @@ async fn journal(audit: &AuditLog, pool: &PgPool, admin: &PgPool) -> String {
         server_ms[on as usize] += (postgres_cpu_seconds() - cpu) * 1e3;
     }
     drop(letters_log);
+    writer_pool.close().await;
     letters_pool.close().await;
     sqlx::query("DROP DATABASE doclink_bench_journal WITH (FORCE)")
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query("DROP ROLE doclink_bench_writer")
         .execute(admin)
         .await
         .unwrap();
@@ -195,7 +215,7 @@ async fn journal(audit: &AuditLog, pool: &PgPool, admin: &PgPool) -> String {
     format!(
         "### The audit journal (issue 22)\n\n\
          A letter's statements (the claim and the record of SES's answer: 4 journal entries), {LETTERS} letters \
-         at a time, one at a time, with the journal's triggers (which also judge every update by the audit rules) and \
+         at a time, one at a time, as a login of the writer role (as the daemon runs), with the journal's triggers (which also judge every update by the audit rules) and \
          the time stamps off and on, alternating, twice each:\n\n\
          | journal | PostgreSQL CPU per letter | client time per letter |\n|---|---:|---:|\n\
          | off | {off_cpu:.0} µs | {off_wall:.0} µs |\n| on | {on_cpu:.0} µs | {on_wall:.0} µs |\n\n\
