@@ -959,11 +959,26 @@ async fn a_worker_whose_lease_lapsed_changes_nothing_and_keeps_its_message() {
         .find("the message is left for a redelivery")
         .expect("claim lost");
     let skipped = "event already handled; deleting the redelivered message";
-    assert!(
-        log_a[lost..].contains(skipped) || stderr(&out).contains(skipped),
-        "{log_a}\n---\n{}",
-        stderr(&out)
-    );
+    if !(log_a[lost..].contains(skipped) || stderr(&out).contains(skipped)) {
+        // Worker A's last receive, under way when it was told to stop, took the
+        // redelivery and released it (worker B's drain had ended meanwhile): the next
+        // worker to receive it finds the event finished and deletes it.
+        assert!(
+            log_a[lost..].contains("releasing what it brought released=1"),
+            "{log_a}\n---\n{}",
+            stderr(&out)
+        );
+        let again = stack
+            .drain(&[("AWS_ENDPOINT_URL_SESV2", &fast.uri())])
+            .await;
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains(skipped),
+            "{log_a}\n---\n{}\n---\n{}",
+            stderr(&out),
+            stderr(&again)
+        );
+    }
     assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
 
     let b_id = fast.accepted()[0].clone();
