@@ -208,30 +208,31 @@ async fn the_daemon_runs_as_a_writer_that_cannot_rewrite_what_happened() {
 async fn run_refuses_a_role_that_could_rewrite_history() {
     let stack = TestStack::new("evidence-owner", KeyKind::EcdsaP256).await;
     migrated(&stack).await;
-    let out = stack
-        .doclink(
-            &["run", "--drain"],
-            &[("DOCLINK_ALLOW_OWNER_ROLE", "false")],
-        )
-        .await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let text = stderr(&out);
+    // `run --drain` as `url`: refused before anything is received, exit 2; its stderr.
+    let refused_start = |url: String| {
+        let stack = &stack;
+        async move {
+            let out = stack
+                .doclink(
+                    &["run", "--drain"],
+                    &[
+                        ("DATABASE_URL", url.as_str()),
+                        ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
+                    ],
+                )
+                .await;
+            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+            stderr(&out)
+        }
+    };
+    let text = refused_start(stack.database_url.clone()).await;
     assert!(text.contains("is a superuser"), "{text}");
     assert!(text.contains("DOCLINK_ALLOW_OWNER_ROLE=true"), "{text}");
     assert!(text.contains("doclink_writer"), "{text}");
     // An owner (not a superuser) is refused too.
     let (_, owner) = login_role(&stack, "doclink_owner").await;
-    let out = stack
-        .doclink(
-            &["run", "--drain"],
-            &[
-                ("DATABASE_URL", owner.as_str()),
-                ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
-            ],
-        )
-        .await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("owns links"), "{}", stderr(&out));
+    let text = refused_start(owner).await;
+    assert!(text.contains("owns links"), "{text}");
     // The superuser's login turned into a writer by SET ROLE (as a pooler or
     // `options=-c role=` does): the triggers judge the login, which could also RESET
     // ROLE, so it is refused as the login it is.
@@ -241,21 +242,11 @@ async fn run_refuses_a_role_that_could_rewrite_history() {
     } else {
         '?'
     };
-    let set_role = format!(
+    let text = refused_start(format!(
         "{}{separator}options=-c%20role%3D{writer}",
         stack.database_url
-    );
-    let out = stack
-        .doclink(
-            &["run", "--drain"],
-            &[
-                ("DATABASE_URL", set_role.as_str()),
-                ("DOCLINK_ALLOW_OWNER_ROLE", "false"),
-            ],
-        )
-        .await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let text = stderr(&out);
+    ))
+    .await;
     assert!(
         text.contains(&format!(
             "the database role {writer} was set by SET ROLE from the login doclink"
