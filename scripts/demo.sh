@@ -2,7 +2,7 @@
 # The demo, run inside scripts/stack.sh: real pipeline, local stack, sample batch.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# `make demo` builds with the demo profile (Cargo.toml: thin LTO, quicker to build).
+# `make demo` builds with the demo profile (Cargo.toml: unoptimised, no debug info).
 doclink="${CARGO_TARGET_DIR:-$root/target}/demo/doclink"
 py="$DOCLINK_STACK_PYTHON"
 demo=$(mktemp -d /tmp/doclink-demo.XXXXXX)
