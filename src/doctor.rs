@@ -665,7 +665,7 @@ async fn cloudfront_checks(
                 Ok(theirs) if theirs.spki_der() == ours.spki_der() => {
                     Check::ok("public key", format!("CloudFront public key {id} is the signing key's public half"))
                 }
-                Ok(_) => Check::problem("public key", format!("CloudFront public key {id} is another key's public half: every link would be refused with 403"), "upload the output of `doclink keys public` as a new public key, add it to the key group, and set DOCLINK_KEY_PAIR_ID to its id"),
+                Ok(_) => Check::problem("public key", format!("CloudFront public key {id} is another key's public half: every link would be refused with 403"), "upload the output of `doclink keys public` (with `--kms KEY` when DOCLINK_SIGNER=kms) as a new public key, add it to the key group, and set DOCLINK_KEY_PAIR_ID to its id"),
                 Err(e) => Check::problem("public key", format!("CloudFront public key {id} is not readable: {}", ErrorChain(&e)), "upload the output of `doclink keys public`"),
             }
         }
