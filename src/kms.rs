@@ -325,6 +325,56 @@ mod tests {
         assert!(EncryptionContext::parse(["a=1,b=2", "a=3"]).is_err());
     }
 
+    /// Only faults about the key, the account or the set-up stop the daemon; every
+    /// other answer, one never seen before included, is retried.
+    #[test]
+    fn which_kms_faults_stop_the_daemon() {
+        let refused = |code: &str, status: u16| KmsError::Refused {
+            operation: "Sign",
+            code: code.into(),
+            message: "m".into(),
+            status,
+        };
+        for code in [
+            "DisabledException",
+            "KMSInvalidStateException",
+            "NotFoundException",
+            "AccessDeniedException",
+            "InvalidKeyUsageException",
+            "ExpiredTokenException",
+        ] {
+            assert!(refused(code, 400).is_account_fault(), "{code}");
+        }
+        assert!(refused("SomethingNew", 403).is_account_fault());
+        for code in [
+            "ThrottlingException",
+            "KMSInternalException",
+            "DependencyTimeoutException",
+            "KeyUnavailableException",
+            "SomethingNew",
+        ] {
+            assert!(!refused(code, 400).is_account_fault(), "{code}");
+            assert!(!refused(code, 500).is_account_fault(), "{code}");
+        }
+        assert!(
+            KmsError::Setup {
+                operation: "Sign",
+                problem: "p".into(),
+                fix: "f"
+            }
+            .is_account_fault()
+        );
+        assert!(
+            !KmsError::Unreachable {
+                operation: "Sign",
+                endpoint: None,
+                cause: "timed out".into()
+            }
+            .is_account_fault()
+        );
+        assert!(!KmsError::Empty("Signature").is_account_fault());
+    }
+
     #[test]
     fn ciphertext_raw_or_base64() {
         assert_eq!(read_ciphertext(b"AQID\n"), vec![1, 2, 3]);
