@@ -991,7 +991,7 @@ async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key()
     let migrated = stack.doclink(&["migrate"], &[]).await;
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     let kms = aws_sdk_kms::Client::new(&aws_config::load_from_env().await);
-    let arn = kms
+    let key = kms
         .create_key()
         .key_usage(KeyUsageType::SignVerify)
         .key_spec(KeySpec::EccNistP256)
@@ -999,9 +999,8 @@ async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key()
         .await
         .unwrap()
         .key_metadata
-        .unwrap()
-        .arn
         .unwrap();
+    let arn = key.arn.unwrap();
     let public = stack.doclink(&["keys", "public", "--kms", &arn], &[]).await;
     assert!(public.status.success(), "{}", stderr(&public));
     let cf = CloudFront::new().await;
@@ -1031,7 +1030,10 @@ async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key()
     assert_eq!(problems(&out), Vec::<String>::new(), "{out}");
     let kms_line = line(&out, "KMS");
     assert!(kms_line.starts_with("ok "), "{out}");
-    assert!(kms_line.contains(&arn) && kms_line.contains("ECDSA P-256, SIGN_VERIFY, enabled"), "{out}");
+    assert!(
+        kms_line.contains(&arn) && kms_line.contains("ECDSA P-256, SIGN_VERIFY, enabled"),
+        "{out}"
+    );
     assert!(
         line(&out, "test signature").contains("verifies against the key's public half"),
         "{out}"
@@ -1046,10 +1048,17 @@ async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key()
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(problems(&out), vec!["public key".to_string()], "{out}");
 
-    kms.disable_key().key_id(&arn).send().await.unwrap();
+    // (moto disables a key by its id, not by its ARN.)
+    kms.disable_key().key_id(&key.key_id).send().await.unwrap();
     let (code, out, _) = doctor(&stack, settings(&kms_public)).await;
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(problems(&out), vec!["KMS".to_string()], "{out}");
-    assert!(line(&out, "KMS").contains("is not enabled (KeyState Disabled)"), "{out}");
-    assert!(skipped(&out).contains(&"test signature".to_string()), "{out}");
+    assert!(
+        line(&out, "KMS").contains("is not enabled (KeyState Disabled)"),
+        "{out}"
+    );
+    assert!(
+        skipped(&out).contains(&"test signature".to_string()),
+        "{out}"
+    );
 }
