@@ -38,7 +38,8 @@ $$;
 -- The writer sets an attempt's signer when a retaken link is signed again, as it
 -- sets the attempt's key (links.signer is written only by the INSERT, which the
 -- writer may do on the whole table). audit_grant_roles keeps doing everything it
--- did, and grants this too, also for roles made after this migration.
+-- did, and grants this too, also for roles made after this migration; and USAGE on
+-- schema public to the four roles, which the earlier version took for granted.
 ALTER FUNCTION public.audit_grant_roles() RENAME TO audit_grant_roles_20261206;
 CREATE FUNCTION public.audit_grant_roles() RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -50,6 +51,12 @@ BEGIN
         RETURN missing;
     END IF;
     EXECUTE format('GRANT UPDATE (signer) ON public.link_attempts TO %I', p || 'writer');
+    -- Every role works in schema public, the owner's trigger functions (SECURITY
+    -- DEFINER) included: a schema public made again, or hardened, grants no USAGE to
+    -- PUBLIC, and every letter then failed with "permission denied for schema public"
+    -- (seen when a benchmark recreated the schema).
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I, %I, %I, %I',
+                   p || 'owner', p || 'writer', p || 'auditor', p || 'retention');
     REVOKE ALL ON FUNCTION public.audit_grant_roles_20261206(), public.audit_grant_roles() FROM PUBLIC;
     EXECUTE format('ALTER FUNCTION public.audit_rule_broken_20261206(text, jsonb, jsonb) OWNER TO %I', p || 'owner');
     RETURN NULL;
