@@ -42,6 +42,7 @@ bench: bench-signing bench-audit bench-pipeline
 
 bench-signing:
 	$(CARGO) bench --bench signing
+	$(CARGO) bench --bench kms_signing
 
 # `doclink links list` over 1,000,000 links in PostgreSQL.
 bench-audit:

@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 mod kvs_standin;
 
+mod common;
+
 use chrono::{Duration, Utc};
 use doclink::audit::{
     AuditLog, Claim, DocumentMatch, Held, LinkFilter, LinkSelector, NewLink, SendingRecord,
@@ -114,7 +116,7 @@ fn main() {
             if worst_p99 < 20.0 { "met" } else { "NOT met" },
         );
         print!("{section}");
-        write_section("audit-queries", &section);
+        common::write_section("audit-queries", &section);
         pool.close().await;
         sqlx::query("DROP DATABASE doclink_bench_queries").execute(&admin).await.unwrap();
     });
@@ -270,6 +272,7 @@ async fn letters(audit: &AuditLog, n: usize, round: &str) {
             locale: "en",
             key_pair_id: "KBENCH",
             hash_algorithm: "SHA1",
+            signer: "local",
             message_id: &event_id,
         };
         let record = SendingRecord {
@@ -399,59 +402,5 @@ async fn server_version(pool: &PgPool) -> String {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{cpu}, {} cores, {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        commit()
-    )
-}
-
-/// The commit measured, and whether the tree had uncommitted changes to tracked files.
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(head)
-            if git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty()) =>
-        {
-            format!("commit {head} (with uncommitted changes)")
-        }
-        Some(head) => format!("commit {head}"),
-        None => "commit unknown".into(),
-    }
-}
-
-/// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.
-fn write_section(name: &str, body: &str) {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let block = format!("{begin}\n{body}{end}\n");
-    let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{}{}",
-            &current[..b],
-            block,
-            current[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ => format!("{}\n\n{}", current.trim_end_matches('\n'), block),
-    };
-    std::fs::write(&path, updated).expect("write BENCHMARKS.md");
+    format!("{}, {}", common::cpu_and_cores(), common::commit())
 }

@@ -181,6 +181,7 @@ async fn audit_pair_ms(admin_url: &str, pairs: usize) -> f64 {
             locale: "en",
             key_pair_id: "KBENCH",
             hash_algorithm: "sha1",
+            signer: "local",
             message_id: event_id,
         };
         let record = SendingRecord {

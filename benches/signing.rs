@@ -4,6 +4,8 @@
 //! Also measures the pure-Rust `rsa` crate that doclink was first designed around,
 //! which is why docs/security.md explains choosing OpenSSL to sign.
 
+mod common;
+
 use doclink::signing::{
     BaseUrl, DocumentKey, HashAlgorithm, KeyPairId, LinkTerms, LinkVerifier, PrivateKey, PublicKey,
     UrlSigner,
@@ -187,67 +189,18 @@ fn main() {
         },
     );
     print!("{section}");
-    write_section("signing", &section);
+    common::write_section("signing", &section);
 }
 
 fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let openssl = std::process::Command::new("openssl")
         .arg("version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {}, {openssl}", commit())
-}
-
-/// The commit measured, and whether the tree had uncommitted changes to tracked files.
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(head)
-            if git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty()) =>
-        {
-            format!("commit {head} (with uncommitted changes)")
-        }
-        Some(head) => format!("commit {head}"),
-        None => "commit unknown".into(),
-    }
-}
-
-/// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.
-fn write_section(name: &str, body: &str) {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let current = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nWritten by the runs that measure (`make bench`); do not edit by hand.\n\n".to_string()
-    });
-    let block = format!("{begin}\n{body}{end}\n");
-    let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{}{}",
-            &current[..b],
-            block,
-            current[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ => format!("{}\n{}", current.trim_end_matches('\n'), block),
-    };
-    std::fs::write(&path, updated).expect("write BENCHMARKS.md");
+    format!(
+        "{}, {}, {openssl}",
+        common::cpu_and_cores(),
+        common::commit()
+    )
 }

@@ -51,17 +51,39 @@ pub const SETTINGS: &[SettingSpec] = &[
         secret: false,
     },
     SettingSpec {
+        key: "signer",
+        env: "DOCLINK_SIGNER",
+        default: Some("local"),
+        help: "who signs the links: local (the private key, decrypted by KMS at start-up) or kms (KMS Sign; the key never leaves KMS)",
+        secret: false,
+    },
+    SettingSpec {
         key: "private_key_ciphertext",
         env: "DOCLINK_PRIVATE_KEY_CIPHERTEXT",
+        // Required, but only by signer=local (signer_setting decides).
         default: None,
-        help: "file holding the KMS CiphertextBlob of the private key PEM (raw or base64)",
+        help: "file holding the KMS CiphertextBlob of the private key PEM (raw or base64); required with signer=local",
         secret: false,
     },
     SettingSpec {
         key: "kms_encryption_context",
         env: "DOCLINK_KMS_ENCRYPTION_CONTEXT",
         default: Some(""),
-        help: "KMS encryption context, k=v,k=v",
+        help: "KMS encryption context of the private key's ciphertext, k=v,k=v (signer=local)",
+        secret: false,
+    },
+    SettingSpec {
+        key: "kms_signing_key_id",
+        env: "DOCLINK_KMS_SIGNING_KEY_ID",
+        default: Some(""),
+        help: "the KMS key that signs every link (id, ARN or alias/...; RSA_2048 or ECC_NIST_P256, SIGN_VERIFY); required with signer=kms",
+        secret: false,
+    },
+    SettingSpec {
+        key: "kms_sign_rate",
+        env: "DOCLINK_KMS_SIGN_RATE",
+        default: Some("auto"),
+        help: "KMS Sign calls per second for all workers together (each takes its share: divided by workers), or auto: 250, a quarter of KMS's default quota (signer=kms)",
         secret: false,
     },
     SettingSpec {
@@ -89,7 +111,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "hash",
         env: "DOCLINK_HASH",
         default: Some("sha1"),
-        help: "signature digest: sha1 or sha256",
+        help: "signature digest: sha1 or sha256 (signer=kms: sha256, its default there)",
         secret: false,
     },
     SettingSpec {
@@ -355,14 +377,38 @@ pub enum RateSetting {
     Auto,
 }
 
+/// Who signs the links (DOCLINK_SIGNER), with what only that signer reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignerSetting {
+    /// The private key is stored KMS-encrypted and decrypted into this process's
+    /// memory at start-up.
+    Local {
+        private_key_ciphertext: PathBuf,
+        kms_encryption_context: EncryptionContext,
+    },
+    /// Every link's policy is signed by KMS (`Sign`); the private key never leaves it.
+    Kms {
+        key_id: String,
+        sign_rate: SignRateSetting,
+    },
+}
+
+/// KMS Sign calls per second, for all workers together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SignRateSetting {
+    PerSecond(SendRate),
+    /// `kms_signing::AUTO_SIGN_RATE`, well inside KMS's default request quota,
+    /// which the account's other uses of KMS share.
+    Auto,
+}
+
 /// Validated settings. Its `Debug` leaves out the database URL, which may hold a password.
 #[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub queue_url: String,
     pub key_pair_id: KeyPairId,
-    pub private_key_ciphertext: PathBuf,
-    pub kms_encryption_context: EncryptionContext,
+    pub signer: SignerSetting,
     pub link_base_url: BaseUrl,
     pub link_ttl: Duration,
     pub link_max_ttl: Duration,
@@ -824,9 +870,7 @@ impl Settings {
         let database_url = p.check(raw.parse("database_url", database_url));
         let queue_url = p.check(raw.parse("queue_url", sqs_url));
         let key_pair_id = p.check(raw.parse("key_pair_id", KeyPairId::parse));
-        let private_key_ciphertext = p.check(raw.parse("private_key_ciphertext", readable_file));
-        let kms_encryption_context =
-            p.check(raw.parse("kms_encryption_context", EncryptionContext::parse_list));
+        let signer = signer_setting(&raw, &mut p);
         let link_base_url = p.check(raw.parse("link_base_url", |v| {
             BaseUrl::parse(v).map_err(|e| e.to_string())
         }));
@@ -835,6 +879,21 @@ impl Settings {
         let hash = p.check(raw.parse("hash", |v| {
             HashAlgorithm::parse(v).ok_or_else(|| format!("{v:?} is not sha1 or sha256"))
         }));
+        // KMS signs these key types with SHA-256 only: that is its default there, and
+        // SHA-1 asked for by name is refused.
+        let hash = match (&signer, hash) {
+            (Some(SignerSetting::Kms { .. }), Some(HashAlgorithm::Sha1))
+                if raw.1.contains_key("hash") =>
+            {
+                p.0.push(RawSettings::error(
+                    "hash",
+                    "is sha1, but signer=kms signs with SHA-256 only; set sha256 or leave it unset",
+                ));
+                None
+            }
+            (Some(SignerSetting::Kms { .. }), Some(_)) => Some(HashAlgorithm::Sha256),
+            (_, hash) => hash,
+        };
         let from = p.check(raw.parse("from", mailbox));
         let reply_to = p.check(raw.parse_optional("reply_to", mailbox));
         let branding = match (&from, &reply_to) {
@@ -915,8 +974,7 @@ impl Settings {
             Some(database_url),
             Some(queue_url),
             Some(key_pair_id),
-            Some(private_key_ciphertext),
-            Some(kms_encryption_context),
+            Some(signer),
             Some(link_base_url),
             Some(link_ttl),
             Some(link_max_ttl),
@@ -952,8 +1010,7 @@ impl Settings {
             database_url,
             queue_url,
             key_pair_id,
-            private_key_ciphertext,
-            kms_encryption_context,
+            signer,
             link_base_url,
             link_ttl,
             link_max_ttl,
@@ -996,8 +1053,7 @@ impl Settings {
             database_url,
             queue_url,
             key_pair_id,
-            private_key_ciphertext,
-            kms_encryption_context,
+            signer,
             link_base_url,
             link_ttl,
             link_max_ttl,
@@ -1031,6 +1087,123 @@ impl Settings {
             log_format,
         })
     }
+}
+
+/// DOCLINK_SIGNER and the settings of the signer it names. A setting that only the
+/// other signer reads is refused rather than silently ignored: whoever set it
+/// believes it is in force.
+fn signer_setting(raw: &RawSettings, p: &mut Problems) -> Option<SignerSetting> {
+    let is_set = |key: &str| raw.0.get(key).is_some_and(|v| !v.trim().is_empty());
+    // Set to something other than its default (doclink.example.toml lists defaults).
+    let is_changed = |key: &str| {
+        let default = RawSettings::spec(key).default.unwrap_or("");
+        raw.0
+            .get(key)
+            .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case(default))
+    };
+    let mode = p.check(
+        raw.parse("signer", |v| match v.to_ascii_lowercase().as_str() {
+            "local" => Ok(false),
+            "kms" => Ok(true),
+            _ => Err(format!("{v:?} is not local or kms")),
+        }),
+    )?;
+    let other: &[&str] = if mode {
+        &["private_key_ciphertext", "kms_encryption_context"]
+    } else {
+        &["kms_signing_key_id", "kms_sign_rate"]
+    };
+    let mut refused = false;
+    for key in other.iter().filter(|key| is_changed(key)) {
+        let mode_text = if mode { "kms" } else { "local" };
+        p.0.push(RawSettings::error(
+            key,
+            format!(
+                "is set, but signer={mode_text} never reads it (it is for {}); unset it or change DOCLINK_SIGNER",
+                own_signer(key)
+            ),
+        ));
+        refused = true;
+    }
+    let setting = if mode {
+        let key_id = p.check(raw.parse("kms_signing_key_id", kms_key_id));
+        let key_id = match key_id {
+            Some(id) if id.is_empty() => {
+                p.0.push(RawSettings::error(
+                    "kms_signing_key_id",
+                    "is required with signer=kms",
+                ));
+                None
+            }
+            other => other,
+        };
+        let sign_rate = p.check(raw.parse("kms_sign_rate", |v| {
+            if v.eq_ignore_ascii_case("auto") {
+                Ok(SignRateSetting::Auto)
+            } else {
+                rate(v)
+                    .map(SignRateSetting::PerSecond)
+                    .map_err(|m| format!("{m}; or auto"))
+            }
+        }));
+        SignerSetting::Kms {
+            key_id: key_id?,
+            sign_rate: sign_rate?,
+        }
+    } else {
+        let private_key_ciphertext = if is_set("private_key_ciphertext") {
+            p.check(raw.parse("private_key_ciphertext", readable_file))
+        } else {
+            p.0.push(RawSettings::error(
+                "private_key_ciphertext",
+                "is required with signer=local (the default)",
+            ));
+            None
+        };
+        let kms_encryption_context =
+            p.check(raw.parse("kms_encryption_context", EncryptionContext::parse_list));
+        SignerSetting::Local {
+            private_key_ciphertext: private_key_ciphertext?,
+            kms_encryption_context: kms_encryption_context?,
+        }
+    };
+    (!refused).then_some(setting)
+}
+
+fn own_signer(key: &str) -> &'static str {
+    if key.starts_with("kms_sign") {
+        "signer=kms"
+    } else {
+        "signer=local"
+    }
+}
+
+/// A KMS key id, key ARN, alias name or alias ARN; empty when unset.
+fn kms_key_id(v: &str) -> Result<String, String> {
+    let ok = v.is_empty()
+        || (v.len() <= 2048
+            && (v.starts_with("arn:") || v.starts_with("alias/") || is_key_uuid(v))
+            && v.bytes().all(|b| b.is_ascii_graphic()));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?} is not a KMS key id, key ARN or alias (e.g. 1234abcd-12ab-34cd-56ef-1234567890ab, arn:aws:kms:..., alias/doclink-signing)"
+        ))
+    }
+}
+
+fn is_key_uuid(v: &str) -> bool {
+    // Single-region keys are UUIDs; multi-Region keys are mrk- followed by 32 hex digits.
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = v.split('-').collect();
+    (parts.len() == 5
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, part)| part.len() == *n && hex(part)))
+        || v.strip_prefix("mrk-")
+            .is_some_and(|rest| rest.len() == 32 && hex(rest))
 }
 
 /// An S3 bucket name (the rules S3 gives, in short).
@@ -1412,6 +1585,76 @@ mod tests {
         file: Option<&Path>,
     ) -> Result<Settings, ConfigErrors> {
         Settings::load_with(file, &|name| env.get(name).cloned())
+    }
+
+    /// DOCLINK_SIGNER picks the signer and what it needs; a setting only the other
+    /// signer reads is refused by name, and kms signs with SHA-256 only.
+    #[test]
+    fn the_signer_and_its_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = base_env(dir.path());
+        assert!(matches!(
+            load(&local, None).unwrap().signer,
+            SignerSetting::Local { .. }
+        ));
+        let message =
+            |env: &HashMap<&'static str, String>| load(env, None).unwrap_err().to_string();
+
+        let mut kms = local.clone();
+        kms.insert("DOCLINK_SIGNER", "kms".into());
+        let err = message(&kms);
+        assert!(
+            err.contains("DOCLINK_PRIVATE_KEY_CIPHERTEXT (private_key_ciphertext): is set, but signer=kms never reads it"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "DOCLINK_KMS_SIGNING_KEY_ID (kms_signing_key_id): is required with signer=kms"
+            ),
+            "{err}"
+        );
+        kms.remove("DOCLINK_PRIVATE_KEY_CIPHERTEXT");
+        kms.insert("DOCLINK_KMS_SIGNING_KEY_ID", "alias/doclink-signing".into());
+        let settings = load(&kms, None).unwrap();
+        assert_eq!(
+            settings.signer,
+            SignerSetting::Kms {
+                key_id: "alias/doclink-signing".into(),
+                sign_rate: SignRateSetting::Auto
+            }
+        );
+        assert_eq!(settings.hash, HashAlgorithm::Sha256, "kms signs SHA-256");
+        kms.insert("DOCLINK_HASH", "sha1".into());
+        assert!(message(&kms).contains("signer=kms signs with SHA-256 only"));
+        kms.insert("DOCLINK_HASH", "sha256".into());
+        kms.insert("DOCLINK_KMS_SIGN_RATE", "40".into());
+        assert!(matches!(
+            load(&kms, None).unwrap().signer,
+            SignerSetting::Kms { sign_rate: SignRateSetting::PerSecond(r), .. } if r.per_second() == 40.0
+        ));
+        for bad in ["my key", "arn", "1234", "alias"] {
+            kms.insert("DOCLINK_KMS_SIGNING_KEY_ID", bad.into());
+            assert!(message(&kms).contains("is not a KMS key id"), "{bad}");
+        }
+        for good in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ] {
+            kms.insert("DOCLINK_KMS_SIGNING_KEY_ID", good.into());
+            assert!(load(&kms, None).is_ok(), "{good}");
+        }
+
+        let mut both = local.clone();
+        both.insert("DOCLINK_KMS_SIGNING_KEY_ID", "alias/doclink-signing".into());
+        assert!(message(&both).contains(
+            "DOCLINK_KMS_SIGNING_KEY_ID (kms_signing_key_id): is set, but signer=local never reads it"
+        ));
+        let mut none = local.clone();
+        none.remove("DOCLINK_PRIVATE_KEY_CIPHERTEXT");
+        assert!(message(&none).contains("is required with signer=local"));
+        none.insert("DOCLINK_SIGNER", "hsm".into());
+        assert!(message(&none).contains("\"hsm\" is not local or kms"));
     }
 
     #[test]

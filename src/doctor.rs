@@ -4,7 +4,7 @@
 //! function, SES, the queues, and which old signing keys links still depend on.
 
 use crate::audit::AuditLog;
-use crate::config::Settings;
+use crate::config::{Settings, SignerSetting};
 use crate::error::ErrorChain;
 use crate::signing::{PrivateKey, PublicKey};
 use chrono::{DateTime, Utc};
@@ -238,13 +238,21 @@ async fn aws_service_checks(
     aws: &aws_config::SdkConfig,
     checks: &mut Vec<Check>,
 ) {
-    let key = key_checks(settings, aws, checks).await;
+    let key = match &settings.signer {
+        SignerSetting::Local {
+            private_key_ciphertext,
+            kms_encryption_context,
+        } => key_checks(private_key_ciphertext, kms_encryption_context, aws, checks)
+            .await
+            .and_then(|key| key.public_key().ok()),
+        SignerSetting::Kms { key_id, .. } => kms_key_checks(settings, key_id, aws, checks).await,
+    };
     match &key {
         Some(key) => cloudfront_checks(settings, aws, key, checks).await,
         None => {
-            checks.push(Check::skipped("public key", "needs the decrypted key"));
+            checks.push(Check::skipped("public key", "needs the signing key"));
             if settings.distribution_id.is_some() {
-                checks.push(Check::skipped("distribution", "needs the decrypted key"));
+                checks.push(Check::skipped("distribution", "needs the signing key"));
             }
         }
     }
@@ -469,21 +477,98 @@ async fn role_checks(settings: &Settings, audit: &AuditLog, checks: &mut Vec<Che
     }
 }
 
+/// DOCLINK_SIGNER=kms: the KMS key can sign CloudFront links, and one test
+/// signature made by KMS verifies here against its public half.
+async fn kms_key_checks(
+    settings: &Settings,
+    key_id: &str,
+    aws: &aws_config::SdkConfig,
+    checks: &mut Vec<Check>,
+) -> Option<PublicKey> {
+    use crate::kms_signing::{KmsKeyError, KmsLinkSigner, KmsSigningKey};
+    let (key, public_key) = match KmsSigningKey::open(
+        crate::startup::kms_signing_client(aws),
+        key_id,
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(KmsKeyError::Kms(e @ crate::kms::KmsError::Unreachable { .. })) => {
+            checks.push(Check::problem(
+                "KMS",
+                e.at_endpoint(aws).to_string(),
+                "check AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL / AWS_REGION and the network",
+            ));
+            checks.push(Check::skipped("test signature", "needs KMS"));
+            return None;
+        }
+        Err(e) => {
+            checks.push(Check::problem(
+                    "KMS",
+                    ErrorChain(&e).to_string(),
+                    "name an enabled RSA_2048 or ECC_NIST_P256 SIGN_VERIFY key in DOCLINK_KMS_SIGNING_KEY_ID, whose key policy allows kms:DescribeKey, kms:GetPublicKey and kms:Sign to this role",
+                ));
+            checks.push(Check::skipped("test signature", "needs the KMS key"));
+            return None;
+        }
+    };
+    checks.push(Check::ok(
+        "KMS",
+        format!(
+            "signing key {}: {}, SIGN_VERIFY, enabled; the private key never leaves KMS",
+            key.arn(),
+            key.kind()
+        ),
+    ));
+    let signer = match KmsLinkSigner::new(
+        settings.key_pair_id.clone(),
+        key,
+        &public_key,
+        crate::mail::SendRate::clamped(1.0),
+    ) {
+        Ok(signer) => signer,
+        Err(e) => {
+            checks.push(Check::problem(
+                "test signature",
+                ErrorChain(&e).to_string(),
+                "name another key",
+            ));
+            return None;
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let url = settings.link_base_url.document_url_with_param(
+        &crate::signing::DocumentKey::parse("doctor/test-signature").expect("a valid key"),
+        "lid",
+        "doctor",
+    );
+    checks.push(match signer.sign_canned(&url, now + 60, now).await {
+        Ok(_) => Check::ok(
+            "test signature",
+            "KMS signed a test link, and it verifies against the key's public half",
+        ),
+        Err(e) => Check::problem(
+            "test signature",
+            ErrorChain(&e).to_string(),
+            "allow kms:Sign to this role in the key's policy, and check that the key is enabled",
+        ),
+    });
+    Some(public_key)
+}
+
 /// KMS decrypts, and the key is one CloudFront accepts.
 async fn key_checks(
-    settings: &Settings,
+    private_key_ciphertext: &std::path::Path,
+    kms_encryption_context: &crate::kms::EncryptionContext,
     aws: &aws_config::SdkConfig,
     checks: &mut Vec<Check>,
 ) -> Option<PrivateKey> {
-    let bytes = match std::fs::read(&settings.private_key_ciphertext) {
+    let bytes = match std::fs::read(private_key_ciphertext) {
         Ok(bytes) => bytes,
         Err(e) => {
             checks.push(Check::problem(
                 "KMS",
-                format!(
-                    "cannot read {}: {e}",
-                    settings.private_key_ciphertext.display()
-                ),
+                format!("cannot read {}: {e}", private_key_ciphertext.display()),
                 "check DOCLINK_PRIVATE_KEY_CIPHERTEXT",
             ));
             return None;
@@ -493,7 +578,7 @@ async fn key_checks(
     let pem = match crate::kms::decrypt(
         &aws_sdk_kms::Client::new(aws),
         &ciphertext,
-        &settings.kms_encryption_context,
+        kms_encryption_context,
     )
     .await
     {
@@ -536,12 +621,11 @@ async fn key_checks(
 async fn cloudfront_checks(
     settings: &Settings,
     aws: &aws_config::SdkConfig,
-    key: &PrivateKey,
+    ours: &PublicKey,
     checks: &mut Vec<Check>,
 ) {
     let cloudfront = aws_sdk_cloudfront::Client::new(aws);
     let id = settings.key_pair_id.as_str();
-    let ours = key.public_key().ok();
     let theirs = cloudfront.get_public_key().id(id).send().await;
     if let Err(e) = &theirs
         && let Some(why) = no_answer(e)
@@ -577,12 +661,12 @@ async fn cloudfront_checks(
         Err(e) => Check::problem("public key", format!("CloudFront public key {id}: {}", ErrorChain(&e)), "upload the output of `doclink keys public` as a CloudFront public key and set DOCLINK_KEY_PAIR_ID to its id"),
         Ok(out) => {
             let pem = out.public_key().and_then(|k| k.public_key_config()).map(|c| c.encoded_key()).unwrap_or_default();
-            match (PublicKey::from_pem(pem.as_bytes()), ours) {
-                (Ok(theirs), Some(ours)) if theirs.spki_der() == ours.spki_der() => {
-                    Check::ok("public key", format!("CloudFront public key {id} is the decrypted key's public half"))
+            match PublicKey::from_pem(pem.as_bytes()) {
+                Ok(theirs) if theirs.spki_der() == ours.spki_der() => {
+                    Check::ok("public key", format!("CloudFront public key {id} is the signing key's public half"))
                 }
-                (Ok(_), _) => Check::problem("public key", format!("CloudFront public key {id} is another key's public half: every link would be refused with 403"), "upload the output of `doclink keys public` as a new public key, add it to the key group, and set DOCLINK_KEY_PAIR_ID to its id"),
-                (Err(e), _) => Check::problem("public key", format!("CloudFront public key {id} is not readable: {}", ErrorChain(&e)), "upload the output of `doclink keys public`"),
+                Ok(_) => Check::problem("public key", format!("CloudFront public key {id} is another key's public half: every link would be refused with 403"), "upload the output of `doclink keys public` (with `--kms KEY` when DOCLINK_SIGNER=kms) as a new public key, add it to the key group, and set DOCLINK_KEY_PAIR_ID to its id"),
+                Err(e) => Check::problem("public key", format!("CloudFront public key {id} is not readable: {}", ErrorChain(&e)), "upload the output of `doclink keys public`"),
             }
         }
     });

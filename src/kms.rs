@@ -68,6 +68,8 @@ pub enum KmsError {
         operation: &'static str,
         code: String,
         message: String,
+        /// The HTTP status of KMS's answer.
+        status: u16,
     },
     #[error(
         "KMS {operation} failed: cannot connect to {} ({cause}); check AWS_ENDPOINT_URL / AWS_REGION and your network",
@@ -95,7 +97,38 @@ pub enum KmsError {
     Empty(&'static str),
 }
 
+/// KMS answers that are about the key, the account or its credentials, and so
+/// about every letter alike: disabled, pending deletion or missing keys, denied
+/// access, a key that may not sign, and credentials KMS does not accept.
+const ACCOUNT_CODES: &[&str] = &[
+    "DisabledException",
+    "KMSInvalidStateException",
+    "NotFoundException",
+    "AccessDeniedException",
+    "InvalidKeyUsageException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+];
+
 impl KmsError {
+    /// True when the fault is not about one letter but about the key, the account
+    /// or the set-up, so that every letter would fail alike: the daemon stops
+    /// receiving and leaves every message on the queue. Everything else (throttling,
+    /// KMS's own faults, timeouts, answers never seen before) is retried.
+    pub fn is_account_fault(&self) -> bool {
+        match self {
+            KmsError::Refused { code, status, .. } => {
+                ACCOUNT_CODES.contains(&code.as_str()) || matches!(status, 401 | 403)
+            }
+            KmsError::Setup { .. } => true,
+            KmsError::Unreachable { .. } | KmsError::Call { .. } | KmsError::Empty(_) => false,
+        }
+    }
+
     /// Names the endpoint an unanswered call went to: `AWS_ENDPOINT_URL` when set,
     /// else the regional KMS endpoint.
     pub fn at_endpoint(self, config: &aws_config::SdkConfig) -> Self {
@@ -146,7 +179,7 @@ fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn call_error<E>(
+pub(crate) fn call_error<E>(
     operation: &'static str,
 ) -> impl FnOnce(aws_sdk_kms::error::SdkError<E>) -> KmsError
 where
@@ -159,6 +192,7 @@ where
                 operation,
                 code: service.code().unwrap_or("error").to_string(),
                 message: service.message().unwrap_or("no message").to_string(),
+                status: err.raw_response().map_or(0, |r| r.status().as_u16()),
             };
         }
         // The SDK reports these set-up faults only in its error text.
@@ -289,6 +323,56 @@ mod tests {
             setting
         );
         assert!(EncryptionContext::parse(["a=1,b=2", "a=3"]).is_err());
+    }
+
+    /// Only faults about the key, the account or the set-up stop the daemon; every
+    /// other answer, one never seen before included, is retried.
+    #[test]
+    fn which_kms_faults_stop_the_daemon() {
+        let refused = |code: &str, status: u16| KmsError::Refused {
+            operation: "Sign",
+            code: code.into(),
+            message: "m".into(),
+            status,
+        };
+        for code in [
+            "DisabledException",
+            "KMSInvalidStateException",
+            "NotFoundException",
+            "AccessDeniedException",
+            "InvalidKeyUsageException",
+            "ExpiredTokenException",
+        ] {
+            assert!(refused(code, 400).is_account_fault(), "{code}");
+        }
+        assert!(refused("SomethingNew", 403).is_account_fault());
+        for code in [
+            "ThrottlingException",
+            "KMSInternalException",
+            "DependencyTimeoutException",
+            "KeyUnavailableException",
+            "SomethingNew",
+        ] {
+            assert!(!refused(code, 400).is_account_fault(), "{code}");
+            assert!(!refused(code, 500).is_account_fault(), "{code}");
+        }
+        assert!(
+            KmsError::Setup {
+                operation: "Sign",
+                problem: "p".into(),
+                fix: "f"
+            }
+            .is_account_fault()
+        );
+        assert!(
+            !KmsError::Unreachable {
+                operation: "Sign",
+                endpoint: None,
+                cause: "timed out".into()
+            }
+            .is_account_fault()
+        );
+        assert!(!KmsError::Empty("Signature").is_account_fault());
     }
 
     #[test]

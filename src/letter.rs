@@ -17,6 +17,8 @@ use crate::audit::{
 };
 use crate::error::ErrorChain;
 use crate::event::{DocumentReady, EventRejection, EventRules};
+use crate::kms::KmsError;
+use crate::kms_signing::{KmsLinkSigner, KmsSigningError};
 use crate::mail::{Outbox, RenderedEmail, SendError, templates};
 use crate::queue::{QueueError, QueueMessage, SqsQueue};
 use crate::signing::{BaseUrl, SignableUrl, SignedLink, SigningError, UrlSigner};
@@ -74,14 +76,62 @@ fn rand_fraction() -> f64 {
     (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
+/// Who signs the links: the key in this process's memory, or KMS.
+pub enum LinkSigner {
+    Local(UrlSigner),
+    Kms(KmsLinkSigner),
+}
+
+impl LinkSigner {
+    fn links(&self) -> &UrlSigner {
+        match self {
+            LinkSigner::Local(signer) => signer,
+            LinkSigner::Kms(kms) => kms.links(),
+        }
+    }
+
+    /// What the audit log records as the signer: `local`, or `kms:` and the key's ARN.
+    pub fn name(&self) -> &str {
+        match self {
+            LinkSigner::Local(_) => "local",
+            LinkSigner::Kms(kms) => kms.signer_name(),
+        }
+    }
+
+    /// The key that signs, as the audit log records it.
+    fn key(&self) -> SigningKey<'_> {
+        SigningKey {
+            key_pair_id: self.links().key_pair_id().as_str(),
+            hash_algorithm: self.links().hash().as_str(),
+            signer: self.name(),
+        }
+    }
+
+    async fn sign_canned(
+        &self,
+        url: &SignableUrl,
+        expires: i64,
+        now: i64,
+    ) -> Result<SignedLink, DraftError> {
+        match self {
+            LinkSigner::Local(signer) => Ok(signer.sign_canned(url, expires, now)?),
+            LinkSigner::Kms(kms) => match kms.sign_canned(url, expires, now).await {
+                Ok(link) => Ok(link),
+                Err(KmsSigningError::Signing(err)) => Err(DraftError::Signing(err)),
+                Err(KmsSigningError::Kms(err)) => Err(DraftError::Kms(err)),
+            },
+        }
+    }
+}
+
 /// Makes links: the document's URL on the custom domain, signed.
 pub struct LinkMaker {
-    signer: UrlSigner,
+    signer: LinkSigner,
     base_url: BaseUrl,
 }
 
 impl LinkMaker {
-    pub fn new(signer: UrlSigner, base_url: BaseUrl) -> Self {
+    pub fn new(signer: LinkSigner, base_url: BaseUrl) -> Self {
         Self { signer, base_url }
     }
 
@@ -91,13 +141,15 @@ impl LinkMaker {
             .document_url_with_param(&event.document_key, "lid", &link_id.to_string())
     }
 
-    fn sign(&self, event: &DocumentReady, link_id: Uuid) -> Result<SignedLink, SigningError> {
+    async fn sign(&self, event: &DocumentReady, link_id: Uuid) -> Result<SignedLink, DraftError> {
         let now = Utc::now().timestamp();
-        self.signer.sign_canned(
-            &self.resource(event, link_id),
-            now + event.link_ttl.as_secs() as i64,
-            now,
-        )
+        self.signer
+            .sign_canned(
+                &self.resource(event, link_id),
+                now + event.link_ttl.as_secs() as i64,
+                now,
+            )
+            .await
     }
 }
 
@@ -196,12 +248,14 @@ impl Draft {
     }
 }
 
-/// Why a draft could not be made. Neither is about the letter (a bug or a broken
-/// key), so the message is retried, and no link that failed is ever mailed.
+/// Why a draft could not be made. None is about the letter (a bug, a broken key,
+/// KMS), so the message stays on the queue, and no link that failed is ever mailed.
 #[derive(Debug, thiserror::Error)]
 enum DraftError {
     #[error("signing failed")]
     Signing(#[from] SigningError),
+    #[error("KMS could not sign the link")]
+    Kms(#[source] KmsError),
     #[error("rendering failed")]
     Rendering(#[from] askama::Error),
 }
@@ -280,7 +334,7 @@ impl Pipeline {
         if !self.outbox.wait_turn(shutdown).await {
             return Ok(Outcome::Released);
         }
-        let draft = match self.draft(&event, Uuid::now_v7()) {
+        let draft = match self.draft(&event, Uuid::now_v7()).await {
             Ok(draft) => draft,
             Err(err) => return Ok(self.draft_failed(message, &err)),
         };
@@ -310,8 +364,8 @@ impl Pipeline {
     }
 
     /// Signs the link for `link_id` and renders the letter around it.
-    fn draft(&self, event: &DocumentReady, link_id: Uuid) -> Result<Draft, DraftError> {
-        let link = self.links.sign(event, link_id)?;
+    async fn draft(&self, event: &DocumentReady, link_id: Uuid) -> Result<Draft, DraftError> {
+        let link = self.links.sign(event, link_id).await?;
         let expires_at =
             DateTime::<Utc>::from_timestamp(link.expires(), 0).expect("expiry is within 100 years");
         let letter = event.letter(link.url(), expires_at);
@@ -326,6 +380,23 @@ impl Pipeline {
     }
 
     fn draft_failed(&self, message: &QueueMessage, err: &DraftError) -> Outcome {
+        if let DraftError::Kms(kms) = err {
+            if kms.is_account_fault() {
+                let reason = ErrorChain(err).to_string();
+                error!(error = %reason, "KMS refuses to sign with the key: receiving stops; every unsent message stays on the queue");
+                self.stats.health.set_account_blocked(&reason);
+                return Outcome::AccountBlocked;
+            }
+            // Throttling, KMS's own faults, no answer: soon over, as SES throttling is.
+            let after = backoff(
+                message.receive_count,
+                Duration::from_secs(2),
+                Duration::from_secs(60),
+            );
+            warn!(error = %ErrorChain(err), retry_in_s = after.as_secs(),
+                "KMS did not sign the link; no link was issued and the message stays on the queue");
+            return Outcome::Retry { after };
+        }
         let after = backoff(
             message.receive_count,
             Duration::from_secs(30),
@@ -351,8 +422,9 @@ impl Pipeline {
             recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
             template: event.template.as_str(),
             locale: event.locale.as_str(),
-            key_pair_id: self.links.signer.key_pair_id().as_str(),
-            hash_algorithm: self.links.signer.hash().as_str(),
+            key_pair_id: self.links.signer.links().key_pair_id().as_str(),
+            hash_algorithm: self.links.signer.links().hash().as_str(),
+            signer: self.links.signer.name(),
             message_id: &message.message_id,
         };
         let claim = self
@@ -430,14 +502,18 @@ impl Pipeline {
                 self.poison(message, event, token, abandoned).await?,
             ));
         }
-        let draft = match self.draft(event, token.link_id) {
+        let draft = match self.draft(event, token.link_id).await {
             Ok(draft) => draft,
             Err(err) => {
                 let outcome = self.draft_failed(message, &err);
                 let reason = ErrorChain(&err).to_string();
+                let end = match outcome {
+                    Outcome::AccountBlocked => AttemptEnd::AccountBlocked,
+                    _ => AttemptEnd::Retry,
+                };
                 let held = self
                     .audit
-                    .release(token, true, AttemptEnd::Retry, "draft", &reason)
+                    .release(token, true, end, "draft", &reason)
                     .await?;
                 if held == Held::Lost {
                     return Ok(Step::Done(
@@ -447,10 +523,7 @@ impl Pipeline {
                 return Ok(Step::Done(outcome));
             }
         };
-        let key = SigningKey {
-            key_pair_id: self.links.signer.key_pair_id().as_str(),
-            hash_algorithm: self.links.signer.hash().as_str(),
-        };
+        let key = self.links.signer.key();
         match self
             .audit
             .mark_sending(token, &draft.record(), &key, was_sending, self.limits.lease)

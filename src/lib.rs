@@ -20,6 +20,7 @@ pub mod hardening;
 pub mod http;
 pub mod json;
 pub mod kms;
+pub mod kms_signing;
 pub mod letter;
 pub mod logging;
 pub mod mail;

@@ -4,7 +4,8 @@
 //! in `run --drain`, a selection that matches no link), 2 usage or configuration
 //! (also a queue that does not exist or a ciphertext KMS refuses), 3 something
 //! doclink needs is unavailable (database, KMS, queue), 4 the SES account cannot
-//! send, 130 `run --drain` interrupted, or a second signal during shutdown.
+//! send or KMS refuses to sign with the key, 130 `run --drain` interrupted, or a
+//! second signal during shutdown.
 
 /// `println!` for a command's results, through [`write_stdout`]: a reader that went
 /// away (`| head`) ends the output quietly instead of a panic, and any other write
@@ -46,7 +47,8 @@ const VERSION: &str = concat!(
     after_help = "\
 Exit status: 0 success, 1 the work failed, 2 usage or configuration (also a queue that
 does not exist or a key KMS cannot decrypt), 3 something needed is unavailable
-(database, KMS, network), 4 SES refuses the account, 130 interrupted (`run --drain`).
+(database, KMS, network), 4 SES refuses the account or KMS the signing key,
+130 interrupted (`run --drain`).
 
 Examples:
   doclink run --config /etc/doclink.toml
@@ -221,7 +223,7 @@ pub enum Failure {
     /// Something doclink needs could not be reached or used: the database, KMS, the
     /// key, a queue (exit 3).
     Unavailable(anyhow::Error),
-    /// SES refuses the account (exit 4).
+    /// SES refuses the account, or KMS the signing key (exit 4).
     AccountBlocked(anyhow::Error),
     /// A signal stopped a job before it was done (exit 130, as a shell reports an
     /// interrupted command); what was done was printed already.

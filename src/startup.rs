@@ -3,10 +3,12 @@
 
 use crate::audit::{self, AuditLog};
 use crate::config::{RateSetting, Settings};
+use crate::config::{SignRateSetting, SignerSetting};
 use crate::edge::RevocationStore;
 use crate::error::BoxError;
 use crate::event::EventRules;
-use crate::letter::{Limits, LinkMaker, Pipeline, RejectionDesk};
+use crate::kms_signing::{KmsLinkSigner, KmsSigningKey};
+use crate::letter::{Limits, LinkMaker, LinkSigner, Pipeline, RejectionDesk};
 use crate::mail::{FailureBreaker, Outbox, SendPacer, SendRate, Sender, SesMailer};
 use crate::queue::SqsQueue;
 use crate::runtime::DeliveryEvents;
@@ -49,8 +51,11 @@ pub enum StartupError {
         "cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT)"
     )]
     Kms(#[source] crate::kms::KmsError),
-    #[error("the KMS-decrypted private key is not usable")]
+    #[error("the signing key is not usable")]
     Key(#[source] crate::signing::KeyError),
+    /// The KMS signing key (DOCLINK_SIGNER=kms) cannot be used.
+    #[error("cannot sign with the KMS key DOCLINK_KMS_SIGNING_KEY_ID")]
+    KmsKey(#[source] crate::kms_signing::KmsKeyError),
     /// KMS answered, and refused this ciphertext under this context: a wrong
     /// context, a blob KMS never made, or one made under another context or key.
     #[error(
@@ -104,6 +109,7 @@ impl StartupError {
                 | StartupError::NoSuchQueue { .. }
                 | StartupError::RoleMayRewriteHistory { .. }
         ) || matches!(self, StartupError::Anchor(e) if e.is_configuration())
+            || matches!(self, StartupError::KmsKey(e) if e.is_configuration())
     }
 }
 
@@ -261,7 +267,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
 
     let aws = aws_config().await;
     check_aws_setup(&aws).await?;
-    let signer = decrypt_signer(settings, &aws).await?;
+    let signer = link_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
     queue_checked(
@@ -350,22 +356,77 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     })
 }
 
+/// The signer DOCLINK_SIGNER names, ready to sign.
+async fn link_signer(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+) -> Result<LinkSigner, StartupError> {
+    match &settings.signer {
+        SignerSetting::Local {
+            private_key_ciphertext,
+            kms_encryption_context,
+        } => Ok(LinkSigner::Local(
+            decrypt_signer(
+                settings,
+                private_key_ciphertext,
+                kms_encryption_context,
+                aws,
+            )
+            .await?,
+        )),
+        SignerSetting::Kms { key_id, sign_rate } => {
+            let (key, public_key) = KmsSigningKey::open(kms_signing_client(aws), key_id)
+                .await
+                .map_err(StartupError::KmsKey)?;
+            let total = match sign_rate {
+                SignRateSetting::PerSecond(total) => total.per_second(),
+                SignRateSetting::Auto => crate::kms_signing::AUTO_SIGN_RATE,
+            };
+            let rate = crate::kms_signing::per_worker(total, settings.workers);
+            let kind = key.kind();
+            let signer = KmsLinkSigner::new(settings.key_pair_id.clone(), key, &public_key, rate)
+                .map_err(StartupError::Key)?;
+            info!(key = %kind, kms_key = signer.key().arn(), key_pair_id = settings.key_pair_id.as_str(),
+                  sign_rate = signer.rate(), "links are signed inside KMS; the private key never leaves it");
+            metrics::gauge!("doclink_kms_sign_rate").set(signer.rate());
+            Ok(LinkSigner::Kms(signer))
+        }
+    }
+}
+
+/// The KMS client that signs links: the SDK's standard retries (Sign has no side
+/// effect, so a retry is safe) inside a bound, so that a KMS that does not answer
+/// sends the letter back to the queue instead of holding it.
+pub fn kms_signing_client(aws: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::config::Builder::from(aws)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(15))
+                .build(),
+        )
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
 /// Reads the ciphertext, has KMS decrypt it, and loads the key into a signer.
 async fn decrypt_signer(
     settings: &Settings,
+    private_key_ciphertext: &std::path::Path,
+    kms_encryption_context: &crate::kms::EncryptionContext,
     aws: &aws_config::SdkConfig,
 ) -> Result<UrlSigner, StartupError> {
-    let ciphertext_bytes = std::fs::read(&settings.private_key_ciphertext).map_err(|source| {
-        StartupError::Ciphertext {
-            path: settings.private_key_ciphertext.display().to_string(),
+    let ciphertext_bytes =
+        std::fs::read(private_key_ciphertext).map_err(|source| StartupError::Ciphertext {
+            path: private_key_ciphertext.display().to_string(),
             source,
-        }
-    })?;
+        })?;
     let ciphertext = crate::kms::read_ciphertext(&ciphertext_bytes);
     let pem = crate::kms::decrypt(
         &aws_sdk_kms::Client::new(aws),
         &ciphertext,
-        &settings.kms_encryption_context,
+        kms_encryption_context,
     )
     .await
     .map_err(|source| match &source {
@@ -377,8 +438,8 @@ async fn decrypt_signer(
             ) =>
         {
             StartupError::Undecryptable {
-                path: settings.private_key_ciphertext.display().to_string(),
-                context: settings.kms_encryption_context.describe(),
+                path: private_key_ciphertext.display().to_string(),
+                context: kms_encryption_context.describe(),
                 source,
             }
         }

@@ -27,6 +27,7 @@ fn link<'a>(event_id: &'a str, message_id: &'a str) -> NewLink<'a> {
         locale: "en",
         key_pair_id: support::KEY_PAIR_ID,
         hash_algorithm: "SHA1",
+        signer: "local",
         message_id,
     }
 }
@@ -144,6 +145,7 @@ async fn marking_sending_tells_a_claim_lost_to_another_worker_from_a_revoked_lin
     let key = SigningKey {
         key_pair_id: support::KEY_PAIR_ID,
         hash_algorithm: "SHA1",
+        signer: "local",
     };
     let lease = Duration::from_secs(300);
 

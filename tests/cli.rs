@@ -118,7 +118,7 @@ fn run_names_every_missing_setting_in_one_message() {
   setting DATABASE_URL (database_url): is required but not set
   setting DOCLINK_QUEUE_URL (queue_url): is required but not set
   setting DOCLINK_KEY_PAIR_ID (key_pair_id): is required but not set
-  setting DOCLINK_PRIVATE_KEY_CIPHERTEXT (private_key_ciphertext): is required but not set
+  setting DOCLINK_PRIVATE_KEY_CIPHERTEXT (private_key_ciphertext): is required with signer=local (the default)
   setting DOCLINK_LINK_BASE_URL (link_base_url): is required but not set
   setting DOCLINK_FROM (from): is required but not set
 ",

@@ -978,3 +978,87 @@ async fn doctor_as_json_gives_the_same_checks_and_exit_status() {
         assert_eq!(problems > 0, expected_code == 1, "{checks:#?}");
     }
 }
+
+/// `DOCLINK_SIGNER=kms` (issue 20): doctor checks the KMS key's usage, spec and
+/// state, has KMS sign one test link and verifies it here, and checks that the
+/// CloudFront public key is the KMS key's public half; through moto's KMS, which
+/// signs. A key-pair id naming another key, and a disabled KMS key, are each one
+/// problem with what to do.
+#[tokio::test]
+async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let stack = TestStack::new("doctor-kms", KeyKind::EcdsaP256).await;
+    let migrated = stack.doclink(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let kms = aws_sdk_kms::Client::new(&aws_config::load_from_env().await);
+    let key = kms
+        .create_key()
+        .key_usage(KeyUsageType::SignVerify)
+        .key_spec(KeySpec::EccNistP256)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let arn = key.arn.unwrap();
+    let public = stack.doclink(&["keys", "public", "--kms", &arn], &[]).await;
+    assert!(public.status.success(), "{}", stderr(&public));
+    let cf = CloudFront::new().await;
+    let unique = &stack.name[stack.name.len() - 12..];
+    let kms_public = cf
+        .public_key(&stdout(&public), &format!("kms-{unique}"))
+        .await;
+    let local_public = cf
+        .public_key(
+            std::str::from_utf8(&stack.public_key_pem).unwrap(),
+            &format!("local-{unique}"),
+        )
+        .await;
+    let settings = |key_pair_id: &str| {
+        vec![
+            ("DOCLINK_SIGNER", "kms".to_string()),
+            ("DOCLINK_KMS_SIGNING_KEY_ID", arn.clone()),
+            ("DOCLINK_PRIVATE_KEY_CIPHERTEXT", String::new()),
+            ("DOCLINK_KMS_ENCRYPTION_CONTEXT", String::new()),
+            ("DOCLINK_KEY_PAIR_ID", key_pair_id.to_string()),
+            ("DOCLINK_DEAD_LETTER_QUEUE_URL", stack.dlq_url.clone()),
+        ]
+    };
+
+    let (code, out, err) = doctor(&stack, settings(&kms_public)).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(problems(&out), Vec::<String>::new(), "{out}");
+    let kms_line = line(&out, "KMS");
+    assert!(kms_line.starts_with("ok "), "{out}");
+    assert!(
+        kms_line.contains(&arn) && kms_line.contains("ECDSA P-256, SIGN_VERIFY, enabled"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "test signature").contains("verifies against the key's public half"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "public key").contains("is the signing key's public half"),
+        "{out}"
+    );
+
+    // The stack's local key's public half is another key's for kms mode.
+    let (code, out, _) = doctor(&stack, settings(&local_public)).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), vec!["public key".to_string()], "{out}");
+
+    // (moto disables a key by its id, not by its ARN.)
+    kms.disable_key().key_id(&key.key_id).send().await.unwrap();
+    let (code, out, _) = doctor(&stack, settings(&kms_public)).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(problems(&out), vec!["KMS".to_string()], "{out}");
+    assert!(
+        line(&out, "KMS").contains("is not enabled (KeyState Disabled)"),
+        "{out}"
+    );
+    assert!(
+        skipped(&out).contains(&"test signature".to_string()),
+        "{out}"
+    );
+}

@@ -720,3 +720,33 @@ async fn rewrite_first_link_and_reseal(pool: &sqlx::PgPool) {
     .await
     .unwrap();
 }
+
+/// A schema public that grants nothing to PUBLIC (made again with `DROP SCHEMA ...
+/// CREATE SCHEMA public`, as a benchmark did, or hardened so): the migrations grant
+/// the roles their USAGE, so the owner's trigger functions still run and every
+/// letter goes out. Before that grant, each letter failed with "permission denied
+/// for schema public" and stayed on the queue for ever.
+#[tokio::test]
+async fn a_public_schema_that_grants_nothing_to_public_still_takes_letters() {
+    let stack = TestStack::new("bare-public", KeyKind::EcdsaP256).await;
+    sqlx::query("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    migrated(&stack).await;
+    let bodies: Vec<String> = (0..3)
+        .map(|i| stack.event(i, &format!("bare/{i}.pdf")).to_string())
+        .collect();
+    stack.enqueue(&bodies).await;
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), stack.drain(&[]))
+        .await
+        .expect("run --drain finished: no letter was stuck on an audit error");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stack.emails().await.len(), 3, "every letter emailed once");
+    assert_eq!(stack.queue_counts(&stack.queue_url).await, (0, 0));
+}

@@ -450,3 +450,105 @@ async fn no_secret_reaches_the_logs_metrics_database_or_error_output() {
     );
     assert!(found.is_empty(), "secrets found:\n{}", found.join("\n"));
 }
+
+/// `DOCLINK_SIGNER=kms`: no private key is ever here, but every link KMS signs is a
+/// bearer token all the same. A run at debug level through a KMS stand-in, with
+/// throttled Sign calls retried and then a key KMS refuses (exit 4), may show none
+/// of the signed URLs or their signatures in its logs, `/metrics`, the audit
+/// commands' output or any cell of the database.
+#[tokio::test]
+async fn no_kms_signed_link_reaches_the_logs_metrics_or_database() {
+    use support::kms_signer_standin::{KmsSignerStandIn, SignFault, StandInKeySpec};
+    let stack = TestStack::new("secretskms", KeyKind::EcdsaP256).await;
+    let ses = SesStandIn::start(Behaviour::Accept, Duration::ZERO).await;
+    let kms = KmsSignerStandIn::start(StandInKeySpec::EccNistP256, Duration::ZERO).await;
+    kms.fail_next_signs(std::iter::repeat_n(
+        SignFault::Error {
+            status: 400,
+            code: "ThrottlingException",
+        },
+        4,
+    ));
+    let valid = 12;
+    let bodies: Vec<String> = (0..valid)
+        .map(|i| stack.event(i, &format!("secrets/kms/{i}.pdf")).to_string())
+        .collect();
+    stack.enqueue(&bodies).await;
+    let (ses_uri, kms_uri) = (ses.uri(), kms.uri());
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let settings = [
+        ("AWS_ENDPOINT_URL_SESV2", ses_uri.as_str()),
+        ("AWS_ENDPOINT_URL_KMS", kms_uri.as_str()),
+        ("DOCLINK_SIGNER", "kms"),
+        ("DOCLINK_KMS_SIGNING_KEY_ID", kms.arn.as_str()),
+        ("DOCLINK_PRIVATE_KEY_CIPHERTEXT", ""),
+        ("DOCLINK_KMS_ENCRYPTION_CONTEXT", ""),
+        ("DOCLINK_LOG", "debug"),
+    ];
+    let mut with_http = settings.to_vec();
+    with_http.push(("DOCLINK_HTTP_ADDR", &addr));
+    let child = stack.spawn(&["run"], &with_http);
+    let pid = child.id().unwrap().to_string();
+    let daemon = tokio::spawn(child.wait_with_output());
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM links WHERE status = 'sent'",
+            valid as i64,
+        )
+        .await;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("doclink_kms_sign_rate"), "{metrics}");
+    let mut places = vec![place("/metrics", metrics.as_bytes())];
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = daemon.await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        kms.faults_left(),
+        0,
+        "the throttled Sign calls were answered"
+    );
+    output_places("the daemon (kms)", &out, &mut places);
+
+    // A key KMS refuses, with letters waiting: exit 4, at debug level too.
+    stack
+        .enqueue(&[stack.event(99, "secrets/kms/late.pdf").to_string()])
+        .await;
+    kms.fail_every_sign(Some(SignFault::Error {
+        status: 400,
+        code: "DisabledException",
+    }));
+    let refused = stack.drain(&settings).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    output_places("a key KMS refuses", &refused, &mut places);
+    for args in [&["links", "list", "--format", "json"][..]] {
+        let out = stack.doclink(args, &[]).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        output_places(&format!("doclink {}", args.join(" ")), &out, &mut places);
+    }
+    database_places(&stack, &mut places).await;
+
+    let mut patterns = Patterns::default();
+    let links = link_patterns(&ses, &mut patterns);
+    assert_eq!(links, valid, "every letter went out once");
+    assert_eq!(kms.calls("Decrypt"), 0);
+    let found: Vec<String> = places
+        .iter()
+        .flat_map(|place| {
+            patterns
+                .0
+                .iter()
+                .filter(|pattern| place.text.contains(&pattern.text))
+                .map(move |pattern| format!("{} in {}", pattern.what, place.what))
+        })
+        .collect();
+    assert!(found.is_empty(), "secrets found:\n{}", found.join("\n"));
+}

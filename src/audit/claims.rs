@@ -19,6 +19,8 @@ pub struct NewLink<'a> {
     pub locale: &'a str,
     pub key_pair_id: &'a str,
     pub hash_algorithm: &'a str,
+    /// Who made the signature: `local`, or `kms:` and the KMS key's ARN.
+    pub signer: &'a str,
     /// The SQS message the event came in.
     pub message_id: &'a str,
 }
@@ -35,6 +37,8 @@ pub struct SendingRecord<'a> {
 pub struct SigningKey<'a> {
     pub key_pair_id: &'a str,
     pub hash_algorithm: &'a str,
+    /// `local`, or `kms:` and the KMS key's ARN.
+    pub signer: &'a str,
 }
 
 /// What [`AuditLog::mark_sending`] found.
@@ -137,15 +141,15 @@ impl AuditLog {
             "WITH new_link AS (
                 INSERT INTO links (link_id, event_id, document_key, resource_url, recipient_email, recipient_name,
                                    template, locale, key_pair_id, hash_algorithm, not_before, expires_at,
-                                   signature_sha256, status, attempts, sending_at, lease_until)
+                                   signature_sha256, status, attempts, sending_at, lease_until, signer)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'sending', 1, now(),
-                        now() + make_interval(secs => $14))
+                        now() + make_interval(secs => $14), $17)
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING link_id
              ), first_attempt AS (
                 INSERT INTO link_attempts (link_id, attempt, worker, message_id, sending_at, key_pair_id,
-                                           hash_algorithm, signature_sha256, not_before, expires_at)
-                SELECT link_id, 1, $15, $16, now(), $9, $10, $13, $11, $12 FROM new_link
+                                           hash_algorithm, signature_sha256, not_before, expires_at, signer)
+                SELECT link_id, 1, $15, $16, now(), $9, $10, $13, $11, $12, $17 FROM new_link
              )
              SELECT link_id FROM new_link",
         )
@@ -165,6 +169,7 @@ impl AuditLog {
         .bind(seconds(lease))
         .bind(&self.worker)
         .bind(link.message_id)
+        .bind(link.signer)
         .fetch_optional(connection.connection())
         .await;
         let inserted: Option<Uuid> = connection.settle(inserted)?;
@@ -282,6 +287,7 @@ impl AuditLog {
                     possible_duplicate = $6 AND NOT h.revoked,
                     key_pair_id = CASE WHEN h.revoked THEN NULL ELSE $8 END,
                     hash_algorithm = CASE WHEN h.revoked THEN NULL ELSE $9 END,
+                    signer = CASE WHEN h.revoked THEN NULL ELSE $10 END,
                     signature_sha256 = CASE WHEN h.revoked THEN NULL ELSE $5 END,
                     not_before = CASE WHEN h.revoked THEN NULL ELSE $3 END,
                     expires_at = CASE WHEN h.revoked THEN NULL ELSE $4 END,
@@ -304,6 +310,7 @@ impl AuditLog {
         .bind(seconds(lease))
         .bind(key.key_pair_id)
         .bind(key.hash_algorithm)
+        .bind(key.signer)
         .fetch_one(connection.connection())
         .await;
         let row = connection.settle(row)?;

@@ -257,6 +257,9 @@ pub struct AttemptRow {
     /// (or was recorded before attempts kept their own).
     pub key_pair_id: Option<String>,
     pub hash_algorithm: Option<String>,
+    /// Who made that signature: `local`, or `kms:` and the KMS key's ARN; `None`
+    /// when none was handed over, or before signers were recorded.
+    pub signer: Option<String>,
     #[serde(serialize_with = "exact_serde::maybe")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Hex SHA-256 of the raw signature bytes.
@@ -308,6 +311,8 @@ pub struct LinkHistory {
     pub link: LinkRow,
     pub resource_url: String,
     pub hash_algorithm: String,
+    /// Who made the link's first signature (`None` before signers were recorded).
+    pub signer: Option<String>,
     pub failure_reason: Option<String>,
     pub attempts: Vec<AttemptRow>,
     pub delivery_events: Vec<DeliveryEventRow>,
@@ -386,7 +391,7 @@ impl AuditLog {
     /// A link's row, attempts, delivery events and revocation; `None` if unknown.
     pub async fn link_history(&self, link_id: Uuid) -> Result<Option<LinkHistory>, AuditError> {
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {LINK_COLUMNS}, resource_url, hash_algorithm, failure_reason, revocation_id FROM links WHERE link_id = $1"
+            "SELECT {LINK_COLUMNS}, resource_url, hash_algorithm, signer, failure_reason, revocation_id FROM links WHERE link_id = $1"
         )))
         .bind(link_id)
         .fetch_optional(&self.pool)
@@ -396,7 +401,8 @@ impl AuditLog {
         };
         let attempts = sqlx::query(
             "SELECT attempt, worker, message_id, started_at, sending_at, finished_at, outcome, possible_duplicate,
-                    ses_message_id, error_class, reason, key_pair_id, hash_algorithm, expires_at, signature_sha256
+                    ses_message_id, error_class, reason, key_pair_id, hash_algorithm, signer, expires_at,
+                    signature_sha256
              FROM link_attempts WHERE link_id = $1 ORDER BY attempt",
         )
         .bind(link_id)
@@ -417,6 +423,7 @@ impl AuditLog {
             reason: r.get("reason"),
             key_pair_id: r.get("key_pair_id"),
             hash_algorithm: r.get("hash_algorithm"),
+            signer: r.get("signer"),
             expires_at: r.get("expires_at"),
             signature_sha256: r
                 .get::<Option<Vec<u8>>, _>("signature_sha256")
@@ -477,6 +484,7 @@ impl AuditLog {
             link: link_row(&row),
             resource_url: row.get("resource_url"),
             hash_algorithm: row.get("hash_algorithm"),
+            signer: row.get("signer"),
             failure_reason: row.get("failure_reason"),
             attempts,
             delivery_events,

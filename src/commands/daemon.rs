@@ -198,7 +198,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             let ending = match reason {
                 StopReason::Drained => "",
                 StopReason::Shutdown => "interrupted before the queue was drained: ",
-                StopReason::AccountBlocked => "stopped, SES refuses the account: ",
+                StopReason::AccountBlocked => "stopped, SES refuses the account or KMS the key: ",
             };
             say!("{ending}{}", stats.summary());
         }

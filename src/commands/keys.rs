@@ -3,6 +3,7 @@
 use crate::{Failure, write_stdout};
 use anyhow::{Context, anyhow, bail};
 use doclink::kms::{self, EncryptionContext, KmsError};
+use doclink::kms_signing::{KmsKeyError, KmsSigningKey};
 use doclink::signing::{KeyKind, PrivateKey};
 use std::fs::File;
 use std::io::Write;
@@ -28,14 +29,29 @@ Example:
         #[arg(long, value_name = "FILE")]
         out_public: PathBuf,
     },
-    /// Print the public key PEM of a private key.
+    /// Print the public key PEM of a private key, or of a KMS signing key.
     #[command(after_help = "\
-Example:
-  doclink keys public --private-key key.pem > key.pub.pem")]
+With --kms, KMS is asked for the key's public half (GetPublicKey), after checking
+that the key can sign CloudFront links (DescribeKey: SIGN_VERIFY, RSA_2048 or
+ECC_NIST_P256, enabled). Upload the PEM as a CloudFront public key, add it to the
+key group, and set DOCLINK_KEY_PAIR_ID to its id. Region, credentials and endpoint
+come from the standard AWS chain.
+
+Examples:
+  doclink keys public --private-key key.pem > key.pub.pem
+  doclink keys public --kms alias/doclink-signing > kms.pub.pem")]
     Public {
         /// The private key PEM (PKCS#1, PKCS#8 or SEC1; RSA-2048 or ECDSA P-256).
-        #[arg(long, value_name = "FILE")]
-        private_key: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "kms",
+            conflicts_with = "kms"
+        )]
+        private_key: Option<PathBuf>,
+        /// A KMS signing key (DOCLINK_SIGNER=kms): key id, key ARN, alias name or alias ARN.
+        #[arg(long, value_name = "KEY")]
+        kms: Option<String>,
     },
     /// Encrypt a private key PEM with AWS KMS; writes the raw CiphertextBlob.
     #[command(after_help = "\
@@ -113,11 +129,48 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
                 out_public.display()
             );
         }
-        KeysCommand::Public { private_key } => {
+        KeysCommand::Public {
+            private_key: Some(private_key),
+            ..
+        } => {
             let key = PrivateKey::from_pem_file(&private_key)
                 .with_context(|| format!("--private-key {}", private_key.display()))?;
             write_stdout(&key.public_key()?.to_pem())?;
         }
+        KeysCommand::Public {
+            kms: Some(kms_key), ..
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (key, public_key) = runtime
+                .block_on(async {
+                    let config = doclink::startup::aws_config().await;
+                    KmsSigningKey::open(doclink::startup::kms_signing_client(&config), &kms_key)
+                        .await
+                        .map_err(|e| match e {
+                            KmsKeyError::Kms(k) => KmsKeyError::Kms(k.at_endpoint(&config)),
+                            other => other,
+                        })
+                })
+                .map_err(|e| {
+                    let e = anyhow::Error::new(e).context(format!("--kms {kms_key}"));
+                    if e.downcast_ref::<KmsKeyError>()
+                        .is_some_and(KmsKeyError::is_configuration)
+                    {
+                        Failure::Usage(e)
+                    } else {
+                        Failure::Unavailable(e)
+                    }
+                })?;
+            write_stdout(&public_key.to_pem())?;
+            eprintln!(
+                "the public half of KMS key {} ({}); its private half never leaves KMS",
+                key.arn(),
+                key.kind()
+            );
+        }
+        KeysCommand::Public { .. } => unreachable!("clap requires --private-key or --kms"),
         KeysCommand::Encrypt {
             kms_key_id,
             input,

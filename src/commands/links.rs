@@ -354,6 +354,19 @@ fn show(link: &str, format: ShowFormat, config: Option<PathBuf>) -> Result<(), F
     Ok(out.flush()?)
 }
 
+/// Who signed, as the history says it: ` by KMS key ARN`, ` by the local key`, or
+/// nothing when it was not recorded.
+fn signed_by(signer: Option<&str>) -> String {
+    match signer {
+        Some("local") => " by the local key".into(),
+        Some(other) => match other.strip_prefix("kms:") {
+            Some(arn) => format!(" by KMS key {arn}"),
+            None => format!(" by {other}"),
+        },
+        None => String::new(),
+    }
+}
+
 /// A link's history as text: its facts, then what happened, in order.
 fn history_lines(h: &LinkHistory) -> Vec<String> {
     let link = &h.link;
@@ -364,7 +377,12 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
         format!("document    {}", link.document_key),
         format!("resource    {}", h.resource_url),
         format!("template    {}", link.template),
-        format!("first key   {} ({})", link.key_pair_id, h.hash_algorithm),
+        format!(
+            "first key   {} ({}){}",
+            link.key_pair_id,
+            h.hash_algorithm,
+            signed_by(h.signer.as_deref())
+        ),
         format!(
             "status      {}{}{}",
             link.status,
@@ -409,8 +427,9 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
             };
             let signed = match (&a.key_pair_id, &a.expires_at) {
                 (Some(key), expires) => format!(
-                    ", signed with {key} ({}) until {}",
+                    ", signed with {key} ({}){} until {}",
                     a.hash_algorithm.as_deref().unwrap_or("?"),
+                    signed_by(a.signer.as_deref()),
                     time(*expires)
                 ),
                 (None, _) => String::new(),

@@ -186,6 +186,16 @@ impl PublicKey {
         })
     }
 
+    /// Reads SubjectPublicKeyInfo DER, as KMS GetPublicKey returns it.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key = PKey::public_key_from_der(der).map_err(|_| KeyError::NotPublicPem)?;
+        let kind = supported_kind(&key)?;
+        Ok(Self {
+            spki_der: key.public_key_to_der()?,
+            kind,
+        })
+    }
+
     pub fn kind(&self) -> KeyKind {
         self.kind
     }

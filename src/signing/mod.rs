@@ -10,6 +10,6 @@ pub mod verify;
 
 pub use keys::{HashAlgorithm, KeyError, KeyKind, PrivateKey, PublicKey};
 pub use policy::{IpRange, LinkTerms, Policy, PolicyError, ResourcePattern};
-pub use signer::{KeyPairId, SignedLink, SigningError, UrlSigner};
+pub use signer::{KeyPairId, PolicyToSign, SignedLink, SigningError, UrlSigner};
 pub use url::{BaseUrl, DocumentKey, SignableUrl, UrlError};
 pub use verify::{LinkVerifier, VerifiedLink, VerifyFailure};

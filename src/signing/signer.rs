@@ -2,7 +2,7 @@
 //! verified by AWS-LC before anyone sees it.
 
 use super::encoding;
-use super::keys::{HashAlgorithm, KeyError, KeyKind, PrivateKey};
+use super::keys::{HashAlgorithm, KeyError, KeyKind, PrivateKey, PublicKey};
 use super::policy::{LinkTerms, Policy, PolicyError};
 use super::url::SignableUrl;
 use super::verify::{LinkVerifier, VerifyFailure};
@@ -22,6 +22,9 @@ pub enum SigningError {
         "refusing to sign {0}: it would need a custom policy ('*' in the URL, or terms beyond an expiry), and doclink signs only canned policies for the exact URL"
     )]
     NotCanned(String),
+    /// A local signature was asked of a signer whose private key is elsewhere (KMS).
+    #[error("this signer's private key is not here (it is in KMS); sign through KMS")]
+    KeyElsewhere,
     /// The emitted URL did not verify: a bug, never a link.
     #[error("the signed URL failed its own verification ({0}); no link was issued")]
     SelfCheck(VerifyFailure),
@@ -95,12 +98,34 @@ impl fmt::Debug for SignedLink {
     }
 }
 
+/// Where the private key is: here, in OpenSSL's memory, or elsewhere (KMS), in
+/// which case the signature over [`PolicyToSign::message`] is made there.
+enum PrivateHalf {
+    Here(PrivateKey),
+    Elsewhere(KeyKind),
+}
+
 /// Signs CloudFront URLs with one key. Shareable across threads.
 pub struct UrlSigner {
     key_pair_id: KeyPairId,
-    key: PrivateKey,
+    key: PrivateHalf,
     verifier: LinkVerifier,
     hash: HashAlgorithm,
+}
+
+/// A policy checked and ready for its signature: what a signer outside this
+/// process (KMS) is asked to sign, byte for byte.
+pub struct PolicyToSign {
+    url: SignableUrl,
+    terms: LinkTerms,
+    policy: Policy,
+}
+
+impl PolicyToSign {
+    /// The exact bytes to sign: the policy's JSON.
+    pub fn message(&self) -> &[u8] {
+        self.policy.json().as_bytes()
+    }
 }
 
 impl UrlSigner {
@@ -112,9 +137,25 @@ impl UrlSigner {
         let verifier = LinkVerifier::new(&key.public_key()?)?;
         Ok(Self {
             key_pair_id,
-            key,
+            key: PrivateHalf::Here(key),
             verifier,
             hash,
+        })
+    }
+
+    /// A signer whose private key never comes here: it builds and checks the URLs,
+    /// and the signature over each policy is made elsewhere with SHA-256 (KMS signs
+    /// only SHA-256 for these key types). Every URL is still verified against
+    /// `public_key` before anyone sees it.
+    pub fn with_key_elsewhere(
+        key_pair_id: KeyPairId,
+        public_key: &PublicKey,
+    ) -> Result<Self, KeyError> {
+        Ok(Self {
+            key_pair_id,
+            key: PrivateHalf::Elsewhere(public_key.kind()),
+            verifier: LinkVerifier::new(public_key)?,
+            hash: HashAlgorithm::Sha256,
         })
     }
 
@@ -125,7 +166,10 @@ impl UrlSigner {
         self.hash
     }
     pub fn key_kind(&self) -> KeyKind {
-        self.key.kind()
+        match &self.key {
+            PrivateHalf::Here(key) => key.kind(),
+            PrivateHalf::Elsewhere(kind) => *kind,
+        }
     }
 
     /// Signs exactly `url` until `expires` with a canned policy, which CloudFront
@@ -138,13 +182,24 @@ impl UrlSigner {
         expires: i64,
         now: i64,
     ) -> Result<SignedLink, SigningError> {
-        let terms = LinkTerms::expiring_at(expires);
-        if !matches!(Policy::for_url(url, &terms), Policy::Canned { .. }) {
+        let to_sign = self.prepare_canned(url, expires, now)?;
+        let signature = self.raw_signature(to_sign.message())?;
+        self.finish(to_sign, &signature)
+    }
+
+    /// The canned policy for exactly `url` until `expires`, to be signed elsewhere
+    /// and handed to [`Self::finish`]; refused as [`Self::sign_canned`] refuses.
+    pub fn prepare_canned(
+        &self,
+        url: &SignableUrl,
+        expires: i64,
+        now: i64,
+    ) -> Result<PolicyToSign, SigningError> {
+        let to_sign = self.prepare(url, &LinkTerms::expiring_at(expires), now)?;
+        if !matches!(to_sign.policy, Policy::Canned { .. }) {
             return Err(SigningError::NotCanned(url.as_str().to_string()));
         }
-        let link = self.sign(url, &terms, now)?;
-        debug_assert!(!link.has_custom_policy());
-        Ok(link)
+        Ok(to_sign)
     }
 
     /// Signs `url` under `terms`, `now` being the current epoch second.
@@ -154,10 +209,36 @@ impl UrlSigner {
         terms: &LinkTerms,
         now: i64,
     ) -> Result<SignedLink, SigningError> {
+        let to_sign = self.prepare(url, terms, now)?;
+        let signature = self.raw_signature(to_sign.message())?;
+        self.finish(to_sign, &signature)
+    }
+
+    /// Checks `terms` and builds the policy for `url`.
+    pub fn prepare(
+        &self,
+        url: &SignableUrl,
+        terms: &LinkTerms,
+        now: i64,
+    ) -> Result<PolicyToSign, SigningError> {
         terms.check(url, now)?;
-        let policy = Policy::for_url(url, terms);
-        let signature = self.raw_signature(policy.json().as_bytes())?;
-        let encoded_signature = encoding::encode(&signature);
+        Ok(PolicyToSign {
+            policy: Policy::for_url(url, terms),
+            url: url.clone(),
+            terms: terms.clone(),
+        })
+    }
+
+    /// Builds the URL around `signature` (made over [`PolicyToSign::message`]), then
+    /// reads it back as CloudFront would and verifies it: a signature that does not
+    /// open exactly this URL under this policy never becomes a link.
+    pub fn finish(
+        &self,
+        to_sign: PolicyToSign,
+        signature: &[u8],
+    ) -> Result<SignedLink, SigningError> {
+        let PolicyToSign { url, terms, policy } = to_sign;
+        let encoded_signature = encoding::encode(signature);
 
         let mut signed =
             String::with_capacity(url.as_str().len() + policy.json().len() * 4 / 3 + 420);
@@ -195,7 +276,7 @@ impl UrlSigner {
         Ok(SignedLink {
             unsigned_len: url.as_str().len(),
             url: signed,
-            signature_sha256: Sha256::digest(&signature).into(),
+            signature_sha256: Sha256::digest(signature).into(),
             expires: terms.expires,
             not_before: terms.not_before,
             custom_policy: matches!(policy, Policy::Custom { .. }),
@@ -203,12 +284,15 @@ impl UrlSigner {
     }
 
     fn raw_signature(&self, message: &[u8]) -> Result<Vec<u8>, SigningError> {
+        let PrivateHalf::Here(key) = &self.key else {
+            return Err(SigningError::KeyElsewhere);
+        };
         let digest = match self.hash {
             HashAlgorithm::Sha1 => MessageDigest::sha1(),
             HashAlgorithm::Sha256 => MessageDigest::sha256(),
         };
         // RSA keys default to PKCS#1 v1.5 padding; ECDSA yields a DER signature.
-        let mut signer = openssl::sign::Signer::new(digest, self.key.openssl_key())
+        let mut signer = openssl::sign::Signer::new(digest, key.openssl_key())
             .map_err(|_| SigningError::Crypto)?;
         signer.update(message).map_err(|_| SigningError::Crypto)?;
         signer.sign_to_vec().map_err(|_| SigningError::Crypto)

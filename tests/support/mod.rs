@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod credentials_standin;
+pub mod kms_signer_standin;
 pub mod kms_standin;
 pub mod kvs_standin;
 pub mod ledger;
