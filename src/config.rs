@@ -883,7 +883,7 @@ impl Settings {
         // SHA-1 asked for by name is refused.
         let hash = match (&signer, hash) {
             (Some(SignerSetting::Kms { .. }), Some(HashAlgorithm::Sha1))
-                if raw.1.contains_key("hash") =>
+                if raw.0.get("hash").is_some_and(|v| !v.trim().is_empty()) =>
             {
                 p.0.push(RawSettings::error(
                     "hash",
@@ -962,6 +962,21 @@ impl Settings {
         let audit_anchor_bucket = p.check(raw.parse_optional("audit_anchor_bucket", bucket_name));
         let audit_anchor_prefix = p.check(raw.parse("audit_anchor_prefix", key_prefix));
         let log_format = p.check(raw.parse("log_format", LogFormatSetting::parse));
+        // KMS signs at most 4,096 bytes of RAW message. A canned policy is the URL
+        // plus 85 bytes; the URL is the base, '/', a document key of at most 1,024
+        // bytes percent-encoded to at most 3,072, and `?lid=` with its 36: a base of
+        // at most 800 bytes keeps every policy KMS is asked to sign within the limit.
+        if let (Some(SignerSetting::Kms { .. }), Some(base)) = (&signer, &link_base_url)
+            && base.as_str().len() > 800
+        {
+            p.0.push(RawSettings::error(
+                "link_base_url",
+                format!(
+                    "is {} bytes; with signer=kms it may be at most 800, so that every link's policy fits KMS Sign's 4,096 bytes",
+                    base.as_str().len()
+                ),
+            ));
+        }
         if let (Some(ttl), Some(max)) = (link_ttl, link_max_ttl)
             && ttl > max
         {
@@ -1626,6 +1641,21 @@ mod tests {
         assert_eq!(settings.hash, HashAlgorithm::Sha256, "kms signs SHA-256");
         kms.insert("DOCLINK_HASH", "sha1".into());
         assert!(message(&kms).contains("signer=kms signs with SHA-256 only"));
+        kms.insert("DOCLINK_HASH", " ".into());
+        assert_eq!(
+            load(&kms, None).unwrap().hash,
+            HashAlgorithm::Sha256,
+            "empty is the default"
+        );
+        kms.insert(
+            "DOCLINK_LINK_BASE_URL",
+            format!("https://documents.example.org/{}", "a".repeat(800)),
+        );
+        assert!(message(&kms).contains("with signer=kms it may be at most 800"));
+        kms.insert(
+            "DOCLINK_LINK_BASE_URL",
+            "https://documents.example.org".into(),
+        );
         kms.insert("DOCLINK_HASH", "sha256".into());
         kms.insert("DOCLINK_KMS_SIGN_RATE", "40".into());
         assert!(matches!(

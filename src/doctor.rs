@@ -536,13 +536,7 @@ async fn kms_key_checks(
             return None;
         }
     };
-    let now = chrono::Utc::now().timestamp();
-    let url = settings.link_base_url.document_url_with_param(
-        &crate::signing::DocumentKey::parse("doctor/test-signature").expect("a valid key"),
-        "lid",
-        "doctor",
-    );
-    checks.push(match signer.sign_canned(&url, now + 60, now).await {
+    checks.push(match signer.sign_test_link(&settings.link_base_url).await {
         Ok(_) => Check::ok(
             "test signature",
             "KMS signed a test link, and it verifies against the key's public half",

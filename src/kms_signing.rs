@@ -13,7 +13,8 @@
 use crate::kms::{KmsError, call_error};
 use crate::mail::{SendPacer, SendRate};
 use crate::signing::{
-    KeyError, KeyKind, KeyPairId, PublicKey, SignableUrl, SignedLink, SigningError, UrlSigner,
+    BaseUrl, DocumentKey, KeyError, KeyKind, KeyPairId, PublicKey, SignableUrl, SignedLink,
+    SigningError, UrlSigner,
 };
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec};
@@ -26,6 +27,10 @@ pub enum KmsKeyError {
     /// KMS answered, and the key is not one that can sign CloudFront links.
     #[error("setting DOCLINK_KMS_SIGNING_KEY_ID (kms_signing_key_id): KMS key {key} {problem}")]
     Unsuitable { key: String, problem: String },
+    /// The key is of the right kind but cannot sign now (disabled, pending
+    /// deletion): about the key, as KMS's refusals to sign are.
+    #[error("KMS key {key} (DOCLINK_KMS_SIGNING_KEY_ID) {problem}")]
+    NotSigning { key: String, problem: String },
     /// GetPublicKey's answer is not a key CloudFront accepts.
     #[error("the public key KMS returned for {key} is not usable")]
     PublicKey {
@@ -38,7 +43,21 @@ pub enum KmsKeyError {
 impl KmsKeyError {
     /// True when only a change of key or setting makes it right.
     pub fn is_configuration(&self) -> bool {
-        !matches!(self, KmsKeyError::Kms(_))
+        matches!(
+            self,
+            KmsKeyError::Unsuitable { .. } | KmsKeyError::PublicKey { .. }
+        )
+    }
+
+    /// True when KMS refuses this key for every letter alike (disabled, pending
+    /// deletion, missing, access denied): `run` exits 4 for these, at start-up as
+    /// when they happen later, and every message stays on the queue.
+    pub fn is_account_fault(&self) -> bool {
+        match self {
+            KmsKeyError::NotSigning { .. } => true,
+            KmsKeyError::Kms(e) => e.is_account_fault(),
+            _ => false,
+        }
     }
 }
 
@@ -91,10 +110,14 @@ impl KmsSigningKey {
                 )));
             }
         };
+        let not_signing = |problem: String| KmsKeyError::NotSigning {
+            key: key_id.to_string(),
+            problem,
+        };
         match &meta.key_state {
             Some(KeyState::Enabled) if meta.enabled => {}
             Some(KeyState::PendingDeletion) => {
-                return Err(unsuitable(format!(
+                return Err(not_signing(format!(
                     "is pending deletion{}; cancel the deletion (CancelKeyDeletion) or name another key",
                     meta.deletion_date
                         .map(|d| format!(" on {d}"))
@@ -102,7 +125,7 @@ impl KmsSigningKey {
                 )));
             }
             state => {
-                return Err(unsuitable(format!(
+                return Err(not_signing(format!(
                     "is not enabled (KeyState {}); enable it or name another key",
                     state.as_ref().map(|s| s.as_str()).unwrap_or("unknown")
                 )));
@@ -235,6 +258,16 @@ impl KmsLinkSigner {
 
     pub fn rate(&self) -> f64 {
         self.pacer.rate()
+    }
+
+    /// Has KMS sign one test link under `base` and verifies it here: proves that
+    /// this role may call Sign and that KMS signs with the key whose public half
+    /// was fetched, before any message is received (and for `doctor`).
+    pub async fn sign_test_link(&self, base: &BaseUrl) -> Result<(), KmsSigningError> {
+        let now = chrono::Utc::now().timestamp();
+        let key = DocumentKey::parse("doclink/test-signature").expect("a valid document key");
+        let url = base.document_url_with_param(&key, "lid", "test");
+        self.sign_canned(&url, now + 60, now).await.map(drop)
     }
 
     /// As [`UrlSigner::sign_canned`], the signature made by KMS.

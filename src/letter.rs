@@ -511,9 +511,11 @@ impl Pipeline {
                     Outcome::AccountBlocked => AttemptEnd::AccountBlocked,
                     _ => AttemptEnd::Retry,
                 };
+                // A link an earlier attempt may have handed to SES stays `sending`,
+                // so that the next attempt still flags its letter.
                 let held = self
                     .audit
-                    .release(token, true, end, "draft", &reason)
+                    .release(token, !was_sending, end, "draft", &reason)
                     .await?;
                 if held == Held::Lost {
                     return Ok(Step::Done(

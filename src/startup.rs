@@ -51,7 +51,7 @@ pub enum StartupError {
         "cannot decrypt the private key with KMS (check the key, the ciphertext and DOCLINK_KMS_ENCRYPTION_CONTEXT)"
     )]
     Kms(#[source] crate::kms::KmsError),
-    #[error("the signing key is not usable")]
+    #[error("the KMS-decrypted private key is not usable")]
     Key(#[source] crate::signing::KeyError),
     /// The KMS signing key (DOCLINK_SIGNER=kms) cannot be used.
     #[error("cannot sign with the KMS key DOCLINK_KMS_SIGNING_KEY_ID")]
@@ -95,6 +95,12 @@ pub enum StartupError {
 }
 
 impl StartupError {
+    /// True when KMS refuses the signing key for every letter alike
+    /// (DOCLINK_SIGNER=kms): `run` exits 4, as when that happens later.
+    pub fn is_account_blocked(&self) -> bool {
+        matches!(self, StartupError::KmsKey(e) if e.is_account_fault())
+    }
+
     /// True when waiting cannot make it right (the configuration must change): a
     /// queue that does not exist, a ciphertext KMS refuses under the context, a
     /// decrypted key that is not a usable key. `doclink run` exits 2 for these, which
@@ -385,7 +391,33 @@ async fn link_signer(
             let rate = crate::kms_signing::per_worker(total, settings.workers);
             let kind = key.kind();
             let signer = KmsLinkSigner::new(settings.key_pair_id.clone(), key, &public_key, rate)
-                .map_err(StartupError::Key)?;
+                .map_err(|source| {
+                StartupError::KmsKey(crate::kms_signing::KmsKeyError::PublicKey {
+                    key: key_id.clone(),
+                    source,
+                })
+            })?;
+            // One test signature before anything is received: a role that may not
+            // Sign, or a key KMS refuses, stops here rather than after each restart's
+            // first batch (which would count towards the queue's receive limit).
+            signer
+                .sign_test_link(&settings.link_base_url)
+                .await
+                .map_err(|e| {
+                    StartupError::KmsKey(match e {
+                        crate::kms_signing::KmsSigningError::Kms(e) => {
+                            crate::kms_signing::KmsKeyError::Kms(e)
+                        }
+                        crate::kms_signing::KmsSigningError::Signing(e) => {
+                            crate::kms_signing::KmsKeyError::Unsuitable {
+                                key: key_id.clone(),
+                                problem: format!(
+                                    "signed a test link that does not verify against its own public key ({e})"
+                                ),
+                            }
+                        }
+                    })
+                })?;
             info!(key = %kind, kms_key = signer.key().arn(), key_pair_id = settings.key_pair_id.as_str(),
                   sign_rate = signer.rate(), "links are signed inside KMS; the private key never leaves it");
             metrics::gauge!("doclink_kms_sign_rate").set(signer.rate());

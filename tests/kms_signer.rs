@@ -193,6 +193,7 @@ async fn transient_kms_faults_delay_letters_and_lose_none() {
     faults.push(SignFault::Slow(Duration::from_secs(7)));
     let planted = faults.len();
     kms.fail_next_signs(faults);
+    kms.let_signs_pass(1); // the start-up test signature
     let fed = feed(&stack, events).await;
 
     let out = stack
@@ -246,6 +247,8 @@ async fn a_kms_fault_about_the_key_stops_the_daemon_with_every_letter_on_the_que
         (403, "UnrecognizedClientException"),
     ] {
         kms.fail_every_sign(Some(SignFault::Error { status, code }));
+        // The start-up test signature passes: the fault comes with the letters.
+        kms.let_signs_pass(1);
         let out = stack.drain(&settings).await;
         assert_eq!(out.status.code(), Some(4), "{code}: {}", stderr(&out));
         assert!(stderr(&out).contains(code), "{code}: {}", stderr(&out));
@@ -270,6 +273,25 @@ async fn a_kms_fault_about_the_key_stops_the_daemon_with_every_letter_on_the_que
     let counted = fed.count(&stack, &[], COUNTED_FROM).await;
     counted.assert_sound();
 
+    // Refused already at start-up's test signature: exit 4 before anything is
+    // received (each restart would otherwise count towards the receive limit).
+    kms.fail_every_sign(Some(SignFault::Error {
+        status: 400,
+        code: "DisabledException",
+    }));
+    let out = stack.drain(&settings).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DisabledException"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stack.queue_counts(&stack.queue_url).await,
+        (events as u64, 0),
+        "nothing was received"
+    );
+
     kms.fail_every_sign(None);
     let out = stack.drain(&settings).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -280,8 +302,10 @@ async fn a_kms_fault_about_the_key_stops_the_daemon_with_every_letter_on_the_que
     assert_eq!(kms.calls("Decrypt"), 0);
 }
 
-/// A key that cannot sign CloudFront links is refused at start-up (exit 2), naming
-/// the setting and what is wrong, before any message is received.
+/// A key that cannot sign CloudFront links is refused at start-up, naming the
+/// setting and what is wrong, before any message is received: exit 2 for a key of
+/// the wrong kind (only another key or setting mends it), exit 4 for a key KMS will
+/// not sign with now (disabled, pending deletion), as when that happens later.
 #[tokio::test]
 async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
     let stack = TestStack::new("kmskey", KeyKind::Rsa2048).await;
@@ -289,7 +313,7 @@ async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
     let fed = feed(&stack, 2).await;
     let uri = kms.uri();
     let settings = kms_settings(&kms.arn, &[("AWS_ENDPOINT_URL_KMS", &uri)]);
-    for (described, expected) in [
+    for (described, expected, exit) in [
         (
             Described {
                 key_usage: "SIGN_VERIFY",
@@ -297,6 +321,7 @@ async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
                 key_state: "Disabled",
             },
             "is not enabled (KeyState Disabled)",
+            4,
         ),
         (
             Described {
@@ -305,6 +330,7 @@ async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
                 key_state: "PendingDeletion",
             },
             "is pending deletion",
+            4,
         ),
         (
             Described {
@@ -313,6 +339,7 @@ async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
                 key_state: "Enabled",
             },
             "has KeyUsage ENCRYPT_DECRYPT",
+            2,
         ),
         (
             Described {
@@ -321,11 +348,17 @@ async fn start_up_refuses_a_kms_key_that_cannot_sign_links() {
                 key_state: "Enabled",
             },
             "has KeySpec RSA_4096",
+            2,
         ),
     ] {
         kms.describe_as(described);
         let out = stack.drain(&settings).await;
-        assert_eq!(out.status.code(), Some(2), "{expected}: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(exit),
+            "{expected}: {}",
+            stderr(&out)
+        );
         let err = stderr(&out);
         assert!(err.contains("DOCLINK_KMS_SIGNING_KEY_ID"), "{err}");
         assert!(err.contains(expected), "{err}");
@@ -365,4 +398,89 @@ async fn keys_public_prints_the_kms_keys_public_half() {
         .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("ENCRYPT_DECRYPT"), "{}", stderr(&out));
+}
+
+/// A link an earlier attempt may have handed to SES (left `sending` when its worker
+/// died, its lease lapsed) is retaken while KMS throttles the new signature: the
+/// attempt ends without sending, the link stays `sending`, and the letter that goes
+/// out next is flagged a possible duplicate. (Releasing it as certainly unsent lost
+/// the flag.)
+#[tokio::test]
+async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() {
+    use doclink::audit::{AuditLog, Claim, NewLink, SendingRecord};
+    let stack = TestStack::new("kmsresume", KeyKind::EcdsaP256).await;
+    let kms = KmsSignerStandIn::start(StandInKeySpec::EccNistP256, Duration::ZERO).await;
+    doclink::audit::migrate(&stack.pool, doclink::audit::DEFAULT_ROLE_PREFIX)
+        .await
+        .unwrap();
+    let event = stack.event(0, "resume/a.pdf");
+    let event_id = event["event_id"].as_str().unwrap().to_string();
+    let recipient = stack.recipient("u0");
+    let signature = [7u8; 32];
+    // The dead attempt: claimed and recorded as handed to SES, with a lease that has
+    // already lapsed.
+    let claimed = AuditLog::new(stack.pool.clone(), 2)
+        .claim(
+            &NewLink {
+                link_id: uuid::Uuid::now_v7(),
+                event_id: &event_id,
+                document_key: "resume/a.pdf",
+                recipient_email: &recipient,
+                recipient_name: None,
+                template: "decision_letter",
+                locale: "en",
+                key_pair_id: support::KEY_PAIR_ID,
+                hash_algorithm: "SHA256",
+                signer: "local",
+                message_id: "the-dead-attempts-message",
+            },
+            &SendingRecord {
+                resource_url: "https://letters.example.net/resume/a.pdf",
+                not_before: None,
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+                signature_sha256: &signature,
+            },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claimed, Claim::New(_)), "{claimed:?}");
+    stack.enqueue(&[event.to_string()]).await;
+    // Start-up's test signature and the first draft are signed; the retake's
+    // signature is throttled past the SDK's own three attempts.
+    kms.let_signs_pass(2);
+    kms.fail_next_signs(std::iter::repeat_n(
+        SignFault::Error {
+            status: 400,
+            code: "ThrottlingException",
+        },
+        3,
+    ));
+    let uri = kms.uri();
+    let out = stack
+        .drain(&kms_settings(&kms.arn, &[("AWS_ENDPOINT_URL_KMS", &uri)]))
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(kms.faults_left(), 0, "the retake's signature was throttled");
+
+    let emails = stack.emails().await;
+    assert_eq!(emails.len(), 1, "one email from this run");
+    assert!(emails[0].to.contains(&recipient), "{}", emails[0].to);
+    let (status, flagged): (String, bool) =
+        sqlx::query_as("SELECT status, possible_duplicate FROM links WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "sent");
+    assert!(flagged, "the dead attempt may have sent it too: flagged");
+    let throttled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM link_attempts a JOIN links l USING (link_id)
+         WHERE l.event_id = $1 AND a.outcome = 'retry' AND a.error_class = 'draft'",
+    )
+    .bind(&event_id)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(throttled, 1, "the throttled retake is in the history");
 }

@@ -128,6 +128,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             built = doclink::startup::build(&settings, stats.clone()) => {
                 built.map_err(|e| if e.is_configuration() {
                     Failure::Usage(e.into())
+                } else if e.is_account_blocked() {
+                    Failure::AccountBlocked(anyhow::anyhow!(
+                        "{:#}; no letter can go until that is fixed, and every unsent message is still on the queue",
+                        anyhow::Error::new(e)
+                    ))
                 } else {
                     Failure::Unavailable(e.into())
                 })?

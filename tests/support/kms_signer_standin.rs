@@ -64,6 +64,9 @@ struct State {
     next_faults: VecDeque<SignFault>,
     /// When set, every Sign call is answered with this fault.
     every_sign: Option<SignFault>,
+    /// Sign calls signed before any fault applies (doclink's start-up test
+    /// signature, say).
+    passes: usize,
     latency: Duration,
     calls: HashMap<String, usize>,
     /// The messages KMS was asked to sign, in order.
@@ -155,9 +158,14 @@ impl Respond for Responder {
                 }),
             ),
             "Sign" => {
-                let fault = match state.every_sign.clone() {
-                    Some(fault) => Some(fault),
-                    None => state.next_faults.pop_front(),
+                let fault = if state.passes > 0 {
+                    state.passes -= 1;
+                    None
+                } else {
+                    match state.every_sign.clone() {
+                        Some(fault) => Some(fault),
+                        None => state.next_faults.pop_front(),
+                    }
                 };
                 let message = base64::engine::general_purpose::STANDARD
                     .decode(body["Message"].as_str().unwrap_or_default())
@@ -221,6 +229,7 @@ impl KmsSignerStandIn {
             },
             next_faults: VecDeque::new(),
             every_sign: None,
+            passes: 0,
             latency,
             calls: HashMap::new(),
             signed_messages: Vec::new(),
@@ -266,6 +275,12 @@ impl KmsSignerStandIn {
     /// Every Sign call gets this answer (or signatures again, with `None`).
     pub fn fail_every_sign(&self, fault: Option<SignFault>) {
         self.state.lock().unwrap().every_sign = fault;
+    }
+
+    /// The next `n` Sign calls are signed whatever faults are set up (doclink's
+    /// start-up test signature is one).
+    pub fn let_signs_pass(&self, n: usize) {
+        self.state.lock().unwrap().passes = n;
     }
 
     /// Faults still waiting to be answered.
