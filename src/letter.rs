@@ -414,6 +414,7 @@ impl Pipeline {
         event: &DocumentReady,
         draft: Draft,
     ) -> Result<Step<Claimed>, PipelineError> {
+        let key = self.links.signer.key();
         let new_link = NewLink {
             link_id: draft.link_id,
             event_id: event.event_id.as_str(),
@@ -422,9 +423,9 @@ impl Pipeline {
             recipient_name: event.recipient.name.as_ref().map(|n| n.as_str()),
             template: event.template.as_str(),
             locale: event.locale.as_str(),
-            key_pair_id: self.links.signer.links().key_pair_id().as_str(),
-            hash_algorithm: self.links.signer.links().hash().as_str(),
-            signer: self.links.signer.name(),
+            key_pair_id: key.key_pair_id,
+            hash_algorithm: key.hash_algorithm,
+            signer: key.signer,
             message_id: &message.message_id,
         };
         let claim = self

@@ -986,21 +986,11 @@ async fn doctor_as_json_gives_the_same_checks_and_exit_status() {
 /// problem with what to do.
 #[tokio::test]
 async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key() {
-    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    use aws_sdk_kms::types::KeySpec;
     let stack = TestStack::new("doctor-kms", KeyKind::EcdsaP256).await;
     let migrated = stack.doclink(&["migrate"], &[]).await;
     assert!(migrated.status.success(), "{}", stderr(&migrated));
-    let kms = aws_sdk_kms::Client::new(&aws_config::load_from_env().await);
-    let key = kms
-        .create_key()
-        .key_usage(KeyUsageType::SignVerify)
-        .key_spec(KeySpec::EccNistP256)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
-    let arn = key.arn.unwrap();
+    let (key_id, arn) = stack.kms_signing_key(KeySpec::EccNistP256).await;
     let public = stack.doclink(&["keys", "public", "--kms", &arn], &[]).await;
     assert!(public.status.success(), "{}", stderr(&public));
     let cf = CloudFront::new().await;
@@ -1049,7 +1039,12 @@ async fn doctor_checks_a_kms_signing_key_its_test_signature_and_its_public_key()
     assert_eq!(problems(&out), vec!["public key".to_string()], "{out}");
 
     // (moto disables a key by its id, not by its ARN.)
-    kms.disable_key().key_id(&key.key_id).send().await.unwrap();
+    aws_sdk_kms::Client::new(&aws_config::load_from_env().await)
+        .disable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     let (code, out, _) = doctor(&stack, settings(&kms_public)).await;
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(problems(&out), vec!["KMS".to_string()], "{out}");

@@ -7,7 +7,7 @@
 
 mod support;
 
-use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use aws_sdk_kms::types::KeySpec;
 use doclink::signing::KeyKind;
 use std::time::Duration;
 use support::kms_signer_standin::{Described, KmsSignerStandIn, SignFault, StandInKeySpec};
@@ -95,17 +95,7 @@ async fn letters_signed_inside_kms_verify_independently_for_both_key_types() {
     ] {
         let events = 200;
         let stack = TestStack::new("kmssign", kind).await;
-        let aws = aws_config::load_from_env().await;
-        let key = aws_sdk_kms::Client::new(&aws)
-            .create_key()
-            .key_usage(KeyUsageType::SignVerify)
-            .key_spec(spec.clone())
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap();
-        let arn = key.arn.unwrap();
+        let (_, arn) = stack.kms_signing_key(spec.clone()).await;
 
         // The PEM to upload to CloudFront comes from KMS.
         let public = stack.doclink(&["keys", "public", "--kms", &arn], &[]).await;

@@ -53,6 +53,22 @@ impl KmsStandIn {
 }
 
 impl TestStack {
+    /// A SIGN_VERIFY key of `spec` in the stack's (moto's) KMS, which signs: its key
+    /// id and ARN, for DOCLINK_SIGNER=kms.
+    pub async fn kms_signing_key(&self, spec: aws_sdk_kms::types::KeySpec) -> (String, String) {
+        let aws = aws_config::load_from_env().await;
+        let key = aws_sdk_kms::Client::new(&aws)
+            .create_key()
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .key_spec(spec)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        (key.key_id, key.arn.unwrap())
+    }
+
     /// Encrypts `plaintext` under this stack's KMS key and encryption context and
     /// writes the CiphertextBlob to a file in the stack's directory: what
     /// `DOCLINK_PRIVATE_KEY_CIPHERTEXT` would point to.
