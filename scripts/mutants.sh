@@ -126,7 +126,21 @@ files[poison]="src/letter.rs"
 regex[poison]='(replace|in) Pipeline::(resume|poison)( |$)'
 tests[poison]="
     doclink::resilience/an_event_whose_attempts_keep_dying_is_set_aside_as_poison
-    doclink::pipeline/a_send_whose_outcome_was_unknown_is_resent_and_flagged"
+    doclink::pipeline/a_send_whose_outcome_was_unknown_is_resent_and_flagged
+    doclink::kms_signer/a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault"
+
+groups+=(kms)
+label[kms]="KMS faults and pacing"
+files[kms]="src/kms.rs src/letter.rs src/mail/pacing.rs src/config.rs"
+regex[kms]='(replace|in) (KmsError::is_account_fault|Pipeline::draft_failed|SendPacer::new|signer_setting)( |$)'
+tests[kms]="
+    doclink/kms::*
+    doclink/mail::pacing::*
+    doclink/config::*
+    doclink::kms_signer/transient_kms_faults_delay_letters_and_lose_none
+    doclink::kms_signer/a_kms_fault_about_the_key_stops_the_daemon_with_every_letter_on_the_queue
+    doclink::kms_signer/a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault
+    doclink::startup/every_kms_fault_at_start_up_exits_3_or_2_with_one_clear_message_and_consumes_nothing"
 
 groups+=(verify)
 label[verify]="verify-after-sign"
