@@ -127,12 +127,13 @@ regex[poison]='(replace|in) Pipeline::(resume|poison)( |$)'
 tests[poison]="
     doclink::resilience/an_event_whose_attempts_keep_dying_is_set_aside_as_poison
     doclink::pipeline/a_send_whose_outcome_was_unknown_is_resent_and_flagged
-    doclink::kms_signer/a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault"
+    doclink::kms_signer/a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault
+    doclink::kms_signer/a_retaken_link_whose_key_kms_refuses_stops_the_daemon_and_stays_on_the_queue"
 
 groups+=(kms)
 label[kms]="KMS faults and pacing"
 files[kms]="src/kms.rs src/letter.rs src/mail/pacing.rs src/config.rs"
-regex[kms]='(replace|in) (KmsError::is_account_fault|Pipeline::draft_failed|SendPacer::new|signer_setting)( |$)'
+regex[kms]='(replace|in) (KmsError::is_account_fault|Pipeline::draft_failed|quota|SendPacer::until_ready|signer_setting)( |$)'
 tests[kms]="
     doclink/kms::*
     doclink/mail::pacing::*
@@ -140,6 +141,7 @@ tests[kms]="
     doclink::kms_signer/transient_kms_faults_delay_letters_and_lose_none
     doclink::kms_signer/a_kms_fault_about_the_key_stops_the_daemon_with_every_letter_on_the_queue
     doclink::kms_signer/a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault
+    doclink::kms_signer/a_retaken_link_whose_key_kms_refuses_stops_the_daemon_and_stays_on_the_queue
     doclink::startup/every_kms_fault_at_start_up_exits_3_or_2_with_one_clear_message_and_consumes_nothing"
 
 groups+=(verify)

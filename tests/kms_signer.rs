@@ -390,16 +390,11 @@ async fn keys_public_prints_the_kms_keys_public_half() {
     assert!(stderr(&out).contains("ENCRYPT_DECRYPT"), "{}", stderr(&out));
 }
 
-/// A link an earlier attempt may have handed to SES (left `sending` when its worker
-/// died, its lease lapsed) is retaken while KMS throttles the new signature: the
-/// attempt ends without sending, the link stays `sending`, and the letter that goes
-/// out next is flagged a possible duplicate. (Releasing it as certainly unsent lost
-/// the flag.)
-#[tokio::test]
-async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() {
+/// A link an earlier attempt may have handed to SES: claimed and recorded as handed
+/// to SES by a worker that died, its lease already lapsed, its event on the queue.
+/// Returns the event id and the recipient.
+async fn a_dead_attempt(stack: &TestStack) -> (String, String) {
     use doclink::audit::{AuditLog, Claim, NewLink, SendingRecord};
-    let stack = TestStack::new("kmsresume", KeyKind::EcdsaP256).await;
-    let kms = KmsSignerStandIn::start(StandInKeySpec::EccNistP256, Duration::ZERO).await;
     doclink::audit::migrate(&stack.pool, doclink::audit::DEFAULT_ROLE_PREFIX)
         .await
         .unwrap();
@@ -407,8 +402,6 @@ async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() 
     let event_id = event["event_id"].as_str().unwrap().to_string();
     let recipient = stack.recipient("u0");
     let signature = [7u8; 32];
-    // The dead attempt: claimed and recorded as handed to SES, with a lease that has
-    // already lapsed.
     let claimed = AuditLog::new(stack.pool.clone(), 2)
         .claim(
             &NewLink {
@@ -436,6 +429,44 @@ async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() 
         .unwrap();
     assert!(matches!(claimed, Claim::New(_)), "{claimed:?}");
     stack.enqueue(&[event.to_string()]).await;
+    (event_id, recipient)
+}
+
+/// The link's status, its flag, and how many of its attempts ended with `outcome`
+/// at the draft (the new signature).
+async fn link_after_retake(
+    stack: &TestStack,
+    event_id: &str,
+    outcome: &str,
+) -> (String, bool, i64) {
+    let (status, flagged): (String, bool) =
+        sqlx::query_as("SELECT status, possible_duplicate FROM links WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM link_attempts a JOIN links l USING (link_id)
+         WHERE l.event_id = $1 AND a.outcome = $2 AND a.error_class = 'draft'",
+    )
+    .bind(event_id)
+    .bind(outcome)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    (status, flagged, attempts)
+}
+
+/// A link an earlier attempt may have handed to SES (left `sending` when its worker
+/// died, its lease lapsed) is retaken while KMS throttles the new signature: the
+/// attempt ends without sending, the link stays `sending`, and the letter that goes
+/// out next is flagged a possible duplicate. (Releasing it as certainly unsent lost
+/// the flag.)
+#[tokio::test]
+async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() {
+    let stack = TestStack::new("kmsresume", KeyKind::EcdsaP256).await;
+    let kms = KmsSignerStandIn::start(StandInKeySpec::EccNistP256, Duration::ZERO).await;
+    let (event_id, recipient) = a_dead_attempt(&stack).await;
     // Start-up's test signature and the first draft are signed; the retake's
     // signature is throttled past the SDK's own three attempts.
     kms.let_signs_pass(2);
@@ -456,21 +487,56 @@ async fn a_retaken_link_keeps_its_possible_duplicate_flag_through_a_kms_fault() 
     let emails = stack.emails().await;
     assert_eq!(emails.len(), 1, "one email from this run");
     assert!(emails[0].to.contains(&recipient), "{}", emails[0].to);
-    let (status, flagged): (String, bool) =
-        sqlx::query_as("SELECT status, possible_duplicate FROM links WHERE event_id = $1")
-            .bind(&event_id)
-            .fetch_one(&stack.pool)
-            .await
-            .unwrap();
+    let (status, flagged, throttled) = link_after_retake(&stack, &event_id, "retry").await;
     assert_eq!(status, "sent");
     assert!(flagged, "the dead attempt may have sent it too: flagged");
-    let throttled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM link_attempts a JOIN links l USING (link_id)
-         WHERE l.event_id = $1 AND a.outcome = 'retry' AND a.error_class = 'draft'",
-    )
-    .bind(&event_id)
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap();
     assert_eq!(throttled, 1, "the throttled retake is in the history");
+}
+
+/// The same retake while KMS refuses the key itself (disabled): not a verdict on
+/// the letter. doclink stops and exits 4, the message stays on the queue, the link
+/// stays `sending` with the attempt recorded as blocked; once the key signs again
+/// the letter goes out once, flagged.
+#[tokio::test]
+async fn a_retaken_link_whose_key_kms_refuses_stops_the_daemon_and_stays_on_the_queue() {
+    let stack = TestStack::new("kmsresumeblocked", KeyKind::EcdsaP256).await;
+    let kms = KmsSignerStandIn::start(StandInKeySpec::EccNistP256, Duration::ZERO).await;
+    let (event_id, recipient) = a_dead_attempt(&stack).await;
+    // Start-up's test signature and the first draft are signed; the retake's is
+    // refused for the key's sake.
+    kms.let_signs_pass(2);
+    kms.fail_every_sign(Some(SignFault::Error {
+        status: 400,
+        code: "DisabledException",
+    }));
+    let uri = kms.uri();
+    let settings = kms_settings(&kms.arn, &[("AWS_ENDPOINT_URL_KMS", &uri)]);
+    let out = stack.drain(&settings).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DisabledException"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stack.emails().await.is_empty(), "nothing was sent");
+    // Released on the way out, as every unsent message is: visible again at once.
+    assert_eq!(
+        stack.queue_counts(&stack.queue_url).await,
+        (1, 0),
+        "the message is on the queue, visible"
+    );
+    let (status, _, blocked) = link_after_retake(&stack, &event_id, "account_blocked").await;
+    assert_eq!(status, "sending", "the dead attempt may have sent it");
+    assert_eq!(blocked, 1, "the blocked retake is in the history");
+
+    // The key signs again: the letter goes out once, flagged.
+    kms.fail_every_sign(None);
+    let out = stack.drain(&settings).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let emails = stack.emails().await;
+    assert_eq!(emails.len(), 1, "one email");
+    assert!(emails[0].to.contains(&recipient), "{}", emails[0].to);
+    let (status, flagged, _) = link_after_retake(&stack, &event_id, "account_blocked").await;
+    assert_eq!(status, "sent");
+    assert!(flagged, "the dead attempt may have sent it too: flagged");
 }

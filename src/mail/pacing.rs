@@ -66,20 +66,8 @@ impl SendPacer {
     /// lowered by as much: any one second then holds at most `burst` plus
     /// `rate - burst` permits.
     pub fn new(rate: SendRate) -> Self {
-        let per_second = rate.per_second();
-        let burst = (per_second * Self::CATCH_UP.as_secs_f64()).floor().max(1.0);
-        let steady = if burst > 1.0 {
-            per_second - burst
-        } else {
-            per_second
-        };
-        let period = Duration::from_secs_f64(1.0 / steady);
-        let burst = NonZeroU32::new(burst as u32).expect("at least one");
-        let quota = Quota::with_period(period)
-            .expect("a rate in range has a non-zero period")
-            .allow_burst(burst);
         Self {
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct(quota(rate)),
             rate,
         }
     }
@@ -92,6 +80,24 @@ impl SendPacer {
     pub async fn until_ready(&self) {
         self.limiter.until_ready().await;
     }
+}
+
+/// The pacer's quota for `rate`: the burst and the steady interval described at
+/// [`SendPacer::new`].
+fn quota(rate: SendRate) -> Quota {
+    let per_second = rate.per_second();
+    let burst = (per_second * SendPacer::CATCH_UP.as_secs_f64())
+        .floor()
+        .max(1.0);
+    let steady = if burst > 1.0 {
+        per_second - burst
+    } else {
+        per_second
+    };
+    let period = Duration::from_secs_f64(1.0 / steady);
+    Quota::with_period(period)
+        .expect("a rate in range has a non-zero period")
+        .allow_burst(NonZeroU32::new(burst as u32).expect("at least one"))
 }
 
 #[cfg(test)]
@@ -107,6 +113,25 @@ mod tests {
             at.push(Instant::now());
         }
         at
+    }
+
+    /// The burst is 10 ms' worth from 200 per second up, and the steady rate is lowered
+    /// by exactly as much; below that, permits are evenly spaced at the rate.
+    #[test]
+    fn the_quota_spends_ten_milliseconds_at_once_and_no_more_than_the_rate() {
+        let cases = [(0.01, 1, 100.0), (50.0, 1, 0.02), (199.0, 1, 1.0 / 199.0)];
+        let cases = cases
+            .into_iter()
+            .chain([(250.0, 2, 1.0 / 248.0), (1000.0, 10, 1.0 / 990.0)]);
+        for (rate, burst, interval) in cases {
+            let quota = quota(SendRate::new(rate).unwrap());
+            assert_eq!(quota.burst_size().get(), burst, "burst at {rate}/s");
+            let got = quota.replenish_interval().as_secs_f64();
+            assert!(
+                (got - interval).abs() < 1e-9,
+                "interval at {rate}/s: {got} s, expected {interval} s"
+            );
+        }
     }
 
     /// No one second holds more than `rate` permits, at a rate that is spaced evenly and
