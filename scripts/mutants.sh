@@ -147,7 +147,7 @@ tests[kms]="
 groups+=(verify)
 label[verify]="verify-after-sign"
 files[verify]="src/signing/signer.rs src/signing/verify.rs"
-regex[verify]="(replace|in) (UrlSigner::(sign|raw_signature)|LinkVerifier::verify|SignedUrlParts<'a>::parse|PolicyTerms::from_json|parse_epoch)( |\$)"
+regex[verify]="(replace|in) (UrlSigner::(sign|sign_canned|prepare|prepare_canned|finish|raw_signature)|LinkVerifier::verify|SignedUrlParts<'a>::parse|PolicyTerms::from_json|parse_epoch)( |\$)"
 tests[verify]="
     doclink/signing::*
     doclink::signing/*"
