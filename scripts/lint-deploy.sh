@@ -135,6 +135,7 @@ checkov_kms_run() {
 check checkov-kms checkov_kms_run
 
 check edge-inline "$py" scripts/check-edge-inline.py
+check kms-key-slots "$py" scripts/check-kms-slots.py
 
 edge_tests() {
     node --test deploy/edge/revocation.test.mjs >"$work/node.txt" 2>&1
