@@ -116,18 +116,26 @@ check checkov checkov_run deploy/cloudformation.yaml
 checkov_kms_run() {
     # checkov reads the template with every parameter at its default, and skips
     # the resources whose condition is then false: those of SignerMode=kms (the
-    # KMS signing key, the worker's kms policy) are checked in a copy whose
-    # SignerMode defaults to kms.
+    # KMS signing keys, the worker's kms policy) are checked in a copy whose
+    # SignerMode defaults to kms, with both KMS key slots filled (a rotation's
+    # middle, when the worker may sign with either key).
     local copy="$work/cloudformation-kms.yaml"
-    sed '/^  SignerMode:$/,/^  [A-Za-z]/ s/^    Default: local$/    Default: kms/' \
+    sed -e '/^  SignerMode:$/,/^  [A-Za-z]/ s/^    Default: local$/    Default: kms/' \
+        -e '/^  KmsSigningKeySpecA:$/,/^  [A-Za-z]/ s/^    Default: none$/    Default: RSA_2048/' \
+        -e '/^  KmsSigningKeySpecB:$/,/^  [A-Za-z]/ s/^    Default: none$/    Default: ECC_NIST_P256/' \
         deploy/cloudformation.yaml >"$copy"
-    sed -n '/^  SignerMode:$/,/^  [A-Za-z]/p' "$copy" | grep -q '^    Default: kms$' \
-        || { echo "no 'Default: local' under SignerMode in deploy/cloudformation.yaml"; return 1; }
+    local param value
+    for param in SignerMode:kms KmsSigningKeySpecA:RSA_2048 KmsSigningKeySpecB:ECC_NIST_P256; do
+        value=${param#*:} param=${param%%:*}
+        sed -n "/^  $param:\$/,/^  [A-Za-z]/p" "$copy" | grep -q "^    Default: $value\$" \
+            || { echo "could not default $param to $value in a copy of deploy/cloudformation.yaml"; return 1; }
+    done
     checkov_run "$copy"
 }
 check checkov-kms checkov_kms_run
 
 check edge-inline "$py" scripts/check-edge-inline.py
+check kms-key-slots "$py" scripts/check-kms-slots.py
 
 edge_tests() {
     node --test deploy/edge/revocation.test.mjs >"$work/node.txt" 2>&1
