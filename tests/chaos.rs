@@ -137,6 +137,11 @@ async fn killed_again_and_again_no_letter_is_lost_and_every_extra_one_is_flagged
             events as i64,
         )
         .await;
+    // Every letter is sent, but a message a killed run had received may still be
+    // hidden under its visibility timeout; it comes back for a link already sent and
+    // this run skips it. Stop only when the queue is empty (a full run of the suite
+    // saw two such redeliveries come back after the stop).
+    stack.wait_for_empty_queue(&stack.queue_url).await;
     support::terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -514,8 +514,9 @@ async fn a_link_revoked_between_the_retake_and_the_send_is_not_sent() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("sent 0, duplicates skipped 1, rejected 0, failed 0, retried 1"),
-        "{}",
-        stdout(&out)
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
     );
     assert_eq!(
         ses.requests().len(),

@@ -359,6 +359,22 @@ impl TestStack {
         }
     }
 
+    /// Waits (bounded) until the queue holds no message, visible or in flight.
+    pub async fn wait_for_empty_queue(&self, url: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let counts = self.queue_counts(url).await;
+            if counts == (0, 0) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: the queue still holds {counts:?} (visible, in flight)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Visible and in-flight message counts.
     pub async fn queue_counts(&self, url: &str) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 #[derive(Default)]
 struct State {
     failures: HashMap<String, usize>,
+    /// Requests still to be answered `200 {}` (a well-formed answer with nothing in it).
+    empties: HashMap<String, usize>,
     failed: HashMap<String, usize>,
     passed: HashMap<String, usize>,
     /// The MessageId of every message a passed ReceiveMessage returned, in order.
@@ -82,7 +84,20 @@ impl SqsFaults {
                             .or_default() += 1;
                             fail
                         };
-                        let sent = if fail {
+                        let empty = {
+                            let mut state = state.lock().unwrap();
+                            let left = state.empties.entry(operation.clone()).or_default();
+                            let empty = !fail && *left > 0;
+                            *left = left.saturating_sub(usize::from(empty));
+                            empty
+                        };
+                        let sent = if empty {
+                            let headers = [(
+                                "content-type".to_string(),
+                                "application/x-amz-json-1.0".to_string(),
+                            )];
+                            respond(&mut stream, 200, &headers, b"{}").await
+                        } else if fail {
                             let body = br#"{"__type":"com.amazonaws.sqs#InternalError","message":"injected fault"}"#;
                             let headers = [
                                 (
@@ -119,6 +134,27 @@ impl SqsFaults {
             .unwrap()
             .failures
             .insert(operation.into(), n);
+    }
+
+    /// The next `n` requests of `operation` are answered `200 {}`, as if SQS had
+    /// nothing to say (for GetQueueAttributes: no counts at all).
+    pub fn answer_empty_next(&self, operation: &str, n: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .empties
+            .insert(operation.into(), n);
+    }
+
+    /// Requests of `operation` still to be answered `200 {}`.
+    pub fn empty_answers_left(&self, operation: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .empties
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The MessageId of every message SQS handed out through this proxy, once per
