@@ -1,6 +1,7 @@
 //! A proxy in front of moto's SQS that fails chosen operations: for an operation
 //! (`ReceiveMessage`, `DeleteMessageBatch`, `ChangeMessageVisibility`, ...), the next
-//! N requests get HTTP 500 with SQS's JSON error shape; everything else is passed on.
+//! N requests get HTTP 500 with SQS's JSON error shape, or (`answer_empty_next`) a
+//! well-formed `200 {}` that says nothing; everything else is passed on.
 //! The daemon reaches it through AWS_ENDPOINT_URL_SQS.
 //!
 //! It also counts, from the requests and moto's answers it passes on, what SQS
