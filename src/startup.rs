@@ -73,6 +73,8 @@ pub enum StartupError {
     DeadLetterQueue(#[source] crate::queue::QueueError),
     #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
     EventsQueue(#[source] crate::queue::QueueError),
+    #[error("the access-log queue DOCLINK_ACCESS_LOG_QUEUE_URL is not reachable")]
+    AccessLogQueue(#[source] crate::queue::QueueError),
     /// The anchor bucket is unusable: not locked (configuration) or not reachable.
     #[error("the audit anchor bucket DOCLINK_AUDIT_ANCHOR_BUCKET cannot be used")]
     Anchor(#[source] crate::anchor::AnchorError),
@@ -214,6 +216,8 @@ pub struct Daemon {
     pub audit: AuditLog,
     /// The SES events queue, when configured.
     pub delivery_events: Option<DeliveryEvents>,
+    /// The access-log queue, when configured.
+    pub access_logs: Option<crate::runtime::AccessLogs>,
     /// The edge's revocation store, when configured.
     pub revocations: Option<RevocationStore>,
     /// Where the audit journal's head is anchored, when configured.
@@ -295,6 +299,19 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         }
         None => None,
     };
+    let access_logs = match &settings.access_log_queue_url {
+        Some(url) => {
+            let queue = SqsQueue::new(sqs.clone(), url);
+            queue_checked(
+                queue.check().await,
+                url,
+                ("DOCLINK_ACCESS_LOG_QUEUE_URL", "access_log_queue_url"),
+                StartupError::AccessLogQueue,
+            )?;
+            Some(queue)
+        }
+        None => None,
+    };
     let events = match &settings.events_queue_url {
         Some(url) => {
             let queue = SqsQueue::new(sqs, url);
@@ -311,6 +328,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let mut watched_queues = vec![("documents", queue.clone())];
     watched_queues.extend(dead_letter.clone().map(|q| ("dead_letter", q)));
     watched_queues.extend(events.clone().map(|q| ("events", q)));
+    watched_queues.extend(access_logs.clone().map(|q| ("access_logs", q)));
 
     let anchor = match &settings.audit_anchor_bucket {
         Some(bucket) => {
@@ -351,6 +369,12 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         delivery_events: events.map(|queue| DeliveryEvents {
             queue,
             audit: audit.clone(),
+        }),
+        access_logs: access_logs.map(|queue| crate::runtime::AccessLogs {
+            queue,
+            audit: audit.clone(),
+            s3: crate::anchor::s3_client(&aws),
+            ip: settings.access_ip,
         }),
         revocations: settings
             .revocation_kvs_arn

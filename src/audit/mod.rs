@@ -7,6 +7,7 @@
 //! later change is conditioned on that token, so a worker whose lease lapsed and
 //! was taken over changes nothing.
 
+mod access;
 mod claims;
 mod connections;
 mod delivery;
@@ -18,6 +19,7 @@ mod revocations;
 mod roles;
 mod selector;
 
+pub use access::{AccessRecord, AccessesRecorded, OPENED_STATUSES};
 pub use claims::{
     AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
 };

@@ -708,11 +708,12 @@ fn purge(
         .map_err(unavailable)?;
     let what = if selector.is_empty() {
         format!(
-            "{} links, {} attempts, {} delivery events and {} rejections older than {}; \
+            "{} links, {} attempts, {} delivery events, {} accesses and {} rejections older than {}; \
              kept {} links that have not expired ({} of them revoked)",
             report.links,
             report.attempts,
             report.delivery_events,
+            report.accesses,
             report.rejections,
             time(Some(cutoff)),
             report.kept_unexpired,
@@ -720,12 +721,13 @@ fn purge(
         )
     } else {
         format!(
-            "{} links of {}, with {} attempts and {} delivery events, older than {}; \
+            "{} links of {}, with {} attempts, {} delivery events and {} accesses, older than {}; \
              kept {} links that have not expired ({} of them revoked; rejections are purged only without a selection)",
             report.links,
             selector.describe(),
             report.attempts,
             report.delivery_events,
+            report.accesses,
             time(Some(cutoff)),
             report.kept_unexpired,
             report.kept_revoked

@@ -3,11 +3,13 @@
 //! to one letter is in [`crate::letter`]; here each message is received, handed to
 //! the pipeline, and settled on the queue according to its [`Outcome`].
 
+pub mod access_logs;
 mod deleter;
 mod events;
 mod heartbeat;
 pub mod watch;
 
+pub use access_logs::AccessLogs;
 pub use events::DeliveryEvents;
 
 use crate::error::ErrorChain;
