@@ -34,6 +34,9 @@ CREATE TABLE public.link_access (
 CREATE INDEX link_access_link_idx ON public.link_access (link_id, accessed_at);
 CREATE INDEX link_access_at_idx ON public.link_access (accessed_at);
 
+-- `doclink links evidence` reads one link's entries from the journal by row.
+CREATE INDEX audit_journal_row_idx ON public.audit_journal (table_name, row_key);
+
 -- recorded_at is the database's own time for every role but the owner (as
 -- audit_stamp does for the other tables; that function's triggers are bound to it,
 -- so this table gets its own).

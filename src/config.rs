@@ -262,6 +262,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         secret: false,
     },
     SettingSpec {
+        key: "access_log_dead_letter_queue_url",
+        env: "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
+        default: Some(""),
+        help: "the access-log queue's dead-letter queue, for its depth gauge and doctor's check; empty: not watched",
+        secret: false,
+    },
+    SettingSpec {
         key: "access_ip",
         env: "DOCLINK_ACCESS_IP",
         default: Some("truncated"),
@@ -445,6 +452,7 @@ pub struct Settings {
     pub dead_letter_queue_url: Option<String>,
     pub events_queue_url: Option<String>,
     pub access_log_queue_url: Option<String>,
+    pub access_log_dead_letter_queue_url: Option<String>,
     pub access_ip: crate::access_log::ClientIp,
     pub revocation_kvs_arn: Option<KvsArn>,
     pub revocation_sync_interval: Duration,
@@ -953,6 +961,8 @@ impl Settings {
         let dead_letter_queue_url = p.check(raw.parse_optional("dead_letter_queue_url", sqs_url));
         let events_queue_url = p.check(raw.parse_optional("events_queue_url", sqs_url));
         let access_log_queue_url = p.check(raw.parse_optional("access_log_queue_url", sqs_url));
+        let access_log_dead_letter_queue_url =
+            p.check(raw.parse_optional("access_log_dead_letter_queue_url", sqs_url));
         let access_ip = p.check(raw.parse("access_ip", crate::access_log::ClientIp::parse));
         let revocation_kvs_arn = p.check(raw.parse_optional("revocation_kvs_arn", KvsArn::parse));
         let revocation_sync_interval = p.check(raw.parse(
@@ -1029,6 +1039,7 @@ impl Settings {
             Some(dead_letter_queue_url),
             Some(events_queue_url),
             Some(access_log_queue_url),
+            Some(access_log_dead_letter_queue_url),
             Some(access_ip),
             Some(revocation_kvs_arn),
             Some(revocation_sync_interval),
@@ -1067,6 +1078,7 @@ impl Settings {
             dead_letter_queue_url,
             events_queue_url,
             access_log_queue_url,
+            access_log_dead_letter_queue_url,
             access_ip,
             revocation_kvs_arn,
             revocation_sync_interval,
@@ -1112,6 +1124,7 @@ impl Settings {
             dead_letter_queue_url,
             events_queue_url,
             access_log_queue_url,
+            access_log_dead_letter_queue_url,
             access_ip,
             revocation_kvs_arn,
             revocation_sync_interval,

@@ -280,6 +280,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let signer = link_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
+    let sqs_for_watch = sqs.clone();
     queue_checked(
         queue.check().await,
         &settings.queue_url,
@@ -329,6 +330,19 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     watched_queues.extend(dead_letter.clone().map(|q| ("dead_letter", q)));
     watched_queues.extend(events.clone().map(|q| ("events", q)));
     watched_queues.extend(access_logs.clone().map(|q| ("access_logs", q)));
+    if let Some(url) = &settings.access_log_dead_letter_queue_url {
+        let dlq = SqsQueue::new(sqs_for_watch.clone(), url);
+        queue_checked(
+            dlq.check().await,
+            url,
+            (
+                "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
+                "access_log_dead_letter_queue_url",
+            ),
+            StartupError::AccessLogQueue,
+        )?;
+        watched_queues.push(("access_logs_dead_letter", dlq));
+    }
 
     let anchor = match &settings.audit_anchor_bucket {
         Some(bucket) => {

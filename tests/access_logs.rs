@@ -460,4 +460,124 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
     .await
     .unwrap();
     assert_eq!(journalled, 6);
+
+    // The story: link 0 opened three times, whole and in parts; link 2 refused
+    // after its revocation.
+    let show = stack.doclink(&["links", "show", &links[0]], &[]).await;
+    assert!(show.status.success(), "{}", stderr(&show));
+    let story = stdout(&show);
+    assert!(story.contains("opened      3 times, first "), "{story}");
+    assert!(
+        story.contains("downloaded  whole (200, 48412 bytes sent)"),
+        "{story}"
+    );
+    assert!(
+        story.contains("opened (206, bytes 0-23999) at the edge FRA56-P7, 203.0.113.0/24"),
+        "{story}"
+    );
+    assert!(!story.contains("refused"), "{story}");
+    let show = stack.doclink(&["links", "show", &links[2]], &[]).await;
+    let story = stdout(&show);
+    assert!(
+        story.contains("opened      not in the access logs read so far; 1 request refused"),
+        "{story}"
+    );
+    assert!(
+        story.contains("refused (403 FunctionGeneratedResponse) at the edge FRA56-P7, 203.0.113.0/24, after its revocation"),
+        "{story}"
+    );
+    // A revoked link's history: the revocation comes before the refused request.
+    let revoked_at = story.find("revoked by").unwrap();
+    assert!(revoked_at < story.find("refused (403").unwrap(), "{story}");
+
+    let listed = |args: &'static [&'static str]| {
+        let stack = &stack;
+        async move {
+            let mut all = vec!["links", "list", "--format", "json"];
+            all.extend_from_slice(args);
+            let out = stack.doclink(&all, &[]).await;
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+            rows.iter()
+                .map(|r| r["link_id"].as_str().unwrap().to_string())
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let set = |ids: &[usize]| {
+        ids.iter()
+            .map(|i| links[*i].clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(listed(&["--opened"]).await, set(&[0, 1]));
+    assert_eq!(listed(&["--not-opened"]).await, set(&[2]));
+    assert_eq!(listed(&["--tried-after-revoke"]).await, set(&[2]));
+    // Sent seconds ago and opened two minutes "later": none opened within a second
+    // of its send; and none was sent ten minutes ago.
+    stack
+        .wait_for_count(
+            "SELECT count(*)::bigint FROM links WHERE sent_at <= now() - interval '1 second'",
+            3,
+        )
+        .await;
+    assert_eq!(
+        listed(&["--not-opened-within", "1s"]).await,
+        set(&[0, 1, 2])
+    );
+    assert_eq!(listed(&["--not-opened-within", "10m"]).await, set(&[]));
+
+    // The case file: the history with its accesses, the journal entries of each of
+    // its rows, and no bearer token.
+    let evidence = stack.doclink(&["links", "evidence", &links[0]], &[]).await;
+    assert!(evidence.status.success(), "{}", stderr(&evidence));
+    let text = stdout(&evidence);
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["link"]["accesses"].as_array().unwrap().len(), 3);
+    let journal = record["journal"].as_array().unwrap();
+    let count = |table: &str, event: &str| {
+        journal
+            .iter()
+            .filter(|e| e["table_name"] == table && e["event"] == event)
+            .count()
+    };
+    assert_eq!(count("link_access", "access"), 3);
+    assert_eq!(count("links", "issued"), 1);
+    assert!(count("link_attempts", "attempt") >= 1);
+    assert!(
+        !text.contains(&signature_of(&urls[0])),
+        "a signature in the evidence"
+    );
+    assert!(
+        !text.contains("Signature="),
+        "a signed query in the evidence"
+    );
+
+    // Retention takes a link's accesses with it (made purgeable by hand: expired).
+    sqlx::query("UPDATE links SET expires_at = now() - interval '1 day' WHERE link_id = $1::uuid")
+        .bind(&links[0])
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let purged = sqlx::query("SELECT * FROM audit_purge_links(now(), ARRAY[$1::uuid])")
+        .bind(&links[0])
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(purged.get::<i64, _>("purged_links"), 1);
+    assert_eq!(purged.get::<i64, _>("purged_accesses"), 3);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM link_access")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 3);
+    // Outside a retention run, an access is never deleted or changed.
+    let deleted = sqlx::query("DELETE FROM link_access WHERE link_id = $1::uuid")
+        .bind(&links[1])
+        .execute(&stack.pool)
+        .await;
+    assert!(deleted.is_err(), "an access was deleted outside retention");
+    let changed = sqlx::query("UPDATE link_access SET status = 200 WHERE link_id = $1::uuid")
+        .bind(&links[2])
+        .execute(&stack.pool)
+        .await;
+    assert!(changed.is_err(), "an access was changed");
 }

@@ -26,9 +26,9 @@ pub use claims::{
 pub use delivery::Recorded;
 pub use journal::{Break, Head, Seal, Verification, entry_line, verify};
 pub use queries::{
-    AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
-    RetryRow, RevocationEntry, RevocationFilter, RevocationRow, StatusFilter, exact_time,
-    prefix_upper_bound, shown_status,
+    AccessRow, AttemptRow, Cursor, DeliveryEventRow, EvidenceEntry, KeyDependency, LinkFilter,
+    LinkHistory, LinkRow, OpenedFilter, RetryRow, RevocationEntry, RevocationFilter, RevocationRow,
+    SealHead, StatusFilter, exact_time, prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionDetail, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

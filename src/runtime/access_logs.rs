@@ -76,6 +76,24 @@ enum Handled {
 
 impl AccessLogs {
     pub async fn run(self, shutdown: CancellationToken) {
+        // Every series exists from the start, so an alert sees its first increase.
+        for outcome in [
+            "recorded",
+            "duplicate",
+            "other_link",
+            "no_link",
+            "malformed",
+        ] {
+            metrics::counter!("doclink_access_log_lines_total", "outcome" => outcome).increment(0);
+        }
+        for outcome in ["read", "set_aside"] {
+            metrics::counter!("doclink_access_log_objects_total", "outcome" => outcome)
+                .increment(0);
+        }
+        for kind in ["opened", "refused"] {
+            metrics::counter!("doclink_link_access_total", "kind" => kind).increment(0);
+        }
+        metrics::counter!("doclink_link_access_after_revoke_total").increment(0);
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let received = tokio::select! {
