@@ -581,3 +581,147 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         .await;
     assert!(changed.is_err(), "an access was changed");
 }
+
+/// A large file for links 0-2: `lines` requests, every 100th for a link, each with
+/// its own request id; returns the gzip and how many requests name a link.
+async fn large_file(stack: &TestStack, urls: &[String], lines: usize) -> (Vec<u8>, i64) {
+    let at = Utc::now() + Span::minutes(1);
+    let mut text = format!("#Version: 1.0\n{FIELDS}\n");
+    let mut for_links = 0;
+    for i in 0..lines {
+        let mut r = Request {
+            at,
+            request_id: format!("L{i}-{}", &stack.name[stack.name.len() - 12..]),
+            stem: "/images/logo.png".into(),
+            query: String::new(),
+            status: 200,
+            result: "Hit",
+            detailed: "Hit",
+            bytes: 2_000,
+            range: None,
+            ip: "198.51.100.7",
+        };
+        if i % 100 == 0 {
+            let (stem, query) = stem_and_query(&urls[(i / 100) % urls.len()]);
+            r.stem = stem;
+            r.query = query;
+            for_links += 1;
+        }
+        text.push_str(&r.line());
+        text.push('\n');
+    }
+    (gzip(&text).await, for_links)
+}
+
+#[tokio::test]
+async fn a_file_cut_off_by_shutdown_is_read_again_whole_after_the_restart() {
+    let (stack, mails) = with_mailed_links("access-shutdown", 3).await;
+    let urls: Vec<String> = mails.iter().map(Recorded::link).collect();
+    let logs = LogBucket::new(&stack).await;
+    let (file, for_links) = large_file(&stack, &urls, 400_000).await;
+    logs.put("logs/E1.2026-12-06-15.big.gz", file).await;
+
+    let env = [("DOCLINK_ACCESS_LOG_QUEUE_URL", logs.queue_url.as_str())];
+    let child = stack.spawn(&["run"], &env);
+    // Stopped after the first batches, well before the file's end.
+    let seen = stack
+        .wait_for_at_least("SELECT count(*)::bigint FROM link_access", 1)
+        .await;
+    support::terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM link_access")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert!(
+        (seen..for_links).contains(&recorded),
+        "the shutdown came too late to test anything: {recorded} of {for_links}"
+    );
+    // The notification is back on the queue at once, not hidden for its visibility.
+    assert_eq!(stack.queue_counts(&logs.queue_url).await, (1, 0));
+
+    let child = stack.spawn(&["run"], &env);
+    stack
+        .wait_for_count("SELECT count(*)::bigint FROM link_access", 4_000)
+        .await;
+    stack.wait_for_empty_queue(&logs.queue_url).await;
+    support::terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(for_links, 4_000);
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT request_id) FROM link_access")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        distinct, 4_000,
+        "each request once, though half the file was read twice"
+    );
+}
+
+#[tokio::test]
+async fn access_denied_by_s3_keeps_the_notification_and_sets_nothing_aside() {
+    let (stack, mails) = with_mailed_links("access-denied", 1).await;
+    let urls: Vec<String> = mails.iter().map(Recorded::link).collect();
+    let logs = LogBucket::new(&stack).await;
+    let (file, for_links) = large_file(&stack, &urls, 1_000).await;
+    logs.put("logs/E1.2026-12-06-16.a.gz", file).await;
+
+    // S3 refuses the worker: a permission fault, not a verdict on the file.
+    let refusing = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(403).set_body_string(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>R1</RequestId></Error>",
+        ))
+        .mount(&refusing)
+        .await;
+    let child = stack.spawn(
+        &["run"],
+        &[
+            ("DOCLINK_ACCESS_LOG_QUEUE_URL", logs.queue_url.as_str()),
+            ("AWS_ENDPOINT_URL_S3", &refusing.uri()),
+        ],
+    );
+    // Asked, refused, and asked again after the notification came back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while refusing
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET)
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "S3 was asked once only"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    support::terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
+    let (visible, hidden) = stack.queue_counts(&logs.queue_url).await;
+    assert_eq!(visible + hidden, 1, "the notification stays on the queue");
+    let set_aside: i64 = sqlx::query_scalar("SELECT count(*) FROM rejections")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(set_aside, 0, "a permission fault is not the file's");
+
+    // With S3 back, the same notification is read.
+    let child = stack.spawn(
+        &["run"],
+        &[("DOCLINK_ACCESS_LOG_QUEUE_URL", logs.queue_url.as_str())],
+    );
+    stack
+        .wait_for_count("SELECT count(*)::bigint FROM link_access", 10)
+        .await;
+    stack.wait_for_empty_queue(&logs.queue_url).await;
+    support::terminate(&child);
+    let _ = child.wait_with_output().await.unwrap();
+    assert_eq!(for_links, 10);
+}

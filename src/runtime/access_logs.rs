@@ -96,9 +96,12 @@ impl AccessLogs {
         metrics::counter!("doclink_link_access_after_revoke_total").increment(0);
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let received = tokio::select! {
-                received = self.queue.receive(1, Duration::from_secs(20), VISIBILITY) => received,
-                _ = shutdown.cancelled() => return,
+            let Some(received) = self
+                .queue
+                .receive_or_release(1, Duration::from_secs(20), VISIBILITY, &shutdown)
+                .await
+            else {
+                return;
             };
             let messages = match received {
                 Ok(messages) => messages,
