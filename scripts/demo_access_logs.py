@@ -14,7 +14,7 @@
                                                     leave out (no lid, an unknown lid)
 
 The queries carry a made-up signature: doclink never reads it, and never stores it."""
-import datetime, gzip, os, sys, uuid
+import datetime, gzip, os, sys, time, uuid
 import boto3
 
 FIELDS = ("date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) "
@@ -53,19 +53,25 @@ def write(bucket, opened, revoked):
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     opened = [o for o in opened.split(",") if o]
     first, second = [], []
+    # The requests happened in the last seconds: after the letters went out, and the
+    # refused one after the revocation the demo made just before.
     for i, link in enumerate(opened):
-        at = now + datetime.timedelta(minutes=1 + i)
+        at = now - datetime.timedelta(seconds=6 - i)
         ip = f"198.51.100.{10 + i}"
         if i == 0:
             first.append(line(at, link, 206, "Miss", "Miss", ip, rng=(0, 23999), sent=24500))
-            first.append(line(at + datetime.timedelta(seconds=2), link, 206, "Miss", "Miss", ip,
+            first.append(line(at + datetime.timedelta(seconds=1), link, 206, "Miss", "Miss", ip,
                               rng=(24000, 47999), sent=24500))
         else:
             first.append(line(at, link, 200, "Miss", "Miss", ip))
         if i == len(opened) - 1:
-            second.append(line(at + datetime.timedelta(hours=2), link, 200, "Hit", "Hit", "2001:db8:4f2a::17"))
+            second.append(line(now, link, 200, "Hit", "Hit", "2001:db8:4f2a::17"))
     if revoked:
-        second.append(line(now + datetime.timedelta(minutes=30), revoked, 403, "Error",
+        # The log has whole seconds: the next one is after the revocation for sure.
+        # (Waited out, so that no logged time lies ahead of the clock.)
+        refused_at = now + datetime.timedelta(seconds=1)
+        time.sleep(max(0.0, (refused_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
+        second.append(line(refused_at, revoked, 403, "Error",
                            "FunctionGeneratedResponse", "192.0.2.44", sent=620))
     first.append(line(now, None, 404, "Error", "Error", "192.0.2.1", stem="/favicon.ico", sent=400))
     second.append(line(now, str(uuid.uuid4()), 403, "Error", "AccessDenied", "192.0.2.2", sent=600))

@@ -466,7 +466,10 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
     let show = stack.doclink(&["links", "show", &links[0]], &[]).await;
     assert!(show.status.success(), "{}", stderr(&show));
     let story = stdout(&show);
-    assert!(story.contains("opened      3 times, first "), "{story}");
+    assert!(
+        story.contains("opened      3 requests answered with the document, first "),
+        "{story}"
+    );
     assert!(
         story.contains("downloaded  whole (200, 48412 bytes sent)"),
         "{story}"

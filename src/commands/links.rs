@@ -438,8 +438,9 @@ fn signed_by(signer: Option<&str>) -> String {
     }
 }
 
-/// `3 times, first ..., last ...` from the access logs read so far, or `not as far
-/// as the access logs read show`.
+/// `3 requests answered with the document, first ..., last ...` from the access
+/// logs read so far (a reader's browser may fetch a document in several ranges:
+/// requests are counted, not readings), or `not in the access logs read so far`.
 fn opened_summary(h: &LinkHistory) -> String {
     let opened: Vec<&AccessRow> = h.accesses.iter().filter(|a| a.opened()).collect();
     let refused = h.accesses.len() - opened.len();
@@ -450,7 +451,7 @@ fn opened_summary(h: &LinkHistory) -> String {
     };
     match (opened.first(), opened.last()) {
         (Some(first), Some(last)) => format!(
-            "{} time{}, first {}, last {}{refused}",
+            "{} request{} answered with the document, first {}, last {}{refused}",
             opened.len(),
             if opened.len() == 1 { "" } else { "s" },
             time(Some(first.accessed_at)),
