@@ -17,7 +17,9 @@ CREATE TABLE public.link_access (
     request_id           text NOT NULL CHECK (length(request_id) BETWEEN 1 AND 200),
     accessed_at          timestamptz NOT NULL,    -- when the edge answered (the log's time)
     edge_location        text,
-    status               smallint,                -- 0: the viewer went away before the answer
+    status               smallint NOT NULL,       -- 0: the viewer went away before the answer
+    method               text,                    -- cs-method: GET, HEAD, ...
+    content_length       bigint,                  -- sc-content-len (of a 206, the part's)
     result_type          text,                    -- x-edge-result-type
     detailed_result_type text,                    -- x-edge-detailed-result-type
     bytes_sent           bigint,

@@ -75,6 +75,10 @@ pub enum StartupError {
     EventsQueue(#[source] crate::queue::QueueError),
     #[error("the access-log queue DOCLINK_ACCESS_LOG_QUEUE_URL is not reachable")]
     AccessLogQueue(#[source] crate::queue::QueueError),
+    #[error(
+        "the access-log dead-letter queue DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL is not reachable"
+    )]
+    AccessLogDeadLetterQueue(#[source] crate::queue::QueueError),
     /// The anchor bucket is unusable: not locked (configuration) or not reachable.
     #[error("the audit anchor bucket DOCLINK_AUDIT_ANCHOR_BUCKET cannot be used")]
     Anchor(#[source] crate::anchor::AnchorError),
@@ -339,7 +343,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
                 "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
                 "access_log_dead_letter_queue_url",
             ),
-            StartupError::AccessLogQueue,
+            StartupError::AccessLogDeadLetterQueue,
         )?;
         watched_queues.push(("access_logs_dead_letter", dlq));
     }
@@ -387,7 +391,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         access_logs: access_logs.map(|queue| crate::runtime::AccessLogs {
             queue,
             audit: audit.clone(),
-            s3: crate::anchor::s3_client(&aws),
+            s3: crate::runtime::access_logs::s3_client(&aws),
             ip: settings.access_ip,
         }),
         revocations: settings

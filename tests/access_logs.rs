@@ -34,6 +34,7 @@ struct Request {
     bytes: u64,
     range: Option<(u64, u64)>,
     ip: &'static str,
+    method: &'static str,
 }
 
 /// CloudFront's log escaping: `%` and bytes outside the printable set as `%XX`.
@@ -64,7 +65,7 @@ impl Request {
             "FRA56-P7".into(),
             self.bytes.to_string(),
             self.ip.into(),
-            "GET".into(),
+            self.method.into(),
             "d111111abcdef8.cloudfront.net".into(),
             self.stem.clone(),
             self.status.to_string(),
@@ -249,7 +250,11 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
     let request = |n: &str, link: usize, status: u16, range: Option<(u64, u64)>| {
         let (stem, query) = stem_and_query(&urls[link]);
         Request {
-            at: later + Span::seconds(n.len() as i64),
+            // A1 one second after `later`, B3 thirteen: each request its own time.
+            at: later
+                + Span::seconds(
+                    (n.as_bytes()[0] - b'A') as i64 * 10 + n[1..].parse::<i64>().unwrap(),
+                ),
             request_id: format!("{n}-{}==", stack.name.replace('-', "")),
             stem,
             query,
@@ -263,6 +268,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
             bytes: range.map_or(48_412, |(s, e)| e - s + 1 + 400),
             range,
             ip: "203.0.113.77",
+            method: "GET",
         }
     };
     let opened = request("A1", 0, 200, None);
@@ -277,6 +283,9 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
     let mut favicon = request("A2", 0, 404, None);
     favicon.stem = "/favicon.ico".into();
     favicon.query = String::new();
+    // A HEAD for link 1 (a mail gateway's check): recorded, never "opened".
+    let mut head = request("B4", 1, 200, None);
+    head.method = "HEAD";
     let mut unknown = request("A3", 0, 403, None);
     unknown.query = unknown
         .query
@@ -292,7 +301,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         other.line().replace("FRA56-P7", "FRA\u{7}56"), // a control byte
         "2026-12-06\t14:03:59\tonly three".to_string(), // a short line
     ];
-    let mut b_lines = vec![other.line(), after_revoke.line(), long.line()];
+    let mut b_lines = vec![other.line(), after_revoke.line(), long.line(), head.line()];
     b_lines.extend(hostile.iter().cloned());
     let b = gzip(&file(&b_lines)).await;
     // A file whose #Fields line lacks the request id; a file that is not gzip.
@@ -322,7 +331,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         )
         .await;
     stack
-        .wait_for_count("SELECT count(*)::bigint FROM link_access", 6)
+        .wait_for_count("SELECT count(*)::bigint FROM link_access", 7)
         .await;
     stack.wait_for_empty_queue(&logs.queue_url).await;
     support::terminate(&child);
@@ -337,6 +346,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         (&second_half, 0),
         (&other, 1),
         (&long, 1),
+        (&head, 1),
         (&after_revoke, 2),
     ]
     .iter()
@@ -423,7 +433,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         assert!(r.get::<String, _>("body").contains("ObjectCreated"));
     }
     // The malformed lines were named by file and line, never quoted.
-    for line in 6..=9 {
+    for line in 7..=10 {
         assert!(
             log.lines()
                 .any(|l| l.contains("malformed access-log line skipped")
@@ -459,19 +469,24 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
     .fetch_one(&stack.pool)
     .await
     .unwrap();
-    assert_eq!(journalled, 6);
+    assert_eq!(journalled, 7);
 
     // The story: link 0 opened three times, whole and in parts; link 2 refused
     // after its revocation.
     let show = stack.doclink(&["links", "show", &links[0]], &[]).await;
     assert!(show.status.success(), "{}", stderr(&show));
     let story = stdout(&show);
+    let at = |r: &Request| r.at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert!(
-        story.contains("opened      3 requests answered with the document, first "),
+        story.contains(&format!(
+            "opened      3 requests answered with the document, first {}, last {}\n",
+            at(&opened),
+            at(&second_half)
+        )),
         "{story}"
     );
     assert!(
-        story.contains("downloaded  whole (200, 48412 bytes sent)"),
+        story.contains("downloaded  whole (200, 48412 bytes sent for a body of 48000)"),
         "{story}"
     );
     assert!(
@@ -479,6 +494,13 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         "{story}"
     );
     assert!(!story.contains("refused"), "{story}");
+    let story = stdout(&stack.doclink(&["links", "show", &links[1]], &[]).await);
+    assert!(
+        story.contains("opened      2 requests answered with the document, first ")
+            && story.contains("; 1 other request neither")
+            && story.contains("asked about with HEAD (200 Miss)"),
+        "{story}"
+    );
     let show = stack.doclink(&["links", "show", &links[2]], &[]).await;
     let story = stdout(&show);
     assert!(
@@ -571,7 +593,7 @@ async fn the_edge_logs_of_issued_links_are_recorded_once_each_and_bad_files_set_
         .fetch_one(&stack.pool)
         .await
         .unwrap();
-    assert_eq!(left, 3);
+    assert_eq!(left, 4);
     // Outside a retention run, an access is never deleted or changed.
     let deleted = sqlx::query("DELETE FROM link_access WHERE link_id = $1::uuid")
         .bind(&links[1])
@@ -603,6 +625,7 @@ async fn large_file(stack: &TestStack, urls: &[String], lines: usize) -> (Vec<u8
             bytes: 2_000,
             range: None,
             ip: "198.51.100.7",
+            method: "GET",
         };
         if i % 100 == 0 {
             let (stem, query) = stem_and_query(&urls[(i / 100) % urls.len()]);
@@ -624,22 +647,45 @@ async fn a_file_cut_off_by_shutdown_is_read_again_whole_after_the_restart() {
     let (file, for_links) = large_file(&stack, &urls, 400_000).await;
     logs.put("logs/E1.2026-12-06-15.big.gz", file).await;
 
+    assert_eq!(for_links, 4_000);
+    // The 1,001st access (line 100,002's request, for link 1) is held by an insert
+    // not yet committed: doclink records the first batch of 1,000, then its second
+    // batch waits on this row, and the shutdown comes there, mid-file, every time.
+    let suffix = &stack.name[stack.name.len() - 12..];
+    let mut holder = stack.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO link_access (request_id, link_id, accessed_at, status, log_object, log_line)
+         VALUES ($1, $2::uuid, now(), 200, 'held by the test', 0)",
+    )
+    .bind(format!("L100000-{suffix}"))
+    .bind(&mails[1].link_id)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+
     let env = [("DOCLINK_ACCESS_LOG_QUEUE_URL", logs.queue_url.as_str())];
     let child = stack.spawn(&["run"], &env);
-    // Stopped after the first batches, well before the file's end.
-    let seen = stack
-        .wait_for_at_least("SELECT count(*)::bigint FROM link_access", 1)
+    stack
+        .wait_for_count("SELECT count(*)::bigint FROM link_access", 1_000)
+        .await;
+    stack
+        .wait_for_at_least(
+            "SELECT count(*)::bigint FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            1,
+        )
         .await;
     support::terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    holder.rollback().await.unwrap();
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM link_access")
         .fetch_one(&stack.pool)
         .await
         .unwrap();
-    assert!(
-        (seen..for_links).contains(&recorded),
-        "the shutdown came too late to test anything: {recorded} of {for_links}"
+    assert_eq!(
+        recorded, 1_000,
+        "the first batch, and nothing of the cut-off rest"
     );
     // The notification is back on the queue at once, not hidden for its visibility.
     assert_eq!(stack.queue_counts(&logs.queue_url).await, (1, 0));
@@ -652,15 +698,18 @@ async fn a_file_cut_off_by_shutdown_is_read_again_whole_after_the_restart() {
     support::terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(for_links, 4_000);
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT request_id) FROM link_access")
-        .fetch_one(&stack.pool)
+    // Every request of the file, each once (the first 1,000 were read twice).
+    let ids: BTreeSet<String> = sqlx::query_scalar("SELECT request_id FROM link_access")
+        .fetch_all(&stack.pool)
         .await
-        .unwrap();
-    assert_eq!(
-        distinct, 4_000,
-        "each request once, though half the file was read twice"
-    );
+        .unwrap()
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = (0..400_000)
+        .step_by(100)
+        .map(|i| format!("L{i}-{suffix}"))
+        .collect();
+    assert_eq!(ids, expected);
 }
 
 #[tokio::test]
@@ -725,6 +774,7 @@ async fn access_denied_by_s3_keeps_the_notification_and_sets_nothing_aside() {
         .await;
     stack.wait_for_empty_queue(&logs.queue_url).await;
     support::terminate(&child);
-    let _ = child.wait_with_output().await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(for_links, 10);
 }

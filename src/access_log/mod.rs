@@ -67,7 +67,12 @@ pub struct AccessLine {
     pub at: DateTime<Utc>,
     pub edge_location: Option<String>,
     /// The HTTP status; 0 when the viewer went away before the answer began.
-    pub status: Option<i16>,
+    pub status: i16,
+    /// `cs-method`: GET, or HEAD (which asks about the document without it).
+    pub method: Option<String>,
+    /// `sc-content-len`: the body's length as the response's Content-Length gave
+    /// it (of a 206, the part's).
+    pub content_length: Option<i64>,
     /// `x-edge-result-type`: Hit, Miss, Error, ... (kept as text: the set grows).
     pub result_type: Option<String>,
     pub detailed_result_type: Option<String>,

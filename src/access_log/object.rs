@@ -153,15 +153,16 @@ mod tests {
             .collect()
     }
 
-    const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-request-id cs-uri-query\n";
+    const HEADER: &str =
+        "#Version: 1.0\n#Fields: date time x-edge-request-id cs-uri-query sc-status\n";
 
     #[tokio::test]
     async fn every_gzip_member_is_read_and_lines_keep_their_numbers() {
         let first = gzip(&format!(
-            "{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\n2026-12-06\t10:00:01\tr2\t-\n"
+            "{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\t200\n2026-12-06\t10:00:01\tr2\t-\t200\n"
         ))
         .await;
-        let second = gzip(&format!("{HEADER}2026-12-06\t10:00:02\tr3\tlid={LID}")).await;
+        let second = gzip(&format!("{HEADER}2026-12-06\t10:00:02\tr3\tlid={LID}\t200")).await;
         let empty = gzip("").await;
         let joined = [first, empty, second].concat();
         let lines = read_all(joined).await.unwrap();
@@ -176,7 +177,7 @@ mod tests {
     async fn a_long_or_broken_line_is_malformed_and_the_next_is_read() {
         let long = "x".repeat(MAX_LINE + 10);
         let text = format!(
-            "{HEADER}{long}\n2026-12-06\t10:00:00\tr1\tlid={LID}\nbad\n2026-12-06\t10:00:01\tr2\tlid={LID}\n"
+            "{HEADER}{long}\n2026-12-06\t10:00:00\tr1\tlid={LID}\t200\nbad\n2026-12-06\t10:00:01\tr2\tlid={LID}\t200\n"
         );
         let lines = read_all(gzip(&text).await).await.unwrap();
         assert!(matches!(&lines[0], (3, Parsed::Malformed(r)) if r.contains("longer than")));
@@ -189,12 +190,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_is_not_gzip_or_is_cut_short_is_an_error_not_an_end() {
-        let plain = format!("{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\n").into_bytes();
+        let plain = format!("{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\t200\n").into_bytes();
         assert!(matches!(
             read_all(plain).await,
             Err(ObjectError::Unreadable { line: 1, .. })
         ));
-        let whole = gzip(&format!("{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\n")).await;
+        let whole = gzip(&format!(
+            "{HEADER}2026-12-06\t10:00:00\tr1\tlid={LID}\t200\n"
+        ))
+        .await;
         let cut = whole[..whole.len() - 6].to_vec();
         assert!(matches!(
             read_all(cut).await,

@@ -36,7 +36,9 @@ pub struct FieldMap {
     query: usize,
     time: When,
     edge_location: Option<usize>,
-    status: Option<usize>,
+    status: usize,
+    method: Option<usize>,
+    content_length: Option<usize>,
     result_type: Option<usize>,
     detailed_result_type: Option<usize>,
     bytes_sent: Option<usize>,
@@ -70,6 +72,8 @@ impl FieldMap {
         };
         let request_id = need("x-edge-request-id");
         let query = need("cs-uri-query");
+        // Without the status, an access cannot be told opened from refused.
+        let status = need("sc-status");
         let time = match (find("timestamp(ms)"), find("date"), find("time")) {
             (Some(ms), _, _) => When::Millis(ms),
             (None, Some(date), Some(time)) => When::DateAndTime { date, time },
@@ -80,7 +84,7 @@ impl FieldMap {
         };
         if !missing.is_empty() {
             return Err(format!(
-                "the #Fields line lacks {}: no line under it can be tied to a link and a time",
+                "the #Fields line lacks {}: no line under it can be tied to a link, a time and an outcome",
                 missing.join(", ")
             ));
         }
@@ -90,7 +94,9 @@ impl FieldMap {
             query,
             time,
             edge_location: find("x-edge-location"),
-            status: find("sc-status"),
+            status,
+            method: find("cs-method"),
+            content_length: find("sc-content-len"),
             result_type: find("x-edge-result-type"),
             detailed_result_type: find("x-edge-detailed-result-type"),
             bytes_sent: find("sc-bytes"),
@@ -208,9 +214,10 @@ fn record(map: &FieldMap, line: &str, ip: ClientIp) -> Result<Option<AccessLine>
             })
             .transpose()
     };
-    let status = number("sc-status", map.status)?
+    let status = number("sc-status", Some(map.status))?
         .map(|s| i16::try_from(s).map_err(|_| "sc-status is not an HTTP status".to_string()))
-        .transpose()?;
+        .transpose()?
+        .ok_or("sc-status is missing")?;
     let word = |name: &str, at: Option<usize>| -> Result<Option<String>, String> {
         field(at)
             .map(|v| {
@@ -233,6 +240,8 @@ fn record(map: &FieldMap, line: &str, ip: ClientIp) -> Result<Option<AccessLine>
         at,
         edge_location: word("x-edge-location", map.edge_location)?,
         status,
+        method: word("cs-method", map.method)?,
+        content_length: number("sc-content-len", map.content_length)?,
         result_type: word("x-edge-result-type", map.result_type)?,
         detailed_result_type: word("x-edge-detailed-result-type", map.detailed_result_type)?,
         bytes_sent: number("sc-bytes", map.bytes_sent)?,
@@ -366,7 +375,9 @@ mod tests {
                 link_ids: vec![Uuid::parse_str(LID).unwrap()],
                 at: Utc.with_ymd_and_hms(2026, 12, 6, 14, 3, 59).unwrap(),
                 edge_location: Some("FRA56-P7".into()),
-                status: Some(206),
+                status: 206,
+                method: Some("GET".into()),
+                content_length: Some(48000),
                 result_type: Some("Hit".into()),
                 detailed_result_type: Some("Hit".into()),
                 bytes_sent: Some(48213),
@@ -391,7 +402,7 @@ mod tests {
             panic!("not an access");
         };
         assert_eq!(access.at.timestamp_millis(), 1_765_029_839_123);
-        assert_eq!(access.status, Some(403));
+        assert_eq!(access.status, 403);
         assert_eq!(
             access.client_ip,
             Some((IpAddr::from([203, 0, 113, 77]), 32))
@@ -505,14 +516,20 @@ mod tests {
             Parsed::Access(_)
         ));
         // A second header (files joined): the lines after it follow it.
-        let short = "#Fields: x-edge-request-id date time cs-uri-query";
+        let short = "#Fields: x-edge-request-id date time cs-uri-query sc-status";
         assert_eq!(reader.read(short, ClientIp::Full), Parsed::Header);
-        let line = format!("id1\t2026-12-06\t01:02:03\tlid={LID}\r");
+        let line = format!("id1\t2026-12-06\t01:02:03\tlid={LID}\t0\r");
         let Parsed::Access(access) = reader.read(&line, ClientIp::Full) else {
             panic!("not an access");
         };
         assert_eq!(access.request_id, "id1");
-        assert_eq!(access.status, None);
+        assert_eq!(access.status, 0);
+        assert_eq!(access.method, None);
+        // Without the status no access can be told opened from refused.
+        assert!(matches!(
+            reader.read("#Fields: x-edge-request-id date time cs-uri-query", ClientIp::Full),
+            Parsed::BadHeader(reason) if reason.contains("sc-status")
+        ));
     }
 
     #[test]

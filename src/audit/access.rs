@@ -21,15 +21,27 @@ pub struct AccessesRecorded {
     pub other_link: u64,
     /// Of the new ones: answered with the document (200, 206, 304).
     pub opened: u64,
-    /// Of the new ones: refused or failed (any other status).
+    /// Of the new ones: refused (4xx: the signature check, the revocation function).
     pub refused: u64,
+    /// Of the new ones: neither (a HEAD, the viewer gone, 5xx, a redirect).
+    pub other: u64,
     /// Of the new ones: made at or after the link's revocation.
     pub after_revoke: u64,
 }
 
 /// The statuses that mean the viewer got the document (or a part, or was told its
-/// copy is current).
+/// copy is current), to a GET (a HEAD asks about the document without it).
 pub const OPENED_STATUSES: [i16; 3] = [200, 206, 304];
+
+/// [`OPENED_STATUSES`] as SQL over a `link_access` row `a`: every query that says
+/// "opened" says it this way.
+pub const OPENED_SQL: &str = "(a.status IN (200, 206, 304) AND coalesce(a.method, 'GET') = 'GET')";
+
+/// A request at or after a revocation, over `link_access` `a` and `links` `l`. The
+/// legacy logs give whole seconds: a request in the revocation's own second counts
+/// (it may have come just before; `links show` says which second).
+pub const AFTER_REVOKE_SQL: &str =
+    "(l.revoked_at IS NOT NULL AND a.accessed_at >= date_trunc('second', l.revoked_at))";
 
 impl AuditLog {
     /// Records `accesses` read from the log file `object` (`s3://bucket/key`), one
@@ -49,6 +61,8 @@ impl AuditLog {
         let mut accessed_at = Vec::new();
         let mut edge_location = Vec::new();
         let mut status = Vec::new();
+        let mut method = Vec::new();
+        let mut content_length = Vec::new();
         let mut result_type = Vec::new();
         let mut detailed = Vec::new();
         let mut bytes_sent = Vec::new();
@@ -64,6 +78,8 @@ impl AuditLog {
             accessed_at.push(l.at);
             edge_location.push(l.edge_location.as_deref());
             status.push(l.status);
+            method.push(l.method.as_deref());
+            content_length.push(l.content_length);
             result_type.push(l.result_type.as_deref());
             detailed.push(l.detailed_result_type.as_deref());
             bytes_sent.push(l.bytes_sent);
@@ -76,33 +92,34 @@ impl AuditLog {
         if request_id.is_empty() {
             return Ok(AccessesRecorded::default());
         }
-        let (pairs, known, recorded, opened, after_revoke): (i64, i64, i64, i64, i64) =
-            sqlx::query_as(
+        let (pairs, known, recorded, opened, refused, after_revoke): (i64, i64, i64, i64, i64, i64) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "WITH input AS (
                     SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::smallint[],
                                          $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
-                                         $11::inet[], $12::text[], $13::bigint[])
+                                         $11::inet[], $12::text[], $13::bigint[], $15::text[], $16::bigint[])
                         AS i(request_id, link_id, accessed_at, edge_location, status, result_type,
                              detailed_result_type, bytes_sent, range_start, range_end, client_ip,
-                             user_agent, log_line)
+                             user_agent, log_line, method, content_length)
                  ), known AS (
                     SELECT i.* FROM input i WHERE EXISTS (SELECT 1 FROM links l WHERE l.link_id = i.link_id)
                  ), stored AS (
-                    INSERT INTO link_access (request_id, link_id, accessed_at, edge_location, status, result_type,
-                                             detailed_result_type, bytes_sent, range_start, range_end, client_ip,
-                                             user_agent, log_object, log_line)
-                    SELECT k.request_id, k.link_id, k.accessed_at, k.edge_location, k.status, k.result_type,
-                           k.detailed_result_type, k.bytes_sent, k.range_start, k.range_end, k.client_ip,
-                           k.user_agent, $14, k.log_line
+                    INSERT INTO link_access (request_id, link_id, accessed_at, edge_location, status, method,
+                                             content_length, result_type, detailed_result_type, bytes_sent,
+                                             range_start, range_end, client_ip, user_agent, log_object, log_line)
+                    SELECT k.request_id, k.link_id, k.accessed_at, k.edge_location, k.status, k.method,
+                           k.content_length, k.result_type, k.detailed_result_type, k.bytes_sent, k.range_start,
+                           k.range_end, k.client_ip, k.user_agent, $14, k.log_line
                     FROM known k
                     ON CONFLICT (request_id, link_id) DO NOTHING
-                    RETURNING link_id, status, accessed_at
+                    RETURNING link_id, status, method, accessed_at
                  )
-                 SELECT (SELECT count(*) FROM input), (SELECT count(*) FROM known), count(s.*),
-                        count(*) FILTER (WHERE s.status = ANY ($15::smallint[])),
-                        count(*) FILTER (WHERE l.revoked_at IS NOT NULL AND s.accessed_at >= l.revoked_at)
-                 FROM stored s JOIN links l ON l.link_id = s.link_id",
-            )
+                 SELECT (SELECT count(*) FROM input), (SELECT count(*) FROM known), count(a.*),
+                        count(*) FILTER (WHERE {OPENED_SQL}),
+                        count(*) FILTER (WHERE a.status BETWEEN 400 AND 499),
+                        count(*) FILTER (WHERE {AFTER_REVOKE_SQL})
+                 FROM stored a JOIN links l ON l.link_id = a.link_id"
+            )))
             .bind(&request_id)
             .bind(&link_id)
             .bind(&accessed_at)
@@ -117,7 +134,8 @@ impl AuditLog {
             .bind(&user_agent)
             .bind(&log_line)
             .bind(object)
-            .bind(OPENED_STATUSES.as_slice())
+            .bind(&method)
+            .bind(&content_length)
             .fetch_one(&self.pool)
             .await?;
         Ok(AccessesRecorded {
@@ -125,7 +143,8 @@ impl AuditLog {
             duplicates: (known - recorded) as u64,
             other_link: (pairs - known) as u64,
             opened: opened as u64,
-            refused: (recorded - opened) as u64,
+            refused: refused as u64,
+            other: (recorded - opened - refused) as u64,
             after_revoke: after_revoke as u64,
         })
     }

@@ -19,7 +19,7 @@ mod revocations;
 mod roles;
 mod selector;
 
-pub use access::{AccessRecord, AccessesRecorded, OPENED_STATUSES};
+pub use access::{AFTER_REVOKE_SQL, AccessRecord, AccessesRecorded, OPENED_SQL, OPENED_STATUSES};
 pub use claims::{
     AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
 };

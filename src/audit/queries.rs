@@ -84,8 +84,10 @@ pub struct LinkFilter {
     pub unexpired: bool,
 }
 
-/// Whether a link was opened, from `link_access`: a request answered with the
-/// document (200, 206 or 304, [`super::OPENED_STATUSES`]).
+/// Whether a link was opened, from `link_access`: a GET answered with the
+/// document (200, 206 or 304, [`super::OPENED_SQL`]). "Not opened" is asked only
+/// of links that reached the recipient or may have: sent, and not bounced,
+/// complained of or rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenedFilter {
     Opened,
@@ -250,21 +252,26 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     if filter.possible_duplicate {
         query.push(" AND possible_duplicate");
     }
-    const OPENED: &str = "SELECT 1 FROM link_access a WHERE a.link_id = links.link_id AND a.status IN (200, 206, 304)";
+    let opened = format!(
+        "SELECT 1 FROM link_access a WHERE a.link_id = links.link_id AND {}",
+        super::OPENED_SQL
+    );
+    const REACHED: &str = " AND status = 'sent' AND (delivery IS NULL OR delivery IN ('delivered', 'delivery_delayed', 'soft_bounced'))";
     match filter.opened {
         Some(OpenedFilter::Opened) => {
-            query.push(format!(" AND EXISTS ({OPENED})"));
+            query.push(format!(" AND EXISTS ({opened})"));
         }
         Some(OpenedFilter::NotOpened) => {
-            query.push(format!(" AND NOT EXISTS ({OPENED})"));
+            query.push(format!("{REACHED} AND NOT EXISTS ({opened})"));
         }
         Some(OpenedFilter::NotOpenedWithin(window)) => {
             let seconds = window.as_secs_f64();
             query
+                .push(REACHED)
                 .push(" AND coalesce(CASE WHEN delivery = 'delivered' THEN delivery_at END, sent_at) <= now() - make_interval(secs => ")
                 .push_bind(seconds)
                 .push(format!(
-                    ") AND NOT EXISTS ({OPENED} AND a.accessed_at < coalesce(CASE WHEN delivery = 'delivered' THEN delivery_at END, sent_at) + make_interval(secs => "
+                    ") AND NOT EXISTS ({opened} AND a.accessed_at < coalesce(CASE WHEN delivery = 'delivered' THEN delivery_at END, sent_at) + make_interval(secs => "
                 ))
                 .push_bind(seconds)
                 .push("))");
@@ -272,10 +279,11 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
         None => {}
     }
     if filter.tried_after_revoke {
-        query.push(
-            " AND revoked_at IS NOT NULL AND EXISTS (SELECT 1 FROM link_access a
-               WHERE a.link_id = links.link_id AND a.accessed_at >= links.revoked_at)",
-        );
+        query.push(format!(
+            " AND EXISTS (SELECT 1 FROM link_access a JOIN links l ON l.link_id = a.link_id
+               WHERE a.link_id = links.link_id AND {})",
+            super::AFTER_REVOKE_SQL
+        ));
     }
 }
 
@@ -374,7 +382,9 @@ pub struct AccessRow {
     #[serde(serialize_with = "exact_serde::one")]
     pub accessed_at: DateTime<Utc>,
     pub request_id: String,
-    pub status: Option<i16>,
+    pub status: i16,
+    pub method: Option<String>,
+    pub content_length: Option<i64>,
     pub result_type: Option<String>,
     pub detailed_result_type: Option<String>,
     pub bytes_sent: Option<i64>,
@@ -390,10 +400,10 @@ pub struct AccessRow {
 }
 
 impl AccessRow {
-    /// Answered with the document, or a part of it.
+    /// A GET answered with the document, or a part of it ([`super::OPENED_SQL`]).
     pub fn opened(&self) -> bool {
-        self.status
-            .is_some_and(|s| super::OPENED_STATUSES.contains(&s))
+        super::OPENED_STATUSES.contains(&self.status)
+            && self.method.as_deref().is_none_or(|m| m == "GET")
     }
 }
 
@@ -503,7 +513,9 @@ impl AuditLog {
                      ORDER BY s.id LIMIT 1) AS seal
              FROM audit_journal j
              WHERE (j.table_name = 'links' AND j.row_key = $1::text)
-                OR (j.table_name = 'link_attempts' AND j.row_key >= $1::text || '/' AND j.row_key < $1::text || '0')
+                OR (j.table_name = 'link_attempts'
+                    AND j.row_key IN (SELECT a.link_id::text || '/' || a.attempt::text FROM link_attempts a
+                                      WHERE a.link_id = $1))
                 OR (j.table_name = 'delivery_events'
                     AND j.row_key IN (SELECT e.id::text FROM delivery_events e WHERE e.link_id = $1))
                 OR (j.table_name = 'link_access'
@@ -633,7 +645,8 @@ impl AuditLog {
             None => None,
         };
         let accesses = sqlx::query(
-            "SELECT id, accessed_at, request_id, status, result_type, detailed_result_type, bytes_sent,
+            "SELECT id, accessed_at, request_id, status, method, content_length, result_type,
+                    detailed_result_type, bytes_sent,
                     range_start, range_end, edge_location, client_ip::text AS client_ip, user_agent,
                     log_object, log_line, recorded_at
              FROM link_access WHERE link_id = $1 ORDER BY accessed_at, id",
@@ -647,6 +660,8 @@ impl AuditLog {
             accessed_at: r.get("accessed_at"),
             request_id: r.get("request_id"),
             status: r.get("status"),
+            method: r.get("method"),
+            content_length: r.get("content_length"),
             result_type: r.get("result_type"),
             detailed_result_type: r.get("detailed_result_type"),
             bytes_sent: r.get("bytes_sent"),

@@ -440,41 +440,67 @@ fn signed_by(signer: Option<&str>) -> String {
 
 /// `3 requests answered with the document, first ..., last ...` from the access
 /// logs read so far (a reader's browser may fetch a document in several ranges:
-/// requests are counted, not readings), or `not in the access logs read so far`.
+/// requests are counted, not readings), or `not in the access logs read so far`;
+/// then the requests refused (4xx) and the others, if any.
 fn opened_summary(h: &LinkHistory) -> String {
     let opened: Vec<&AccessRow> = h.accesses.iter().filter(|a| a.opened()).collect();
-    let refused = h.accesses.len() - opened.len();
-    let refused = match refused {
-        0 => String::new(),
-        1 => "; 1 request refused".into(),
-        n => format!("; {n} requests refused"),
-    };
-    match (opened.first(), opened.last()) {
+    let refused = h.accesses.iter().filter(|a| refused(a)).count();
+    let other = h.accesses.len() - opened.len() - refused;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut text = match (opened.first(), opened.last()) {
         (Some(first), Some(last)) => format!(
-            "{} request{} answered with the document, first {}, last {}{refused}",
-            opened.len(),
-            if opened.len() == 1 { "" } else { "s" },
+            "{} answered with the document, first {}, last {}",
+            plural(opened.len(), "request"),
             time(Some(first.accessed_at)),
             time(Some(last.accessed_at))
         ),
-        _ => format!("not in the access logs read so far{refused}"),
+        _ => "not in the access logs read so far".to_string(),
+    };
+    if refused > 0 {
+        text.push_str(&format!("; {} refused", plural(refused, "request")));
     }
+    if other > 0 {
+        text.push_str(&format!("; {} neither", plural(other, "other request")));
+    }
+    text
 }
 
-/// Whether the document went out whole: a 200, or 206 ranges that join up from
-/// byte 0 (the log does not give the document's size, so the ranges' reach is
-/// said, not judged).
+fn refused(a: &AccessRow) -> bool {
+    (400..500).contains(&a.status)
+}
+
+/// Whether the document went out whole: a GET answered 200 whose bytes sent reach
+/// the body's length, or 206 ranges that join up from byte 0. What the log does not
+/// say (the document's size) is said to be unknown, never assumed.
 fn download_summary(accesses: &[AccessRow]) -> Option<String> {
-    if let Some(whole) = accesses.iter().find(|a| a.status == Some(200)) {
-        return Some(format!(
-            "whole (200, {} bytes sent) at {}",
-            whole.bytes_sent.map_or("?".into(), |b| b.to_string()),
-            time(Some(whole.accessed_at))
-        ));
+    let whole = accesses.iter().filter(|a| a.opened() && a.status == 200);
+    let mut partial = None;
+    for a in whole {
+        let sent = a.bytes_sent.map_or("?".into(), |b| b.to_string());
+        match (a.bytes_sent, a.content_length) {
+            (Some(sent_bytes), Some(length)) if sent_bytes >= length => {
+                return Some(format!(
+                    "whole (200, {sent} bytes sent for a body of {length}) at {}",
+                    time(Some(a.accessed_at))
+                ));
+            }
+            (_, Some(length)) => {
+                partial.get_or_insert(format!(
+                    "cut off (200, {sent} bytes sent for a body of {length}) at {}",
+                    time(Some(a.accessed_at))
+                ));
+            }
+            (_, None) => {
+                partial.get_or_insert(format!(
+                    "200, {sent} bytes sent at {} (the log does not give the body's length)",
+                    time(Some(a.accessed_at))
+                ));
+            }
+        }
     }
     let mut ranges: Vec<(i64, i64)> = accesses
         .iter()
-        .filter(|a| a.status == Some(206))
+        .filter(|a| a.opened() && a.status == 206)
         .filter_map(|a| Some((a.range_start?, a.range_end?)))
         .collect();
     ranges.sort();
@@ -486,29 +512,45 @@ fn download_summary(accesses: &[AccessRow]) -> Option<String> {
             _ => break,
         }
     }
-    reach.map(|end| format!("in parts: bytes 0-{end} without a gap (206)"))
+    partial.or_else(|| {
+        reach.map(|end| {
+            format!("in parts: bytes 0-{end} without a gap (206; the log does not give the document's size)")
+        })
+    })
 }
 
 /// One request, as the history tells it.
 fn access_line(a: &AccessRow, revoked_at: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    let status = a.status.map_or("?".into(), |s| s.to_string());
+    let status = a.status;
+    let result = a
+        .detailed_result_type
+        .as_deref()
+        .or(a.result_type.as_deref())
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
     let what = if a.opened() {
         match (a.range_start, a.range_end) {
             (Some(s), Some(e)) => format!("opened ({status}, bytes {s}-{e})"),
             _ => format!("opened ({status})"),
         }
+    } else if refused(a) {
+        format!("refused ({status}{result})")
+    } else if status == 0 {
+        format!("abandoned by the viewer before an answer (0{result})")
+    } else if let Some(method) = a.method.as_deref().filter(|m| *m != "GET") {
+        format!("asked about with {method} ({status}{result})")
+    } else if status >= 500 {
+        format!("failed at the edge or the origin ({status}{result})")
     } else {
-        format!(
-            "refused ({status}{})",
-            a.detailed_result_type
-                .as_deref()
-                .or(a.result_type.as_deref())
-                .map(|r| format!(" {r}"))
-                .unwrap_or_default()
-        )
+        format!("answered {status}{result}")
     };
+    // The legacy logs give whole seconds.
+    use chrono::Timelike;
     let after = match revoked_at {
         Some(r) if a.accessed_at >= r => ", after its revocation",
+        Some(r) if a.accessed_at >= r.with_nanosecond(0).unwrap_or(r) => {
+            ", in the second of its revocation"
+        }
         _ => "",
     };
     let from = [a.edge_location.as_deref(), a.client_ip.as_deref()]

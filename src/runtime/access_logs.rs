@@ -39,6 +39,24 @@ pub struct AccessLogs {
     pub ip: ClientIp,
 }
 
+/// The S3 client that reads log files. Unlike doclink's other clients (whose calls
+/// are small and bounded by timeouts), it keeps the SDK's stalled-stream protection:
+/// a download that stops sending for 30 s fails into the retry path instead of
+/// holding its notification (renewed while read) for ever.
+pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::StalledStreamProtectionConfig;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(true)
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(Duration::from_secs(30))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
 /// What one file held, as read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileCounts {
@@ -90,11 +108,15 @@ impl AccessLogs {
             metrics::counter!("doclink_access_log_objects_total", "outcome" => outcome)
                 .increment(0);
         }
-        for kind in ["opened", "refused"] {
+        for kind in ["opened", "refused", "other"] {
             metrics::counter!("doclink_link_access_total", "kind" => kind).increment(0);
         }
         metrics::counter!("doclink_link_access_after_revoke_total").increment(0);
         let mut failures = 0u32;
+        // Notifications that could not be read in a row: each one pauses the next
+        // receive longer, so an outage does not spend the queue's receive count (and
+        // send everything to the dead-letter queue) at full speed.
+        let mut faults = 0u32;
         while !shutdown.is_cancelled() {
             let Some(received) = self
                 .queue
@@ -119,6 +141,7 @@ impl AccessLogs {
             for message in &messages {
                 match self.handle_renewing(message, &shutdown).await {
                     Handled::Done => {
+                        faults = 0;
                         if let Err(err) = self
                             .queue
                             .delete_batch(std::slice::from_ref(&message.receipt_handle))
@@ -128,8 +151,9 @@ impl AccessLogs {
                         }
                     }
                     Handled::Retry => {
+                        faults += 1;
                         let after = backoff(
-                            message.receive_count,
+                            message.receive_count.max(faults),
                             Duration::from_secs(5),
                             Duration::from_secs(300),
                         );
@@ -137,6 +161,10 @@ impl AccessLogs {
                             .queue
                             .change_visibility(&message.receipt_handle, after)
                             .await;
+                        if !self.pause_after_fault(faults, &shutdown).await {
+                            return;
+                        }
+                        continue;
                     }
                     Handled::Interrupted => {
                         let _ = self
@@ -147,6 +175,31 @@ impl AccessLogs {
                     }
                 }
             }
+        }
+    }
+
+    /// After a notification could not be read: waits until the audit database
+    /// answers (nothing is received while it does not), then a pause that grows
+    /// with the faults in a row. False at shutdown.
+    async fn pause_after_fault(&self, faults: u32, shutdown: &CancellationToken) -> bool {
+        let mut down = 0u32;
+        while !self.audit.ping().await {
+            down += 1;
+            if down == 1 {
+                warn!(
+                    "the audit database does not answer; access-log notifications wait on their queue"
+                );
+            }
+            let pause = backoff(down, Duration::from_secs(1), Duration::from_secs(30));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return false,
+            }
+        }
+        let pause = backoff(faults, Duration::from_secs(1), Duration::from_secs(300));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = shutdown.cancelled() => false,
         }
     }
 
@@ -292,12 +345,20 @@ pub async fn ingest<R: AsyncBufRead + Unpin>(
     let mut counts = FileCounts::default();
     let mut batch: Vec<(u64, Box<AccessLine>)> = Vec::with_capacity(BATCH);
     loop {
-        let next = lines.next().await.map_err(|err| match &err {
-            ObjectError::Unreadable { cause, .. } if is_download_fault(cause) => {
-                ReadError::Fault(format!("the download broke off: {}", ErrorChain(&err)))
+        let next = match lines.next().await {
+            Ok(next) => next,
+            Err(err) => {
+                // Every whole line read before the fault is a request the edge logged:
+                // recorded now, so that every try of a broken file records the same.
+                record(audit, name, &mut batch, &mut counts).await?;
+                return Err(match &err {
+                    ObjectError::Unreadable { cause, .. } if is_download_fault(cause) => {
+                        ReadError::Fault(format!("the download broke off: {}", ErrorChain(&err)))
+                    }
+                    _ => ReadError::Unusable(err.to_string()),
+                });
             }
-            _ => ReadError::Unusable(err.to_string()),
-        })?;
+        };
         let Some((number, parsed)) = next else { break };
         counts.lines += 1;
         match parsed {
@@ -359,6 +420,7 @@ async fn record(
     }
     metrics::counter!("doclink_link_access_total", "kind" => "opened").increment(done.opened);
     metrics::counter!("doclink_link_access_total", "kind" => "refused").increment(done.refused);
+    metrics::counter!("doclink_link_access_total", "kind" => "other").increment(done.other);
     metrics::counter!("doclink_link_access_after_revoke_total").increment(done.after_revoke);
     let a = &mut counts.accesses;
     a.recorded += done.recorded;
@@ -366,6 +428,7 @@ async fn record(
     a.other_link += done.other_link;
     a.opened += done.opened;
     a.refused += done.refused;
+    a.other += done.other;
     a.after_revoke += done.after_revoke;
     Ok(())
 }
