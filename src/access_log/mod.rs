@@ -7,6 +7,7 @@
 
 pub mod notification;
 pub mod object;
+mod scan;
 pub mod w3c;
 
 use chrono::{DateTime, Utc};

@@ -6,8 +6,8 @@
 //! not gzip, or breaks off, is an [`ObjectError`]: the caller sets it aside, whole,
 //! never half-read as if complete.
 
-use super::ClientIp;
 use super::w3c::{LogReader, Parsed};
+use super::{ClientIp, scan};
 use async_compression::tokio::bufread::GzipDecoder;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
@@ -100,7 +100,7 @@ impl<R: AsyncBufRead + Unpin> LogLines<R> {
                 return Ok(read_any.then_some(too_long));
             }
             read_any = true;
-            let (part, used, ended) = match available.iter().position(|&b| b == b'\n') {
+            let (part, used, ended) = match scan::find(available, b'\n') {
                 Some(at) => (&available[..at], at + 1, true),
                 None => (available, available.len(), false),
             };
