@@ -684,13 +684,13 @@ struct Sampled<'a, R> {
 }
 
 impl Pass {
-    /// The most RSS seen during the read: VmHWM, or a sample above it (the kernel
-    /// updates VmHWM lazily).
+    /// The most RSS seen during the read: VmHWM, or the RSS at its start or a
+    /// sample above it (the kernel updates VmHWM lazily).
     fn peak(&self) -> f64 {
         self.samples
             .iter()
             .map(|s| s.1)
-            .fold(self.rss_peak, f64::max)
+            .fold(self.rss_peak.max(self.rss_before), f64::max)
     }
 }
 

@@ -18,6 +18,7 @@
 use super::{AccessLine, ClientIp, scan};
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use percent_encoding::percent_decode_str;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use uuid::Uuid;
 
@@ -270,7 +271,10 @@ fn record(
 /// query once (so a viewer's own `%3D` reads `%253D`): undo that, then read the
 /// query as a browser sent it, each name and value form-decoded.
 fn link_ids(logged_query: &str) -> Result<Vec<Uuid>, String> {
-    if logged_query == "-" {
+    // Decoding turns only `%XX` (and `+`, into a space) into something else, so a
+    // name reads as `lid` only in a query holding "lid" or a `%`. Most queries
+    // hold neither: they cost this look and nothing more.
+    if logged_query == "-" || !(logged_query.contains("lid") || logged_query.contains('%')) {
         return Ok(Vec::new());
     }
     let query = percent_decode_str(logged_query)
@@ -297,13 +301,17 @@ fn link_ids(logged_query: &str) -> Result<Vec<Uuid>, String> {
     Ok(ids)
 }
 
-/// A query component as a browser encodes it: `+` is a space, `%XX` a byte.
-fn form_decode(component: &str) -> Option<String> {
+/// A query component as a browser encodes it: `+` is a space, `%XX` a byte. One
+/// with neither is itself (no allocation: every name in the query comes here).
+fn form_decode(component: &str) -> Option<Cow<'_, str>> {
+    if !component.contains(['+', '%']) {
+        return Some(Cow::Borrowed(component));
+    }
     let spaced = component.replace('+', " ");
     percent_decode_str(&spaced)
         .decode_utf8()
         .ok()
-        .map(|text| text.into_owned())
+        .map(|text| Cow::Owned(text.into_owned()))
 }
 
 /// The user agent as the viewer sent it (the log's escaping undone once; invalid
@@ -434,6 +442,8 @@ mod tests {
             format!("lid={}", LID.replace('-', "%252D")),
             format!("a=%253D&lid={LID}&b=c+d"),
             format!("lid={}", LID.to_uppercase()),
+            // The viewer encoded the name's l; the log encoded the viewer's %.
+            format!("%256Cid={LID}"),
             // Two ids, one repeated: each distinct one once, in order.
             format!("lid={LID}&lid=not-a-link&lid={LID}&lid=0192f3a4-5b6c-7d8e-9f01-000000000000"),
         ] {
@@ -450,6 +460,8 @@ mod tests {
             "lid=",
             "lid=1234",
             "xlid=0192f3a4-5b6c-7d8e-9f01-23456789abcd",
+            "valid=0192f3a4-5b6c-7d8e-9f01-23456789abcd",
+            "Lid=0192f3a4-5b6c-7d8e-9f01-23456789abcd",
             "Expires=1",
         ] {
             assert_eq!(
