@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test chaos mutants audit bench bench-signing bench-audit bench-pipeline lint lint-deploy fmt build letters
+.PHONY: demo test chaos mutants audit bench bench-signing bench-audit bench-pipeline bench-access lint lint-deploy fmt build letters
 
 build:
 	$(CARGO) build --release
@@ -38,7 +38,7 @@ mutants:
 audit:
 	scripts/audit.sh
 
-bench: bench-signing bench-audit bench-pipeline
+bench: bench-signing bench-audit bench-pipeline bench-access
 
 bench-signing:
 	$(CARGO) bench --bench signing
@@ -47,6 +47,12 @@ bench-signing:
 # `doclink links list` over 1,000,000 links in PostgreSQL.
 bench-audit:
 	scripts/stack.sh $(CARGO) bench --bench audit_queries
+
+# CloudFront access logs (issue 21): a 10,000,000-line log file through the ingest
+# into PostgreSQL: lines per second per core and peak RSS. BENCH_ACCESS_LINES=N for a
+# quick trial (BENCHMARKS.md then says so).
+bench-access:
+	scripts/stack.sh $(CARGO) bench --bench access_log_ingest
 
 bench-pipeline:
 	$(CARGO) build --release --bin doclink

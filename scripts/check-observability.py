@@ -33,6 +33,9 @@ METRICS = [
     "doclink_log_lines_dropped_total", "doclink_delivery_events_total", "doclink_revocation_sync_failures_total",
     "doclink_in_flight", "doclink_account_blocked", "doclink_database_up", "doclink_send_rate",
     "doclink_queue_visible_messages", "doclink_revocation_last_sync_timestamp_seconds", "doclink_send_seconds_bucket",
+    # CloudFront access logs (issue 21)
+    "doclink_link_access_total", "doclink_link_access_after_revoke_total", "doclink_access_log_lines_total",
+    "doclink_access_log_objects_total",
 ]
 
 

@@ -76,6 +76,33 @@ step "One email as its reader sees it: the text part SES received (the link's si
 step "That emailed link, checked by doclink verify"
 "$doclink" verify --public-key "$demo/public.pem" --key-pair-id K2JCJMDEHXQW5F "$(cat "$demo/link.txt")"
 
+step "Who opened their letter: the distribution's access logs, read from S3 as the edge delivers them"
+"$py" "$root/scripts/demo_access_logs.py" setup "$demo"
+source "$demo/aws.env"
+link_of() { psql -X -q -t -A "$admin_url" -c "SELECT link_id FROM links WHERE recipient_email = '$1'"; }
+opened="$(link_of customer1@example.org),$(link_of customer2@example.org),$(link_of customer3@example.org)"
+revoked=$(link_of customer5@example.org)
+"$doclink" links revoke "$revoked" --reason "sent to the wrong case file" --by demo 2>/dev/null
+expected=$("$py" "$root/scripts/demo_access_logs.py" write "$ACCESS_LOG_BUCKET" "$opened" "$revoked")
+echo "two log files uploaded: $expected requests for doclink links, and others doclink leaves out"
+DOCLINK_ACCESS_LOG_QUEUE_URL="$ACCESS_LOG_QUEUE_URL" "$doclink" run 2>>"$demo/doclink.log" &
+daemon=$!
+for _ in $(seq 1 600); do
+    [ "$(psql -X -q -t -A "$admin_url" -c 'SELECT count(*) FROM link_access')" = "$expected" ] && break
+    sleep 0.1
+done
+kill -TERM "$daemon"; wait "$daemon" || true
+echo "link_access holds $(psql -X -q -t -A "$admin_url" -c 'SELECT count(*) FROM link_access') requests"
+echo
+echo "doclink links show $(link_of customer1@example.org | cut -c1-8)...:"
+"$doclink" links show "$(link_of customer1@example.org)" | sed 's/^/  /'
+echo
+echo "doclink links list --tried-after-revoke:"
+"$doclink" links list --tried-after-revoke | sed 's/^/  /'
+echo
+echo "who has not opened their letter (doclink links list --not-opened --limit 3):"
+"$doclink" links list --not-opened --limit 3 | sed 's/^/  /'
+
 step "The audit journal: sealed, then every row checked against it by doclink audit verify"
 "$doclink" audit seal
 "$doclink" audit verify

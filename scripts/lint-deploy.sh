@@ -96,8 +96,8 @@ promtool="$venv/bin/promtool"
 # ---------------------------------------------------------------- checks
 
 cfn_lint_run() {
-    "$venv/bin/cfn-lint" --include-checks I -- deploy/cloudformation.yaml \
-        && echo "deploy/cloudformation.yaml: no findings (errors, warnings, informational)"
+    "$venv/bin/cfn-lint" --include-checks I -- deploy/cloudformation.yaml deploy/access-logs-us-east-1.yaml \
+        && echo "deploy/cloudformation.yaml, access-logs-us-east-1.yaml: no findings (errors, warnings, informational)"
 }
 check cfn-lint cfn_lint_run
 
@@ -136,6 +136,10 @@ check checkov-kms checkov_kms_run
 
 check edge-inline "$py" scripts/check-edge-inline.py
 check kms-key-slots "$py" scripts/check-kms-slots.py
+# CloudFront standard logging v2, which checkov's CKV_AWS_86 cannot see, and
+# deploy/access-logs-us-east-1.yaml against the main template (checkov has no
+# check for its three AWS::Logs resources).
+check access-logging "$py" scripts/check-access-logging.py
 
 edge_tests() {
     node --test deploy/edge/revocation.test.mjs >"$work/node.txt" 2>&1

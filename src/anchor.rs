@@ -40,6 +40,16 @@ impl AnchorError {
     }
 }
 
+/// An S3 client with path-style addressing: moto and S3-compatible stores need it,
+/// S3 accepts it.
+pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// Where heads are anchored.
 #[derive(Clone)]
 pub struct AnchorStore {
@@ -58,12 +68,8 @@ struct AnchorDocument {
 
 impl AnchorStore {
     pub fn new(aws: &aws_config::SdkConfig, bucket: String, prefix: String) -> Self {
-        // Path-style addressing: moto and S3-compatible stores need it, S3 accepts it.
-        let config = aws_sdk_s3::config::Builder::from(aws)
-            .force_path_style(true)
-            .build();
         Self {
-            client: aws_sdk_s3::Client::from_conf(config),
+            client: s3_client(aws),
             bucket,
             prefix,
         }

@@ -255,6 +255,27 @@ pub const SETTINGS: &[SettingSpec] = &[
         secret: false,
     },
     SettingSpec {
+        key: "access_log_queue_url",
+        env: "DOCLINK_ACCESS_LOG_QUEUE_URL",
+        default: Some(""),
+        help: "SQS queue of S3 notifications for CloudFront access-log files, read into link_access; empty: not consumed",
+        secret: false,
+    },
+    SettingSpec {
+        key: "access_log_dead_letter_queue_url",
+        env: "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
+        default: Some(""),
+        help: "the access-log queue's dead-letter queue, for its depth gauge and doctor's check; empty: not watched",
+        secret: false,
+    },
+    SettingSpec {
+        key: "access_ip",
+        env: "DOCLINK_ACCESS_IP",
+        default: Some("truncated"),
+        help: "how much of a viewer's address the access log keeps: full, truncated (IPv4 /24, IPv6 /48) or none",
+        secret: false,
+    },
+    SettingSpec {
         key: "revocation_kvs_arn",
         env: "DOCLINK_REVOCATION_KVS_ARN",
         default: Some(""),
@@ -430,6 +451,9 @@ pub struct Settings {
     pub failure_breaker: u32,
     pub dead_letter_queue_url: Option<String>,
     pub events_queue_url: Option<String>,
+    pub access_log_queue_url: Option<String>,
+    pub access_log_dead_letter_queue_url: Option<String>,
+    pub access_ip: crate::access_log::ClientIp,
     pub revocation_kvs_arn: Option<KvsArn>,
     pub revocation_sync_interval: Duration,
     pub distribution_id: Option<String>,
@@ -936,6 +960,10 @@ impl Settings {
         let failure_breaker = p.check(raw.parse("failure_breaker", number_in(1u32..=10_000)));
         let dead_letter_queue_url = p.check(raw.parse_optional("dead_letter_queue_url", sqs_url));
         let events_queue_url = p.check(raw.parse_optional("events_queue_url", sqs_url));
+        let access_log_queue_url = p.check(raw.parse_optional("access_log_queue_url", sqs_url));
+        let access_log_dead_letter_queue_url =
+            p.check(raw.parse_optional("access_log_dead_letter_queue_url", sqs_url));
+        let access_ip = p.check(raw.parse("access_ip", crate::access_log::ClientIp::parse));
         let revocation_kvs_arn = p.check(raw.parse_optional("revocation_kvs_arn", KvsArn::parse));
         let revocation_sync_interval = p.check(raw.parse(
             "revocation_sync_interval",
@@ -1010,6 +1038,9 @@ impl Settings {
             Some(failure_breaker),
             Some(dead_letter_queue_url),
             Some(events_queue_url),
+            Some(access_log_queue_url),
+            Some(access_log_dead_letter_queue_url),
+            Some(access_ip),
             Some(revocation_kvs_arn),
             Some(revocation_sync_interval),
             Some(distribution_id),
@@ -1046,6 +1077,9 @@ impl Settings {
             failure_breaker,
             dead_letter_queue_url,
             events_queue_url,
+            access_log_queue_url,
+            access_log_dead_letter_queue_url,
+            access_ip,
             revocation_kvs_arn,
             revocation_sync_interval,
             distribution_id,
@@ -1089,6 +1123,9 @@ impl Settings {
             failure_breaker,
             dead_letter_queue_url,
             events_queue_url,
+            access_log_queue_url,
+            access_log_dead_letter_queue_url,
+            access_ip,
             revocation_kvs_arn,
             revocation_sync_interval,
             distribution_id,
@@ -1338,6 +1375,10 @@ impl SomeSettings {
 
     pub fn events_queue_url(&self) -> Result<Option<String>, ConfigError> {
         self.0.parse_optional("events_queue_url", sqs_url)
+    }
+
+    pub fn access_log_queue_url(&self) -> Result<Option<String>, ConfigError> {
+        self.0.parse_optional("access_log_queue_url", sqs_url)
     }
 
     /// DOCLINK_TIMEZONE, in which times are shown to people.

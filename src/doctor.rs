@@ -193,6 +193,11 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
                 "dead-letter queue",
             ),
             (settings.events_queue_url.is_some(), "events queue"),
+            (settings.access_log_queue_url.is_some(), "access-log queue"),
+            (
+                settings.access_log_dead_letter_queue_url.is_some(),
+                "access-log dead-letter queue",
+            ),
             (settings.revocation_kvs_arn.is_some(), "revocation store"),
             (settings.audit_anchor_bucket.is_some(), "audit anchor"),
         ];
@@ -899,6 +904,16 @@ async fn queue_checks(settings: &Settings, aws: &aws_config::SdkConfig, checks: 
             "events queue",
             settings.events_queue_url.as_ref(),
             "DOCLINK_EVENTS_QUEUE_URL",
+        ),
+        (
+            "access-log queue",
+            settings.access_log_queue_url.as_ref(),
+            "DOCLINK_ACCESS_LOG_QUEUE_URL",
+        ),
+        (
+            "access-log dead-letter queue",
+            settings.access_log_dead_letter_queue_url.as_ref(),
+            "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
         ),
     ];
     let mut sqs_unreachable = false;

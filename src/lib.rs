@@ -7,6 +7,7 @@
 //! queue; [`startup`] builds it all from [`config`]. [`stats`] counts what happens
 //! and [`http`] serves it.
 
+pub mod access_log;
 pub mod anchor;
 pub mod audit;
 pub mod config;

@@ -151,6 +151,38 @@ impl SqsQueue {
             .collect())
     }
 
+    /// [`SqsQueue::receive`], until `shutdown`: then the poll under way is let finish
+    /// (dropping it could strand messages SQS already handed out, invisible until
+    /// their visibility timeout) and what it returns is released at once; `None`.
+    pub async fn receive_or_release(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Result<Vec<QueueMessage>, QueueError>> {
+        let receive = self.receive(max, wait, visibility);
+        tokio::pin!(receive);
+        tokio::select! {
+            received = &mut receive => Some(received),
+            _ = shutdown.cancelled() => {
+                match receive.await {
+                    Ok(messages) => {
+                        tracing::info!(queue = %self.url, released = messages.len(), "the receive under way at shutdown returned; releasing what it brought");
+                        for message in messages {
+                            if let Err(err) = self.change_visibility(&message.receipt_handle, Duration::ZERO).await {
+                                tracing::warn!(error = %crate::error::ErrorChain(&err), "could not release a message received during shutdown");
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %crate::error::ErrorChain(&err),
+                        "the receive under way at shutdown failed; anything SQS handed out returns after its visibility timeout"),
+                }
+                None
+            }
+        }
+    }
+
     /// Sets how long until the message is visible again (0: at once).
     pub async fn change_visibility(
         &self,

@@ -73,6 +73,12 @@ pub enum StartupError {
     DeadLetterQueue(#[source] crate::queue::QueueError),
     #[error("the SES events queue DOCLINK_EVENTS_QUEUE_URL is not reachable")]
     EventsQueue(#[source] crate::queue::QueueError),
+    #[error("the access-log queue DOCLINK_ACCESS_LOG_QUEUE_URL is not reachable")]
+    AccessLogQueue(#[source] crate::queue::QueueError),
+    #[error(
+        "the access-log dead-letter queue DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL is not reachable"
+    )]
+    AccessLogDeadLetterQueue(#[source] crate::queue::QueueError),
     /// The anchor bucket is unusable: not locked (configuration) or not reachable.
     #[error("the audit anchor bucket DOCLINK_AUDIT_ANCHOR_BUCKET cannot be used")]
     Anchor(#[source] crate::anchor::AnchorError),
@@ -214,6 +220,8 @@ pub struct Daemon {
     pub audit: AuditLog,
     /// The SES events queue, when configured.
     pub delivery_events: Option<DeliveryEvents>,
+    /// The access-log queue, when configured.
+    pub access_logs: Option<crate::runtime::AccessLogs>,
     /// The edge's revocation store, when configured.
     pub revocations: Option<RevocationStore>,
     /// Where the audit journal's head is anchored, when configured.
@@ -276,6 +284,7 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let signer = link_signer(settings, &aws).await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue = SqsQueue::new(sqs.clone(), &settings.queue_url);
+    let sqs_for_watch = sqs.clone();
     queue_checked(
         queue.check().await,
         &settings.queue_url,
@@ -295,6 +304,19 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         }
         None => None,
     };
+    let access_logs = match &settings.access_log_queue_url {
+        Some(url) => {
+            let queue = SqsQueue::new(sqs.clone(), url);
+            queue_checked(
+                queue.check().await,
+                url,
+                ("DOCLINK_ACCESS_LOG_QUEUE_URL", "access_log_queue_url"),
+                StartupError::AccessLogQueue,
+            )?;
+            Some(queue)
+        }
+        None => None,
+    };
     let events = match &settings.events_queue_url {
         Some(url) => {
             let queue = SqsQueue::new(sqs, url);
@@ -311,6 +333,20 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
     let mut watched_queues = vec![("documents", queue.clone())];
     watched_queues.extend(dead_letter.clone().map(|q| ("dead_letter", q)));
     watched_queues.extend(events.clone().map(|q| ("events", q)));
+    watched_queues.extend(access_logs.clone().map(|q| ("access_logs", q)));
+    if let Some(url) = &settings.access_log_dead_letter_queue_url {
+        let dlq = SqsQueue::new(sqs_for_watch.clone(), url);
+        queue_checked(
+            dlq.check().await,
+            url,
+            (
+                "DOCLINK_ACCESS_LOG_DEAD_LETTER_QUEUE_URL",
+                "access_log_dead_letter_queue_url",
+            ),
+            StartupError::AccessLogDeadLetterQueue,
+        )?;
+        watched_queues.push(("access_logs_dead_letter", dlq));
+    }
 
     let anchor = match &settings.audit_anchor_bucket {
         Some(bucket) => {
@@ -351,6 +387,12 @@ pub async fn build(settings: &Settings, stats: Arc<Stats>) -> Result<Daemon, Sta
         delivery_events: events.map(|queue| DeliveryEvents {
             queue,
             audit: audit.clone(),
+        }),
+        access_logs: access_logs.map(|queue| crate::runtime::AccessLogs {
+            queue,
+            audit: audit.clone(),
+            s3: crate::runtime::access_logs::s3_client(&aws),
+            ip: settings.access_ip,
         }),
         revocations: settings
             .revocation_kvs_arn

@@ -1283,8 +1283,9 @@ async fn purge_removes_old_records_in_batches_once_no_valid_link_is_that_old() {
         .doclink(&["links", "purge", "--older-than", "30d", "--yes"], &[])
         .await;
     assert!(
-        stdout(&again)
-            .starts_with("removed 0 links, 0 attempts, 0 delivery events and 0 rejections"),
+        stdout(&again).starts_with(
+            "removed 0 links, 0 attempts, 0 delivery events, 0 accesses and 0 rejections"
+        ),
         "{}",
         stdout(&again)
     );

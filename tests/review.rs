@@ -140,7 +140,7 @@ async fn purge_keeps_every_unexpired_link_and_revoking_an_unknown_link_fails() {
     assert_eq!(stdout(&out), "");
     assert!(
         stderr(&out).starts_with(
-            "doclink: links purge would remove 1 links, 0 attempts, 0 delivery events and 1 rejections older than "
+            "doclink: links purge would remove 1 links, 0 attempts, 0 delivery events, 0 accesses and 1 rejections older than "
         ),
         "{}",
         stderr(&out)
@@ -158,8 +158,9 @@ async fn purge_keeps_every_unexpired_link_and_revoking_an_unknown_link_fails() {
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out)
-            .starts_with("would remove 1 links, 0 attempts, 0 delivery events and 1 rejections"),
+        stdout(&out).starts_with(
+            "would remove 1 links, 0 attempts, 0 delivery events, 0 accesses and 1 rejections"
+        ),
         "{}",
         stdout(&out)
     );
@@ -171,7 +172,9 @@ async fn purge_keeps_every_unexpired_link_and_revoking_an_unknown_link_fails() {
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).starts_with("removed 1 links, 0 attempts, 0 delivery events and 1 rejections"),
+        stdout(&out).starts_with(
+            "removed 1 links, 0 attempts, 0 delivery events, 0 accesses and 1 rejections"
+        ),
         "{}",
         stdout(&out)
     );

@@ -38,6 +38,7 @@ const IMAGED_TABLES: &[(&str, &str, &[&str])] = &[
     ("rejections", "t.id::text", &["body"]),
     ("rejection_retries", "t.id::text", &[]),
     ("delivery_events", "t.id::text", &[]),
+    ("link_access", "t.id::text", &[]),
     ("audit_purge_runs", "t.xid::text", &[]),
 ];
 

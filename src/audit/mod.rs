@@ -7,6 +7,7 @@
 //! later change is conditioned on that token, so a worker whose lease lapsed and
 //! was taken over changes nothing.
 
+mod access;
 mod claims;
 mod connections;
 mod delivery;
@@ -18,15 +19,16 @@ mod revocations;
 mod roles;
 mod selector;
 
+pub use access::{AFTER_REVOKE_SQL, AccessRecord, AccessesRecorded, OPENED_SQL, OPENED_STATUSES};
 pub use claims::{
     AttemptEnd, Claim, ClaimToken, Held, NewLink, Sending, SendingRecord, SigningKey,
 };
 pub use delivery::Recorded;
 pub use journal::{Break, Head, Seal, Verification, entry_line, verify};
 pub use queries::{
-    AttemptRow, Cursor, DeliveryEventRow, KeyDependency, LinkFilter, LinkHistory, LinkRow,
-    RetryRow, RevocationEntry, RevocationFilter, RevocationRow, StatusFilter, exact_time,
-    prefix_upper_bound, shown_status,
+    AccessRow, AttemptRow, Cursor, DeliveryEventRow, EvidenceEntry, KeyDependency, LinkFilter,
+    LinkHistory, LinkRow, OpenedFilter, RetryRow, RevocationEntry, RevocationFilter, RevocationRow,
+    SealHead, StatusFilter, exact_time, prefix_upper_bound, shown_status,
 };
 pub use rejections::{Rejection, RejectionDetail, RejectionKind, RejectionRow};
 pub use retention::PurgeReport;

@@ -74,10 +74,28 @@ pub struct LinkFilter {
     /// Issued before.
     pub until: Option<DateTime<Utc>>,
     pub possible_duplicate: bool,
+    /// What the edge's access logs say of the link.
+    pub opened: Option<OpenedFilter>,
+    /// Only links requested at or after their revocation.
+    pub tried_after_revoke: bool,
     /// Only links whose signature still opens the document: not yet expired (the
     /// link's latest signature; with the selector's `key_pair_id`, one made with
     /// that key).
     pub unexpired: bool,
+}
+
+/// Whether a link was opened, from `link_access`: a GET answered with the
+/// document (200, 206 or 304, [`super::OPENED_SQL`]). "Not opened" is asked only
+/// of links that reached the recipient or may have: sent, and not bounced,
+/// complained of or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenedFilter {
+    Opened,
+    NotOpened,
+    /// Not opened within this long of its delivery (of its send, when SES reported
+    /// no delivery), and that long has passed: "who has not opened their decision
+    /// 7 days after delivery".
+    NotOpenedWithin(std::time::Duration),
 }
 
 /// Where the next page starts.
@@ -234,6 +252,39 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     if filter.possible_duplicate {
         query.push(" AND possible_duplicate");
     }
+    let opened = format!(
+        "SELECT 1 FROM link_access a WHERE a.link_id = links.link_id AND {}",
+        super::OPENED_SQL
+    );
+    const REACHED: &str = " AND status = 'sent' AND (delivery IS NULL OR delivery IN ('delivered', 'delivery_delayed', 'soft_bounced'))";
+    match filter.opened {
+        Some(OpenedFilter::Opened) => {
+            query.push(format!(" AND EXISTS ({opened})"));
+        }
+        Some(OpenedFilter::NotOpened) => {
+            query.push(format!("{REACHED} AND NOT EXISTS ({opened})"));
+        }
+        Some(OpenedFilter::NotOpenedWithin(window)) => {
+            let seconds = window.as_secs_f64();
+            query
+                .push(REACHED)
+                .push(" AND coalesce(CASE WHEN delivery = 'delivered' THEN delivery_at END, sent_at) <= now() - make_interval(secs => ")
+                .push_bind(seconds)
+                .push(format!(
+                    ") AND NOT EXISTS ({opened} AND a.accessed_at < coalesce(CASE WHEN delivery = 'delivered' THEN delivery_at END, sent_at) + make_interval(secs => "
+                ))
+                .push_bind(seconds)
+                .push("))");
+        }
+        None => {}
+    }
+    if filter.tried_after_revoke {
+        query.push(format!(
+            " AND EXISTS (SELECT 1 FROM link_access a JOIN links l ON l.link_id = a.link_id
+               WHERE a.link_id = links.link_id AND {})",
+            super::AFTER_REVOKE_SQL
+        ));
+    }
 }
 
 /// One attempt at a link, from the attempt history.
@@ -319,6 +370,66 @@ pub struct LinkHistory {
     /// Each time its event was put back on the queue by hand.
     pub retries: Vec<RetryRow>,
     pub revocation: Option<RevocationRow>,
+    /// Every request the edge logged for it (`link_access`), in time order.
+    pub accesses: Vec<AccessRow>,
+}
+
+/// One request for a link, as the edge logged it. The query (with its signature)
+/// was never stored; the address is as much as DOCLINK_ACCESS_IP kept.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccessRow {
+    pub id: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub accessed_at: DateTime<Utc>,
+    pub request_id: String,
+    pub status: i16,
+    pub method: Option<String>,
+    pub content_length: Option<i64>,
+    pub result_type: Option<String>,
+    pub detailed_result_type: Option<String>,
+    pub bytes_sent: Option<i64>,
+    pub range_start: Option<i64>,
+    pub range_end: Option<i64>,
+    pub edge_location: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub log_object: String,
+    pub log_line: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl AccessRow {
+    /// A GET answered with the document, or a part of it ([`super::OPENED_SQL`]).
+    pub fn opened(&self) -> bool {
+        super::OPENED_STATUSES.contains(&self.status)
+            && self.method.as_deref().is_none_or(|m| m == "GET")
+    }
+}
+
+/// A journal entry about one of a link's rows, as `links evidence` gives it: enough
+/// to check it against the journal's seals (`doclink audit verify`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvidenceEntry {
+    pub seq: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub at: DateTime<Utc>,
+    pub table_name: String,
+    pub row_key: String,
+    pub event: String,
+    pub row_sha256: Option<String>,
+    pub entry_sha256: String,
+    /// The seal that covers it; `None` until the next seal.
+    pub seal: Option<i64>,
+}
+
+/// The latest seal: the chain's head when the evidence was taken.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SealHead {
+    pub seal: i64,
+    #[serde(serialize_with = "exact_serde::one")]
+    pub sealed_at: DateTime<Utc>,
+    pub sha256: String,
 }
 
 /// The links that still depend on a signing key: for key rotation.
@@ -386,6 +497,59 @@ impl AuditLog {
             .push_bind(page);
         let rows = query.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(link_row).collect())
+    }
+
+    /// Every journal entry about `link_id`'s rows (the link, its attempts, SES events,
+    /// accesses and revocation), in order, with the seal covering each; and the
+    /// latest seal.
+    pub async fn link_evidence(
+        &self,
+        link_id: Uuid,
+    ) -> Result<(Vec<EvidenceEntry>, Option<SealHead>), AuditError> {
+        let entries = sqlx::query(
+            "SELECT j.seq, j.at, j.table_name, j.row_key, j.event, encode(j.row_sha256, 'hex') AS row_sha256,
+                    encode(j.entry_sha256, 'hex') AS entry_sha256,
+                    (SELECT s.id FROM audit_seals s WHERE j.xid >= s.xid_from AND j.xid < s.xid_to
+                     ORDER BY s.id LIMIT 1) AS seal
+             FROM audit_journal j
+             WHERE (j.table_name = 'links' AND j.row_key = $1::text)
+                OR (j.table_name = 'link_attempts'
+                    AND j.row_key IN (SELECT a.link_id::text || '/' || a.attempt::text FROM link_attempts a
+                                      WHERE a.link_id = $1))
+                OR (j.table_name = 'delivery_events'
+                    AND j.row_key IN (SELECT e.id::text FROM delivery_events e WHERE e.link_id = $1))
+                OR (j.table_name = 'link_access'
+                    AND j.row_key IN (SELECT a.id::text FROM link_access a WHERE a.link_id = $1))
+                OR (j.table_name = 'revocations'
+                    AND j.row_key = (SELECT l.revocation_id::text FROM links l WHERE l.link_id = $1))
+             ORDER BY j.seq",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| EvidenceEntry {
+            seq: r.get("seq"),
+            at: r.get("at"),
+            table_name: r.get("table_name"),
+            row_key: r.get("row_key"),
+            event: r.get("event"),
+            row_sha256: r.get("row_sha256"),
+            entry_sha256: r.get("entry_sha256"),
+            seal: r.get("seal"),
+        })
+        .collect();
+        let head = sqlx::query(
+            "SELECT id, sealed_at, encode(seal_sha256, 'hex') AS sha256 FROM audit_seals ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| SealHead {
+            seal: r.get("id"),
+            sealed_at: r.get("sealed_at"),
+            sha256: r.get("sha256"),
+        });
+        Ok((entries, head))
     }
 
     /// A link's row, attempts, delivery events and revocation; `None` if unknown.
@@ -480,6 +644,37 @@ impl AuditLog {
                 }),
             None => None,
         };
+        let accesses = sqlx::query(
+            "SELECT id, accessed_at, request_id, status, method, content_length, result_type,
+                    detailed_result_type, bytes_sent,
+                    range_start, range_end, edge_location, client_ip::text AS client_ip, user_agent,
+                    log_object, log_line, recorded_at
+             FROM link_access WHERE link_id = $1 ORDER BY accessed_at, id",
+        )
+        .bind(link_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| AccessRow {
+            id: r.get("id"),
+            accessed_at: r.get("accessed_at"),
+            request_id: r.get("request_id"),
+            status: r.get("status"),
+            method: r.get("method"),
+            content_length: r.get("content_length"),
+            result_type: r.get("result_type"),
+            detailed_result_type: r.get("detailed_result_type"),
+            bytes_sent: r.get("bytes_sent"),
+            range_start: r.get("range_start"),
+            range_end: r.get("range_end"),
+            edge_location: r.get("edge_location"),
+            client_ip: r.get("client_ip"),
+            user_agent: r.get("user_agent"),
+            log_object: r.get("log_object"),
+            log_line: r.get("log_line"),
+            recorded_at: r.get("recorded_at"),
+        })
+        .collect();
         Ok(Some(LinkHistory {
             link: link_row(&row),
             resource_url: row.get("resource_url"),
@@ -490,6 +685,7 @@ impl AuditLog {
             delivery_events,
             retries,
             revocation,
+            accesses,
         }))
     }
 }

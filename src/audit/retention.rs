@@ -12,6 +12,8 @@ pub struct PurgeReport {
     pub links: i64,
     pub attempts: i64,
     pub delivery_events: i64,
+    /// Requests for the removed links, read from the edge's access logs.
+    pub accesses: i64,
     pub rejections: i64,
     /// Links older than the cutoff kept because they have not expired (or have no
     /// expiry recorded).
@@ -66,7 +68,7 @@ impl AuditLog {
         Ok(seconds.map(|s| std::time::Duration::from_secs(s.max(0) as u64)))
     }
 
-    /// Deletes links (with their attempts and delivery events), unmatched delivery
+    /// Deletes links (with their attempts, delivery events and accesses), unmatched delivery
     /// events and rejections older than `cutoff`, `batch` links per transaction.
     /// With a selector, only the links it chooses (and their attempts and delivery
     /// events) go; rejections and unmatched delivery events are not links and stay.
@@ -108,6 +110,7 @@ impl AuditLog {
                         (SELECT count(*) FROM link_attempts WHERE link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}})) AS attempts,
                         (SELECT count(*) FROM delivery_events e WHERE (e.link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}}))
                             OR {unmatched}) AS events,
+                        (SELECT count(*) FROM link_access WHERE link_id IN (SELECT link_id FROM links WHERE {PURGEABLE}{{SELECTED}})) AS accesses,
                         {rejections} AS rejections"
                 ),
                 selector,
@@ -121,6 +124,7 @@ impl AuditLog {
                 links: row.get("links"),
                 attempts: row.get("attempts"),
                 delivery_events: row.get("events"),
+                accesses: row.get("accesses"),
                 rejections: row.get("rejections"),
                 kept_unexpired,
                 kept_revoked,
@@ -149,7 +153,8 @@ impl AuditLog {
                 break;
             }
             let row = sqlx::query(
-                "SELECT purged_links, purged_attempts, purged_events FROM audit_purge_links($1, $2)",
+                "SELECT purged_links, purged_attempts, purged_events, purged_accesses
+                 FROM audit_purge_links($1, $2)",
             )
             .bind(cutoff)
             .bind(&candidates)
@@ -159,6 +164,7 @@ impl AuditLog {
             report.links += links;
             report.attempts += row.get::<i64, _>("purged_attempts");
             report.delivery_events += row.get::<i64, _>("purged_events");
+            report.accesses += row.get::<i64, _>("purged_accesses");
             // None removed: others hold them (a concurrent purge); stop rather than spin.
             if links == 0 || (candidates.len() as i64) < batch {
                 break;

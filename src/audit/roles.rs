@@ -14,6 +14,7 @@ pub const AUDIT_TABLES: &[&str] = &[
     "rejections",
     "rejection_retries",
     "delivery_events",
+    "link_access",
     "audit_journal",
     "audit_seals",
 ];
@@ -180,6 +181,7 @@ impl AuditLog {
                 ('INSERT on link_attempts', has_table_privilege('link_attempts', 'INSERT')),
                 ('INSERT on rejections', has_table_privilege('rejections', 'INSERT')),
                 ('INSERT on delivery_events', has_table_privilege('delivery_events', 'INSERT')),
+                ('INSERT on link_access', has_table_privilege('link_access', 'INSERT')),
                 ('UPDATE of links.status', has_column_privilege('links', 'status', 'UPDATE')),
                 ('UPDATE of link_attempts.outcome', has_column_privilege('link_attempts', 'outcome', 'UPDATE')),
                 ('EXECUTE on audit_seal()', to_regprocedure('audit_seal()') IS NOT NULL

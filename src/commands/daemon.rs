@@ -262,6 +262,15 @@ fn spawn_duties(
         };
         duties.push(tokio::spawn(events.run(stats.clone(), shutdown.clone())));
     }
+    if let Some(logs) = &daemon.access_logs {
+        let logs = doclink::runtime::AccessLogs {
+            queue: logs.queue.clone(),
+            audit: logs.audit.clone(),
+            s3: logs.s3.clone(),
+            ip: logs.ip,
+        };
+        duties.push(tokio::spawn(logs.run(shutdown.clone())));
+    }
     if let Some(store) = &daemon.revocations {
         duties.push(tokio::spawn(runtime::watch::revocation_sync(
             store.clone(),

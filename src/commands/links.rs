@@ -6,7 +6,9 @@ use super::{
     parse_time, time, who,
 };
 use crate::Failure;
-use doclink::audit::{AuditLog, LinkFilter, LinkHistory, LinkRow, LinkSelector, StatusFilter};
+use doclink::audit::{
+    AccessRow, AuditLog, LinkFilter, LinkHistory, LinkRow, LinkSelector, OpenedFilter, StatusFilter,
+};
 use doclink::config::SomeSettings;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -24,7 +26,8 @@ Examples:
   doclink links list --key-pair-id K2JCJMDEHXQW5F --status sent --unexpired --format csv")]
     List(ListArgs),
     /// Print one link's whole history: claimed, each attempt, sent, delivery, each
-    /// retry by hand, revocation. The link is named by its id or by its event's id.
+    /// retry by hand, revocation, and each request the edge's access logs show
+    /// (opened, refused). The link is named by its id or by its event's id.
     #[command(after_help = "\
 Examples:
   doclink links show 0192f3a4-5b6c-7d8e-9f01-23456789abcd
@@ -36,6 +39,21 @@ Examples:
         /// Output: a table to read, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: ShowFormat,
+        /// TOML settings file; DATABASE_URL overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write one link's complete record as JSON, for a case file: its history (as
+    /// `show --format json`), every journal entry about its rows with the seal that
+    /// covers it, and the journal's latest seal. It holds no bearer token: the
+    /// signature is there only as its SHA-256.
+    #[command(after_help = "\
+Examples:
+  doclink links evidence 0192f3a4-5b6c-7d8e-9f01-23456789abcd > case-C-1234.json")]
+    Evidence {
+        /// The link id (the `lid` in the URL), or the producer's event id.
+        #[arg(value_name = "LINK_ID|EVENT_ID")]
+        link: String,
         /// TOML settings file; DATABASE_URL overrides it.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -120,6 +138,21 @@ pub struct ListArgs {
     /// --key-pair-id OLD --status sent, what still depends on an old key.
     #[arg(long)]
     unexpired: bool,
+    /// Only links the edge's access logs show opened: a request answered with
+    /// the document (200, 206 or 304).
+    #[arg(long, conflicts_with_all = ["not_opened", "not_opened_within"])]
+    opened: bool,
+    /// Only links never opened, as far as the access logs read so far show.
+    #[arg(long, conflicts_with = "not_opened_within")]
+    not_opened: bool,
+    /// Only links not opened within this long of their delivery (of their send
+    /// when SES reported no delivery), that long ago at least: `7d` is "who has
+    /// not opened their letter 7 days after delivery".
+    #[arg(long, value_name = "DURATION", value_parser = doclink::duration::parse_duration)]
+    not_opened_within: Option<std::time::Duration>,
+    /// Only revoked links that someone requested at or after their revocation.
+    #[arg(long)]
+    tried_after_revoke: bool,
     /// At most this many links.
     #[arg(long)]
     limit: Option<u64>,
@@ -165,6 +198,7 @@ pub fn run(command: LinksCommand) -> Result<(), Failure> {
             format,
             config,
         } => show(&link, format, config),
+        LinksCommand::Evidence { link, config } => evidence(&link, config),
         LinksCommand::Revoke(args) => revoke(args),
         LinksCommand::Purge {
             older_than,
@@ -197,6 +231,13 @@ fn list(args: ListArgs) -> Result<(), Failure> {
         until: args.until,
         possible_duplicate: args.possible_duplicate,
         unexpired: args.unexpired,
+        opened: match (args.opened, args.not_opened, args.not_opened_within) {
+            (true, _, _) => Some(OpenedFilter::Opened),
+            (_, true, _) => Some(OpenedFilter::NotOpened),
+            (_, _, Some(window)) => Some(OpenedFilter::NotOpenedWithin(window)),
+            _ => None,
+        },
+        tried_after_revoke: args.tried_after_revoke,
     };
     let mut out = Stdout::new();
     let mut writer = ListWriter::new(args.format);
@@ -318,6 +359,48 @@ fn show(link: &str, format: ShowFormat, config: Option<PathBuf>) -> Result<(), F
     let settings = SomeSettings::load(config.as_deref())?;
     let runtime = command_runtime()?;
     let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let history = find_history(&runtime, &audit, link)?;
+    let mut out = Stdout::new();
+    match format {
+        ShowFormat::Json => {
+            out.line(&serde_json::to_string_pretty(&history).expect("history serializes"))?
+        }
+        ShowFormat::Table => {
+            for line in history_lines(&history) {
+                out.line(&line)?;
+            }
+        }
+    }
+    Ok(out.flush()?)
+}
+
+fn evidence(link: &str, config: Option<PathBuf>) -> Result<(), Failure> {
+    let settings = SomeSettings::load(config.as_deref())?;
+    let runtime = command_runtime()?;
+    let audit = open_audit(&runtime, &settings.database_url()?)?;
+    let history = find_history(&runtime, &audit, link)?;
+    let (journal, head) = runtime
+        .block_on(audit.link_evidence(history.link.link_id))
+        .map_err(|e| Failure::Unavailable(anyhow::Error::new(e).context("reading the journal")))?;
+    let record = serde_json::json!({
+        "evidence_of": history.link.link_id,
+        "taken_at": doclink::audit::exact_time(chrono::Utc::now()),
+        "link": history,
+        "journal": journal,
+        "journal_head": head,
+        "how_to_check": "each journal entry's row_sha256 is the SHA-256 of the row's image, and its entry_sha256 is sealed in the chain whose head is journal_head; `doclink audit verify` checks both against the database",
+    });
+    let mut out = Stdout::new();
+    out.line(&serde_json::to_string_pretty(&record).expect("evidence serializes"))?;
+    Ok(out.flush()?)
+}
+
+/// The link named by its id or its event's id, with its history.
+fn find_history(
+    runtime: &tokio::runtime::Runtime,
+    audit: &AuditLog,
+    link: &str,
+) -> Result<LinkHistory, Failure> {
     let reading = |e| Failure::Unavailable(anyhow::Error::new(e).context("reading the link"));
     // A link id is a UUID; anything else is an event id. A producer may use UUIDs for
     // its event ids too, so a UUID that is no link's id is looked up as an event id.
@@ -336,22 +419,10 @@ fn show(link: &str, format: ShowFormat, config: Option<PathBuf>) -> Result<(), F
             .block_on(audit.link_history(link_id))
             .map_err(reading)?;
     }
-    let Some(history) = history else {
+    history.ok_or_else(|| {
         eprintln!("doclink: no link in the audit log has the link id or the event id {link:?}");
-        return Err(Failure::Work);
-    };
-    let mut out = Stdout::new();
-    match format {
-        ShowFormat::Json => {
-            out.line(&serde_json::to_string_pretty(&history).expect("history serializes"))?
-        }
-        ShowFormat::Table => {
-            for line in history_lines(&history) {
-                out.line(&line)?;
-            }
-        }
-    }
-    Ok(out.flush()?)
+        Failure::Work
+    })
 }
 
 /// Who signed, as the history says it: ` by KMS key ARN`, ` by the local key`, or
@@ -365,6 +436,137 @@ fn signed_by(signer: Option<&str>) -> String {
         },
         None => String::new(),
     }
+}
+
+/// `3 requests answered with the document, first ..., last ...` from the access
+/// logs read so far (a reader's browser may fetch a document in several ranges:
+/// requests are counted, not readings), or `not in the access logs read so far`;
+/// then the requests refused (4xx) and the others, if any.
+fn opened_summary(h: &LinkHistory) -> String {
+    let opened: Vec<&AccessRow> = h.accesses.iter().filter(|a| a.opened()).collect();
+    let refused = h.accesses.iter().filter(|a| refused(a)).count();
+    let other = h.accesses.len() - opened.len() - refused;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut text = match (opened.first(), opened.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} answered with the document, first {}, last {}",
+            plural(opened.len(), "request"),
+            time(Some(first.accessed_at)),
+            time(Some(last.accessed_at))
+        ),
+        _ => "not in the access logs read so far".to_string(),
+    };
+    if refused > 0 {
+        text.push_str(&format!("; {} refused", plural(refused, "request")));
+    }
+    if other > 0 {
+        text.push_str(&format!("; {} neither", plural(other, "other request")));
+    }
+    text
+}
+
+fn refused(a: &AccessRow) -> bool {
+    (400..500).contains(&a.status)
+}
+
+/// Whether the document went out whole: a GET answered 200 whose bytes sent reach
+/// the body's length, or 206 ranges that join up from byte 0. What the log does not
+/// say (the document's size) is said to be unknown, never assumed.
+fn download_summary(accesses: &[AccessRow]) -> Option<String> {
+    let whole = accesses.iter().filter(|a| a.opened() && a.status == 200);
+    let mut partial = None;
+    for a in whole {
+        let sent = a.bytes_sent.map_or("?".into(), |b| b.to_string());
+        match (a.bytes_sent, a.content_length) {
+            (Some(sent_bytes), Some(length)) if sent_bytes >= length => {
+                return Some(format!(
+                    "whole (200, {sent} bytes sent for a body of {length}) at {}",
+                    time(Some(a.accessed_at))
+                ));
+            }
+            (_, Some(length)) => {
+                partial.get_or_insert(format!(
+                    "cut off (200, {sent} bytes sent for a body of {length}) at {}",
+                    time(Some(a.accessed_at))
+                ));
+            }
+            (_, None) => {
+                partial.get_or_insert(format!(
+                    "200, {sent} bytes sent at {} (the log does not give the body's length)",
+                    time(Some(a.accessed_at))
+                ));
+            }
+        }
+    }
+    let mut ranges: Vec<(i64, i64)> = accesses
+        .iter()
+        .filter(|a| a.opened() && a.status == 206)
+        .filter_map(|a| Some((a.range_start?, a.range_end?)))
+        .collect();
+    ranges.sort();
+    let mut reach: Option<i64> = None;
+    for (start, end) in ranges {
+        match reach {
+            None if start == 0 => reach = Some(end),
+            Some(r) if start <= r + 1 => reach = Some(r.max(end)),
+            _ => break,
+        }
+    }
+    partial.or_else(|| {
+        reach.map(|end| {
+            format!("in parts: bytes 0-{end} without a gap (206; the log does not give the document's size)")
+        })
+    })
+}
+
+/// One request, as the history tells it.
+fn access_line(a: &AccessRow, revoked_at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    let status = a.status;
+    let result = a
+        .detailed_result_type
+        .as_deref()
+        .or(a.result_type.as_deref())
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    let what = if a.opened() {
+        match (a.range_start, a.range_end) {
+            (Some(s), Some(e)) => format!("opened ({status}, bytes {s}-{e})"),
+            _ => format!("opened ({status})"),
+        }
+    } else if refused(a) {
+        format!("refused ({status}{result})")
+    } else if status == 0 {
+        format!("abandoned by the viewer before an answer (0{result})")
+    } else if let Some(method) = a.method.as_deref().filter(|m| *m != "GET") {
+        format!("asked about with {method} ({status}{result})")
+    } else if status >= 500 {
+        format!("failed at the edge or the origin ({status}{result})")
+    } else {
+        format!("answered {status}{result}")
+    };
+    // The legacy logs give whole seconds.
+    use chrono::Timelike;
+    let after = match revoked_at {
+        Some(r) if a.accessed_at >= r => ", after its revocation",
+        Some(r) if a.accessed_at >= r.with_nanosecond(0).unwrap_or(r) => {
+            ", in the second of its revocation"
+        }
+        _ => "",
+    };
+    let from = [a.edge_location.as_deref(), a.client_ip.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{what} at the edge{}{after} (request {})",
+        if from.is_empty() {
+            String::new()
+        } else {
+            format!(" {from}")
+        },
+        a.request_id
+    )
 }
 
 /// A link's history as text: its facts, then what happened, in order.
@@ -404,6 +606,10 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
     lines.push(format!("expires     {}", time(link.expires_at)));
     if let Some(reason) = &h.failure_reason {
         lines.push(format!("last error  {reason}"));
+    }
+    lines.push(format!("opened      {}", opened_summary(h)));
+    if let Some(download) = download_summary(&h.accesses) {
+        lines.push(format!("downloaded  {download}"));
     }
     lines.push(String::new());
     lines.push("history".into());
@@ -510,6 +716,10 @@ fn history_lines(h: &LinkHistory) -> Vec<String> {
                 r.selector
             ),
         ));
+    }
+    let revoked_at = link.revoked_at;
+    for a in &h.accesses {
+        events.push((a.accessed_at, access_line(a, revoked_at)));
     }
     events.sort_by_key(|(at, _)| *at);
     lines.extend(
@@ -708,11 +918,12 @@ fn purge(
         .map_err(unavailable)?;
     let what = if selector.is_empty() {
         format!(
-            "{} links, {} attempts, {} delivery events and {} rejections older than {}; \
+            "{} links, {} attempts, {} delivery events, {} accesses and {} rejections older than {}; \
              kept {} links that have not expired ({} of them revoked)",
             report.links,
             report.attempts,
             report.delivery_events,
+            report.accesses,
             report.rejections,
             time(Some(cutoff)),
             report.kept_unexpired,
@@ -720,12 +931,13 @@ fn purge(
         )
     } else {
         format!(
-            "{} links of {}, with {} attempts and {} delivery events, older than {}; \
+            "{} links of {}, with {} attempts, {} delivery events and {} accesses, older than {}; \
              kept {} links that have not expired ({} of them revoked; rejections are purged only without a selection)",
             report.links,
             selector.describe(),
             report.attempts,
             report.delivery_events,
+            report.accesses,
             time(Some(cutoff)),
             report.kept_unexpired,
             report.kept_revoked

@@ -286,6 +286,8 @@ fn escape_controls(text: &str) -> String {
 enum Parser {
     /// An SES event notification from DOCLINK_EVENTS_QUEUE_URL.
     DeliveryEvent,
+    /// An S3 notification from DOCLINK_ACCESS_LOG_QUEUE_URL.
+    AccessLogNotification,
     /// A document event, under the daemon's rules.
     DocumentEvent(doclink::event::EventRules),
 }
@@ -297,12 +299,21 @@ impl Parser {
         if settings.events_queue_url()?.as_deref() == Some(queue_url) {
             return Ok(Self::DeliveryEvent);
         }
+        if settings.access_log_queue_url()?.as_deref() == Some(queue_url) {
+            return Ok(Self::AccessLogNotification);
+        }
         Ok(Self::DocumentEvent(settings.event_rules()?))
     }
 
     fn check(&self, body: &str) -> Result<(), doclink::event::EventRejection> {
         match self {
             Self::DeliveryEvent => doclink::delivery::DeliveryEvent::parse(body).map(drop),
+            Self::AccessLogNotification => doclink::access_log::notification::parse(body)
+                .map(drop)
+                .map_err(|reason| doclink::event::EventRejection {
+                    field: "notification".into(),
+                    reason,
+                }),
             Self::DocumentEvent(rules) => {
                 doclink::event::DocumentReady::parse(body, rules).map(drop)
             }

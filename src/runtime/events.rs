@@ -23,9 +23,17 @@ impl DeliveryEvents {
     pub async fn run(self, stats: Arc<Stats>, shutdown: CancellationToken) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let received = tokio::select! {
-                received = self.queue.receive(10, Duration::from_secs(20), Duration::from_secs(60)) => received,
-                _ = shutdown.cancelled() => return,
+            let Some(received) = self
+                .queue
+                .receive_or_release(
+                    10,
+                    Duration::from_secs(20),
+                    Duration::from_secs(60),
+                    &shutdown,
+                )
+                .await
+            else {
+                return;
             };
             let messages = match received {
                 Ok(messages) => messages,

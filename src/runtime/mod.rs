@@ -3,11 +3,13 @@
 //! to one letter is in [`crate::letter`]; here each message is received, handed to
 //! the pipeline, and settled on the queue according to its [`Outcome`].
 
+pub mod access_logs;
 mod deleter;
 mod events;
 mod heartbeat;
 pub mod watch;
 
+pub use access_logs::AccessLogs;
 pub use events::DeliveryEvents;
 
 use crate::error::ErrorChain;
@@ -188,40 +190,21 @@ async fn take_permits(
     Some(batch)
 }
 
-/// One receive. A shutdown during a long poll lets the poll finish (dropping it
-/// could strand messages SQS already handed out, invisible until their timeout) and
-/// releases what it returns at once; `None` then.
+/// One receive; `None` at shutdown (see [`SqsQueue::receive_or_release`]).
 async fn receive(
     shared: &Shared,
     max: usize,
     wait: Duration,
     visibility: Duration,
 ) -> Option<Result<Vec<QueueMessage>, crate::queue::QueueError>> {
-    let receive = shared.queue.receive(max as i32, wait, visibility);
-    tokio::pin!(receive);
-    tokio::select! {
-        received = &mut receive => {
-            if let Ok(messages) = &received {
-                debug!(received = messages.len(), "received");
-            }
-            Some(received)
-        }
-        _ = shared.shutdown.cancelled() => {
-            match receive.await {
-                Ok(messages) => {
-                    info!(released = messages.len(), "the receive under way at shutdown returned; releasing what it brought");
-                    for message in messages {
-                        if let Err(err) = shared.queue.change_visibility(&message.receipt_handle, Duration::ZERO).await {
-                            warn!(error = %ErrorChain(&err), "could not release a message received during shutdown");
-                        }
-                    }
-                }
-                Err(err) => warn!(error = %ErrorChain(&err),
-                    "the receive under way at shutdown failed; anything SQS handed out returns after its visibility timeout"),
-            }
-            None
-        }
+    let received = shared
+        .queue
+        .receive_or_release(max as i32, wait, visibility, &shared.shutdown)
+        .await;
+    if let Some(Ok(messages)) = &received {
+        debug!(received = messages.len(), "received");
     }
+    received
 }
 
 /// While the audit database is down, nothing is received: messages stay queued
